@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Packet parser of the XDP program.
+ *
+ * ns_parse() reads one frame and fills struct ns_pkt.  It never reads past
+ * data_end and never fails: every frame gets exactly one outcome
+ * (NS_C_OUT_*); only NS_C_OUT_IPV4/IPV6 frames carry a 5-tuple.  What it
+ * decodes, and how it attributes what it cannot:
+ *   Ethernet, then up to NS_MAX_VLAN 802.1Q/802.1ad tags (more: VLAN_DEPTH).
+ *   IPv4 with options; IPv6 with up to NS_MAX_IPV6_EXT hop-by-hop, routing,
+ *   fragment and destination-options headers.  AH, ESP and anything else
+ *   end the walk and are the flow's protocol.  If the chain is cut off or too
+ *   long, the last next-header read is the protocol, ports are 0/0.
+ *   Fragments (both families): the first fragment carries the ports; later
+ *   fragments count under (src, dst, proto, 0, 0).  An IPv6 atomic fragment
+ *   (offset 0, M=0) is not a fragment.  This is what tshark shows without
+ *   reassembly, so offline and live counts agree per 5-tuple.
+ *   TCP/UDP/SCTP ports and TCP flags, ICMP/ICMPv6 type and code, only when the
+ *   whole header is present; otherwise ports 0/0 and L4_TRUNC.
+ *   Outer addresses win: tunnels are counted under their outer header.
+ */
+#ifndef NETSPECTRA_PARSE_H
+#define NETSPECTRA_PARSE_H
+
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+#include <uapi/linux/tcp.h>
+#include <uapi/linux/udp.h>
+
+#include "netspectra.h"
+
+#define NS_IPPROTO_ICMPV6 58
+#define NS_IPPROTO_SCTP 132
+#define NS_IP6_HOPOPTS 0
+#define NS_IP6_ROUTING 43
+#define NS_IP6_FRAGMENT 44
+#define NS_IP6_DSTOPTS 60
+
+struct ns_vlan {
+	__be16 tci;
+	__be16 proto;
+};
+
+struct ns_ip6_ext {
+	__u8 nexthdr;
+	__u8 len;       /* in 8-byte units, not counting the first 8 bytes */
+};
+
+struct ns_ip6_frag {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off; /* offset << 3 | M */
+	__be32 id;
+};
+
+union ns_keyw {
+	struct ns_key k;
+	__u64 w[NS_KEY_WORDS];
+};
+
+struct ns_pkt {
+	union ns_keyw key;
+	__u32 outcome;      /* NS_C_OUT_* */
+	__u32 proto_class;  /* NS_C_PROTO_*, for IP */
+	__u32 events;       /* bit (NS_C_x - NS_C_FRAG_FIRST) per event */
+	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 pad;
+};
+
+#define NS_EV(c) (1u << ((c) - NS_C_FRAG_FIRST))
+
+static __always_inline void ns_l4(struct ns_pkt *p, void *l4, void *end, __u8 proto)
+{
+	p->key.k.proto = proto;
+	switch (proto) {
+	case IPPROTO_TCP: {
+		struct tcphdr *th = l4;
+		p->proto_class = NS_C_PROTO_TCP;
+		if ((void *)(th + 1) > end)
+			goto trunc;
+		p->key.k.sport = bpf_ntohs(th->source);
+		p->key.k.dport = bpf_ntohs(th->dest);
+		p->tcp_flags = ((__u8 *)th)[13];
+		return;
+	}
+	case IPPROTO_UDP: {
+		struct udphdr *uh = l4;
+		p->proto_class = NS_C_PROTO_UDP;
+		if ((void *)(uh + 1) > end)
+			goto trunc;
+		p->key.k.sport = bpf_ntohs(uh->source);
+		p->key.k.dport = bpf_ntohs(uh->dest);
+		return;
+	}
+	case NS_IPPROTO_SCTP: {
+		__be16 *ports = l4;
+		p->proto_class = NS_C_PROTO_SCTP;
+		if (l4 + 12 > end) /* SCTP common header */
+			goto trunc;
+		p->key.k.sport = bpf_ntohs(ports[0]);
+		p->key.k.dport = bpf_ntohs(ports[1]);
+		return;
+	}
+	case IPPROTO_ICMP:
+	case NS_IPPROTO_ICMPV6: {
+		__u8 *ih = l4;
+		p->proto_class = proto == IPPROTO_ICMP ? NS_C_PROTO_ICMP : NS_C_PROTO_ICMPV6;
+		if (l4 + 4 > end)
+			goto trunc;
+		p->icmp_type = ih[0];
+		p->icmp_code = ih[1];
+		return;
+	}
+	default:
+		p->proto_class = NS_C_PROTO_OTHER;
+		return;
+	}
+trunc:
+	p->events |= NS_EV(NS_C_L4_TRUNC);
+}
+
+static __always_inline void ns_proto_only(struct ns_pkt *p, __u8 proto)
+{
+	p->key.k.proto = proto;
+	switch (proto) {
+	case IPPROTO_TCP: p->proto_class = NS_C_PROTO_TCP; break;
+	case IPPROTO_UDP: p->proto_class = NS_C_PROTO_UDP; break;
+	case NS_IPPROTO_SCTP: p->proto_class = NS_C_PROTO_SCTP; break;
+	case IPPROTO_ICMP: p->proto_class = NS_C_PROTO_ICMP; break;
+	case NS_IPPROTO_ICMPV6: p->proto_class = NS_C_PROTO_ICMPV6; break;
+	default: p->proto_class = NS_C_PROTO_OTHER;
+	}
+}
+
+static __always_inline void ns_parse_ipv4(struct ns_pkt *p, void *data, __u32 off, void *end)
+{
+	struct iphdr *ip = data + off;
+	if ((void *)(ip + 1) > end) {
+		p->outcome = NS_C_OUT_TRUNC_IP;
+		return;
+	}
+	if (ip->version != 4 || ip->ihl < 5) {
+		p->outcome = NS_C_OUT_BAD_IPV4;
+		return;
+	}
+	__u32 hlen = ip->ihl * 4;
+	void *l4 = (void *)ip + hlen;
+	if (l4 > end) {
+		p->outcome = NS_C_OUT_TRUNC_IP;
+		return;
+	}
+	p->outcome = NS_C_OUT_IPV4;
+	if (hlen > 20)
+		p->events |= NS_EV(NS_C_IPV4_OPTIONS);
+	p->key.k.src[10] = 0xff;
+	p->key.k.src[11] = 0xff;
+	p->key.k.dst[10] = 0xff;
+	p->key.k.dst[11] = 0xff;
+	__builtin_memcpy(&p->key.k.src[12], &ip->saddr, 4);
+	__builtin_memcpy(&p->key.k.dst[12], &ip->daddr, 4);
+
+	__u16 frag = bpf_ntohs(ip->frag_off);
+	if (frag & 0x1fff) {
+		p->events |= NS_EV(NS_C_FRAG_LATER);
+		ns_proto_only(p, ip->protocol);
+		return;
+	}
+	if (frag & 0x2000)
+		p->events |= NS_EV(NS_C_FRAG_FIRST);
+	ns_l4(p, l4, end, ip->protocol);
+}
+
+static __always_inline void ns_parse_ipv6(struct ns_pkt *p, void *data, __u32 off, void *end)
+{
+	struct ipv6hdr *ip6 = data + off;
+	if ((void *)(ip6 + 1) > end) {
+		p->outcome = NS_C_OUT_TRUNC_IP;
+		return;
+	}
+	if (ip6->version != 6) {
+		p->outcome = NS_C_OUT_BAD_IPV6;
+		return;
+	}
+	p->outcome = NS_C_OUT_IPV6;
+	__builtin_memcpy(p->key.k.src, &ip6->saddr, 16);
+	__builtin_memcpy(p->key.k.dst, &ip6->daddr, 16);
+
+	__u8 nh = ip6->nexthdr;
+	void *hdr = ip6 + 1;
+	int later = 0;
+#pragma unroll
+	for (int i = 0; i < NS_MAX_IPV6_EXT; i++) {
+		if (nh == NS_IP6_HOPOPTS || nh == NS_IP6_ROUTING || nh == NS_IP6_DSTOPTS) {
+			struct ns_ip6_ext *e = hdr;
+			if ((void *)(e + 1) > end)
+				goto ext_trunc;
+			nh = e->nexthdr;
+			hdr += (e->len + 1) * 8;
+		} else if (nh == NS_IP6_FRAGMENT) {
+			struct ns_ip6_frag *f = hdr;
+			if ((void *)(f + 1) > end)
+				goto ext_trunc;
+			nh = f->nexthdr;
+			__u16 fo = bpf_ntohs(f->frag_off);
+			if (fo & 0xfff8) {
+				later = 1;
+			} else if (fo & 1) {
+				p->events |= NS_EV(NS_C_FRAG_FIRST);
+			}
+			hdr += sizeof(*f);
+		} else {
+			break;
+		}
+	}
+	if (nh == NS_IP6_HOPOPTS || nh == NS_IP6_ROUTING || nh == NS_IP6_DSTOPTS || nh == NS_IP6_FRAGMENT) {
+		p->events |= NS_EV(NS_C_IPV6_EXT_LIMIT);
+		ns_proto_only(p, nh);
+		return;
+	}
+	if (later) {
+		p->events |= NS_EV(NS_C_FRAG_LATER);
+		ns_proto_only(p, nh);
+		return;
+	}
+	if (hdr > end)
+		goto ext_trunc;
+	ns_l4(p, hdr, end, nh);
+	return;
+ext_trunc:
+	p->events |= NS_EV(NS_C_IPV6_EXT_TRUNC);
+	ns_proto_only(p, nh);
+}
+
+static __always_inline void ns_parse(struct ns_pkt *p, void *data, void *end)
+{
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end) {
+		p->outcome = NS_C_OUT_TRUNC_ETH;
+		return;
+	}
+	__be16 proto = eth->h_proto;
+	__u32 off = sizeof(*eth);
+#pragma unroll
+	for (int i = 0; i < NS_MAX_VLAN; i++) {
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		struct ns_vlan *v = data + off;
+		if ((void *)(v + 1) > end) {
+			p->outcome = NS_C_OUT_TRUNC_VLAN;
+			return;
+		}
+		proto = v->proto;
+		off += sizeof(*v);
+	}
+	if (proto == bpf_htons(ETH_P_IP))
+		ns_parse_ipv4(p, data, off, end);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		ns_parse_ipv6(p, data, off, end);
+	else if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		p->outcome = NS_C_OUT_VLAN_DEPTH;
+	else
+		p->outcome = NS_C_OUT_NON_IP;
+}
+
+#endif /* NETSPECTRA_PARSE_H */

@@ -1,0 +1,451 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Sketch hot paths: key hashing, Count-Min, SuperSpread, per-CPU merge.
+
+Bit-identical to ns_hash() and the sketch updates of bpf/sensor.c; the plain
+Python oracle is netspectra/_sketch_ref.py.  Every per-key or per-element loop
+is C over typed memoryviews and runs without the GIL; the Python level of each
+function only checks shapes and bounds (boundscheck is off, so those checks are
+what keeps a bad layout from writing outside an array).
+
+Task parameters are plain ints: key_wmask (5 word masks), seed, depth,
+width_log2, offset (TaskLayout.offset: counters for Count-Min, 8-register
+blocks for SuperSpread) and, for SuperSpread, elem_wmask, elem_seed, regs_log2.
+"""
+
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.math cimport log, ldexp
+from libc.string cimport memcpy, memset
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    static inline int ns_ctz64(unsigned long long x) { return __builtin_ctzll(x); }
+    """
+    int ns_ctz64(unsigned long long x) nogil
+
+cdef enum:
+    NWORDS = 5
+
+cdef uint64_t HASH_MUL = 0x9E3779B97F4A7C15ULL
+cdef uint64_t FMIX_1 = 0xFF51AFD7ED558CCDULL
+cdef uint64_t FMIX_2 = 0xC4CEB9FE1A85EC53ULL
+
+_KEY_ITEMSIZE = 40
+_MAX_DEPTH = 8
+
+
+# ---------------------------------------------------------------- helpers (GIL)
+
+cdef object _key_words(keys):
+    """(n, 5) uint64 view of a contiguous abi.KEY array (copied only if not
+    contiguous); a (n, 5) uint64 array passes through."""
+    a = np.asarray(keys)
+    if a.dtype == np.uint64 and a.ndim == 2 and a.shape[1] == NWORDS:
+        return np.ascontiguousarray(a)
+    if a.dtype.itemsize != _KEY_ITEMSIZE or a.dtype.kind != "V":
+        raise TypeError(f"keys must be an abi.KEY array or uint64 (n, 5), got {a.dtype}")
+    a = np.ascontiguousarray(a.reshape(-1))
+    return a.view(np.uint8).view("<u8").reshape(-1, NWORDS)
+
+
+cdef int _masks(object wmask, uint64_t* out) except -1:
+    ws = [int(w) for w in wmask]
+    if len(ws) != NWORDS:
+        raise ValueError(f"a word mask has {NWORDS} words, got {len(ws)}")
+    for i in range(NWORDS):
+        out[i] = <uint64_t>ws[i]
+    return 0
+
+
+cdef object _u64_flat(cells, bint writable):
+    """Flat uint64 view of Count-Min cells (abi.COUNTER array, uint64 (n, 2) or
+    flat uint64 of even length) without copying."""
+    a = cells
+    if not isinstance(a, np.ndarray):
+        raise TypeError("cells must be a numpy array")
+    if not a.flags.c_contiguous:
+        raise ValueError("cells must be C-contiguous")
+    if writable and not a.flags.writeable:
+        raise ValueError("cells must be writable")
+    if a.dtype.itemsize == 16 and a.dtype.names == ("packets", "bytes"):
+        return a.reshape(-1).view("<u8")
+    if a.dtype == np.uint64:
+        f = a.reshape(-1)
+        if f.shape[0] % 2:
+            raise ValueError("uint64 cells must hold (packets, bytes) pairs")
+        return f
+    raise TypeError(f"cells must be abi.COUNTER or uint64, got {a.dtype}")
+
+
+cdef object _u8_flat(regs, bint writable):
+    a = regs
+    if not isinstance(a, np.ndarray):
+        raise TypeError("regs must be a numpy array")
+    if not a.flags.c_contiguous:
+        raise ValueError("regs must be C-contiguous")
+    if writable and not a.flags.writeable:
+        raise ValueError("regs must be writable")
+    if a.dtype.itemsize != 1 and not (a.dtype.kind == "V" and a.dtype.itemsize == 8):
+        raise TypeError(f"regs must be uint8 registers, got {a.dtype}")
+    return a.reshape(-1).view(np.uint8)
+
+
+cdef int _check_geom(int depth, int width_log2) except -1:
+    if depth < 1 or depth > _MAX_DEPTH:
+        raise ValueError(f"depth must be 1..{_MAX_DEPTH}, got {depth}")
+    if width_log2 < 0 or width_log2 > 31:
+        raise ValueError(f"width_log2 must be 0..31, got {width_log2}")
+    return 0
+
+
+cdef int _check_cm(Py_ssize_t ncells, int depth, int width_log2, Py_ssize_t offset) except -1:
+    _check_geom(depth, width_log2)
+    if offset < 0 or offset + (<Py_ssize_t>depth << width_log2) > ncells:
+        raise ValueError(
+            f"Count-Min task [{offset}, {offset + (depth << width_log2)}) outside {ncells} cells")
+    return 0
+
+
+cdef int _check_ss(Py_ssize_t nregs, int depth, int width_log2, int regs_log2, Py_ssize_t offset) except -1:
+    _check_geom(depth, width_log2)
+    if regs_log2 < 3 or regs_log2 > 16:
+        raise ValueError(f"regs_log2 must be 3..16, got {regs_log2}")
+    cdef Py_ssize_t lo = offset * 8
+    cdef Py_ssize_t hi = lo + ((<Py_ssize_t>depth << width_log2) << regs_log2)
+    if offset < 0 or hi > nregs:
+        raise ValueError(f"SuperSpread task registers [{lo}, {hi}) outside {nregs}")
+    return 0
+
+
+# ---------------------------------------------------------------- kernels (nogil)
+
+cdef inline uint64_t ns_hash(const uint64_t* w, const uint64_t* m, uint64_t seed) noexcept nogil:
+    cdef uint64_t h = seed
+    cdef int i
+    for i in range(NWORDS):
+        h = (h ^ (w[i] & m[i])) * HASH_MUL
+        h ^= h >> 32
+    h ^= h >> 33
+    h *= FMIX_1
+    h ^= h >> 33
+    h *= FMIX_2
+    h ^= h >> 33
+    return h
+
+
+cdef inline void _cols(uint64_t h, int depth, int width_log2, Py_ssize_t* idx) noexcept nogil:
+    """Bucket index (row * width + column) of each row."""
+    cdef uint32_t h1 = <uint32_t>h
+    cdef uint32_t h2 = <uint32_t>(h >> 32) | 1u
+    cdef uint32_t mask = (<uint32_t>1 << width_log2) - 1u
+    cdef uint32_t c
+    cdef int i
+    for i in range(depth):
+        c = (h1 + <uint32_t>i * h2) & mask
+        idx[i] = (<Py_ssize_t>i << width_log2) + c
+
+
+cdef double _hll(const uint8_t* r, Py_ssize_t m, const double* inv2) noexcept nogil:
+    cdef double s = 0.0
+    cdef Py_ssize_t j, zeros = 0
+    cdef double alpha, e
+    for j in range(m):
+        s += inv2[r[j]]
+        if r[j] == 0:
+            zeros += 1
+    if m == 16:
+        alpha = 0.673
+    elif m == 32:
+        alpha = 0.697
+    elif m == 64:
+        alpha = 0.709
+    else:
+        alpha = 0.7213 / (1.0 + 1.079 / <double>m)
+    e = alpha * <double>m * <double>m / s
+    if e <= 2.5 * <double>m and zeros > 0:
+        e = <double>m * log(<double>m / <double>zeros)
+    return e
+
+
+# ---------------------------------------------------------------- public API
+
+def hash_keys(keys, key_wmask, seed):
+    """ns_hash of every key under the word masks and seed -> uint64 array."""
+    cdef uint64_t m[NWORDS]
+    _masks(key_wmask, m)
+    cdef uint64_t s = <uint64_t>int(seed)
+    cdef const uint64_t[:, ::1] w = _key_words(keys)
+    cdef Py_ssize_t n = w.shape[0], k
+    out = np.empty(n, dtype=np.uint64)
+    cdef uint64_t[::1] o = out
+    with nogil:
+        for k in range(n):
+            o[k] = ns_hash(&w[k, 0], m, s)
+    return out
+
+
+def cm_update(cells, keys, lengths, *, key_wmask, seed, depth, width_log2, offset):
+    """Count keys[k] as one packet of lengths[k] bytes into a Count-Min task, in place."""
+    cdef uint64_t m[NWORDS]
+    _masks(key_wmask, m)
+    cdef uint64_t s = <uint64_t>int(seed)
+    cdef int d = depth, wl = width_log2
+    cdef uint64_t[::1] c = _u64_flat(cells, True)
+    cdef Py_ssize_t off = offset
+    _check_cm(c.shape[0] // 2, d, wl, off)
+    cdef const uint64_t[:, ::1] w = _key_words(keys)
+    cdef const uint64_t[::1] ln = np.ascontiguousarray(lengths, dtype=np.uint64).reshape(-1)
+    cdef Py_ssize_t n = w.shape[0], k, b
+    if ln.shape[0] != n:
+        raise ValueError(f"{n} keys but {ln.shape[0]} lengths")
+    cdef Py_ssize_t idx[8]
+    cdef int i
+    cdef uint64_t L
+    with nogil:
+        for k in range(n):
+            _cols(ns_hash(&w[k, 0], m, s), d, wl, idx)
+            L = ln[k]
+            for i in range(d):
+                b = 2 * (off + idx[i])
+                c[b] += 1
+                c[b + 1] += L
+
+
+cdef void _cm_query(const uint64_t[::1] c, const uint64_t[:, ::1] w, const uint64_t* m, uint64_t s,
+                    int d, int wl, Py_ssize_t off, uint64_t[::1] op, uint64_t[::1] ob) noexcept nogil:
+    cdef Py_ssize_t idx[8]
+    cdef Py_ssize_t k, b, n = w.shape[0]
+    cdef int i
+    cdef uint64_t p, y
+    for k in range(n):
+        _cols(ns_hash(&w[k, 0], m, s), d, wl, idx)
+        b = 2 * (off + idx[0])
+        p = c[b]
+        y = c[b + 1]
+        for i in range(1, d):
+            b = 2 * (off + idx[i])
+            if c[b] < p:
+                p = c[b]
+            if c[b + 1] < y:
+                y = c[b + 1]
+        op[k] = p
+        ob[k] = y
+
+
+def cm_query(cells, keys, *, key_wmask, seed, depth, width_log2, offset):
+    """Count-Min estimates -> (packets, bytes) uint64 arrays, each the minimum over rows."""
+    cdef uint64_t m[NWORDS]
+    _masks(key_wmask, m)
+    cdef uint64_t s = <uint64_t>int(seed)
+    cdef int d = depth, wl = width_log2
+    cdef const uint64_t[::1] c = _u64_flat(cells, False)
+    cdef Py_ssize_t off = offset
+    _check_cm(c.shape[0] // 2, d, wl, off)
+    cdef const uint64_t[:, ::1] w = _key_words(keys)
+    n = w.shape[0]
+    pk = np.empty(n, dtype=np.uint64)
+    by = np.empty(n, dtype=np.uint64)
+    cdef uint64_t[::1] op = pk, ob = by
+    with nogil:
+        _cm_query(c, w, m, s, d, wl, off, op, ob)
+    return pk, by
+
+
+def ss_update(regs, keys, *, key_wmask, seed, elem_wmask, elem_seed, depth, width_log2, regs_log2, offset):
+    """Record the element of every key (elem_wmask/elem_seed) in its SuperSpread buckets, in place."""
+    cdef uint64_t km[NWORDS]
+    cdef uint64_t em[NWORDS]
+    _masks(key_wmask, km)
+    _masks(elem_wmask, em)
+    cdef uint64_t ks = <uint64_t>int(seed), es = <uint64_t>int(elem_seed)
+    cdef int d = depth, wl = width_log2, rl = regs_log2
+    cdef uint8_t[::1] r = _u8_flat(regs, True)
+    cdef Py_ssize_t off = offset
+    _check_ss(r.shape[0], d, wl, rl, off)
+    cdef const uint64_t[:, ::1] w = _key_words(keys)
+    cdef Py_ssize_t n = w.shape[0], k, b, base = off * 8
+    cdef Py_ssize_t idx[8]
+    cdef uint64_t he, x, j
+    cdef uint8_t rank
+    cdef int i
+    with nogil:
+        for k in range(n):
+            he = ns_hash(&w[k, 0], em, es)
+            j = he & ((<uint64_t>1 << rl) - 1)
+            x = he >> rl
+            if x != 0:
+                rank = <uint8_t>(ns_ctz64(x) + 1)
+            else:
+                rank = <uint8_t>(64 - rl + 1)
+            _cols(ns_hash(&w[k, 0], km, ks), d, wl, idx)
+            for i in range(d):
+                b = base + (idx[i] << rl) + <Py_ssize_t>j
+                if r[b] < rank:
+                    r[b] = rank
+
+
+def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, offset):
+    """Distinct-element estimate of every key -> float64 array.
+
+    Each row's bucket is a HyperLogLog of m = 2**regs_log2 registers (linear
+    counting below 2.5 m); the result is the minimum over rows.  Standard error
+    about 1.04 / sqrt(m) per bucket; the minimum over rows removes most of the
+    upward error from keys sharing a bucket but is biased slightly low.
+    """
+    cdef uint64_t km[NWORDS]
+    _masks(key_wmask, km)
+    cdef uint64_t ks = <uint64_t>int(seed)
+    cdef int d = depth, wl = width_log2, rl = regs_log2
+    cdef const uint8_t[::1] r = _u8_flat(regs, False)
+    cdef Py_ssize_t off = offset
+    _check_ss(r.shape[0], d, wl, rl, off)
+    cdef const uint64_t[:, ::1] w = _key_words(keys)
+    cdef Py_ssize_t n = w.shape[0], k, base = off * 8, msz = <Py_ssize_t>1 << rl
+    out = np.empty(n, dtype=np.float64)
+    cdef double[::1] o = out
+    cdef double inv2[256]
+    cdef Py_ssize_t idx[8]
+    cdef double e, best
+    cdef int i
+    for i in range(256):
+        inv2[i] = ldexp(1.0, -i)
+    with nogil:
+        for k in range(n):
+            _cols(ns_hash(&w[k, 0], km, ks), d, wl, idx)
+            best = _hll(&r[base + (idx[0] << rl)], msz, inv2)
+            for i in range(1, d):
+                e = _hll(&r[base + (idx[i] << rl)], msz, inv2)
+                if e < best:
+                    best = e
+            o[k] = best
+    return out
+
+
+cdef object _percpu_2d(percpu, object dtype, bint clear):
+    a = percpu
+    if not isinstance(a, np.ndarray):
+        raise TypeError("percpu must be a numpy array")
+    if not a.flags.c_contiguous:
+        raise ValueError("percpu must be C-contiguous")
+    if clear and not a.flags.writeable:
+        raise ValueError("clear=True needs a writable percpu array")
+    if a.ndim < 1:
+        raise ValueError("percpu must be (ncpus, ...)")
+    ncpus = a.shape[0]
+    a = a.reshape(ncpus, int(np.prod(a.shape[1:], dtype=np.int64)))
+    if a.dtype != dtype:
+        if a.dtype.kind not in "uiV" or (a.dtype.itemsize % np.dtype(dtype).itemsize):
+            raise TypeError(f"percpu dtype {a.dtype} cannot be viewed as {np.dtype(dtype)}")
+        a = a.view(dtype)
+    return a
+
+
+cdef object _out_for(object out, Py_ssize_t n, object dtype):
+    if out is None:
+        return np.empty(n, dtype=dtype)
+    if not isinstance(out, np.ndarray) or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be a writable C-contiguous numpy array")
+    o = out.reshape(-1)
+    if o.dtype != dtype:
+        o = o.view(dtype)
+    if o.shape[0] != n:
+        raise ValueError(f"out holds {o.shape[0]} elements, need {n}")
+    return o
+
+
+def merge_sum_u64(percpu, out=None, clear=False):
+    """Sum (mod 2**64) of the per-CPU rows of a (ncpus, ...) array viewed as uint64.
+
+    Returns `out` (a new flat uint64 array if None; a given out is filled
+    through a flat uint64 view, so an abi.COUNTER out works).  clear=True also
+    zeroes `percpu` in the same pass (the next epoch's counters start at 0),
+    which saves a second walk over the memory.
+    """
+    cdef bint clr = bool(clear)
+    a = _percpu_2d(percpu, np.uint64, clr)
+    cdef Py_ssize_t ncpus = a.shape[0], n = a.shape[1]
+    o = _out_for(out, n, np.uint64)
+    cdef uint64_t[::1] ov = o
+    if ncpus == 0:
+        ov[:] = 0
+        return out if out is not None else o
+    cdef uint64_t[:, ::1] src = a
+    cdef uint64_t* dst = &ov[0] if n else NULL
+    cdef uint64_t* row
+    cdef Py_ssize_t c, k
+    if n:
+        with nogil:
+            memcpy(dst, &src[0, 0], n * sizeof(uint64_t))
+            if clr:
+                memset(&src[0, 0], 0, n * sizeof(uint64_t))
+            for c in range(1, ncpus):
+                row = &src[c, 0]
+                for k in range(n):
+                    dst[k] += row[k]
+                if clr:
+                    memset(row, 0, n * sizeof(uint64_t))
+    return out if out is not None else o
+
+
+def merge_max_u8(percpu, out=None, clear=False):
+    """Element-wise max of the per-CPU rows of a (ncpus, ...) uint8 register array.
+
+    Same contract as merge_sum_u64 (flat uint8 result, optional out, clear=True
+    zeroes percpu in the same pass).
+    """
+    cdef bint clr = bool(clear)
+    a = _percpu_2d(percpu, np.uint8, clr)
+    cdef Py_ssize_t ncpus = a.shape[0], n = a.shape[1]
+    o = _out_for(out, n, np.uint8)
+    cdef uint8_t[::1] ov = o
+    if ncpus == 0:
+        ov[:] = 0
+        return out if out is not None else o
+    cdef uint8_t[:, ::1] src = a
+    cdef uint8_t* dst = &ov[0] if n else NULL
+    cdef uint8_t* row
+    cdef Py_ssize_t c, k
+    if n:
+        with nogil:
+            memcpy(dst, &src[0, 0], n)
+            if clr:
+                memset(&src[0, 0], 0, n)
+            for c in range(1, ncpus):
+                row = &src[c, 0]
+                for k in range(n):
+                    if row[k] > dst[k]:
+                        dst[k] = row[k]
+                if clr:
+                    memset(row, 0, n)
+    return out if out is not None else o
+
+
+def verify_candidates(cells, keys, *, key_wmask, seed, depth, width_log2, offset, hh_packets=0, hh_bytes=0):
+    """Heavy-hitter check of candidate keys against a merged Count-Min task.
+
+    Returns (keys, packets, bytes): the unique candidates (after masking with
+    key_wmask) whose packet estimate reaches hh_packets or whose byte estimate
+    reaches hh_bytes (a threshold of 0 is unused), in key byte order, with
+    their estimates.  Since Count-Min never underestimates, no key whose true
+    count reaches a threshold is dropped.
+    """
+    hp = int(hh_packets)
+    hb = int(hh_bytes)
+    cdef uint64_t m[NWORDS]
+    _masks(key_wmask, m)
+    w = _key_words(keys) & np.array([m[i] for i in range(NWORDS)], dtype=np.uint64)
+    if w.shape[0]:
+        w = np.unique(w, axis=0)
+    w = np.ascontiguousarray(w)
+    pk, by = cm_query(cells, w, key_wmask=key_wmask, seed=seed, depth=depth, width_log2=width_log2, offset=offset)
+    sel = np.zeros(w.shape[0], dtype=bool)
+    if hp > 0:
+        sel |= pk >= np.uint64(hp)
+    if hb > 0:
+        sel |= by >= np.uint64(hb)
+    from . import abi
+    out_keys = np.ascontiguousarray(w[sel]).view(np.uint8).view(abi.KEY).reshape(-1)
+    return out_keys, pk[sel], by[sel]

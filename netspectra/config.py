@@ -1,0 +1,664 @@
+"""The sensor configuration: one optional YAML file, validated, with defaults.
+
+Every option has a default, so no file at all is a valid configuration.
+String values may use ${VAR} and ${VAR:-default} (environment expansion, done
+after YAML parsing, so only values are expanded, never keys or comments).
+Unknown keys are errors, with a suggestion when one is close, and every error
+is a single ConfigError line naming the file, the dotted key and the reason:
+
+    config.yaml: tasks[1].widht: unknown option (did you mean 'width'?)
+
+docs/config.md is the reference of every option; defaults_yaml() prints the
+whole default configuration as commented YAML.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+import yaml
+
+from . import abi
+from .tasks import COUNTMIN, SUPERSPREAD, TaskSpec, layout
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "SensorConfig",
+    "DEFAULT_TASKS",
+    "default_tasks",
+    "defaults_yaml",
+    "kernel_memory",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "parse_epoch",
+    "parse_size",
+    "possible_cpus",
+    "derive_seed",
+]
+
+
+class ConfigError(Exception):
+    """A configuration problem; str() is one line naming file, key and reason."""
+
+
+# --- limits and defaults -----------------------------------------------------
+
+EPOCH_MIN_S = 0.1
+EPOCH_MAX_S = 3600.0
+MODES = ("auto", "native", "generic")
+FLOW_CAPACITY_MAX = 1 << 24
+RINGBUF_PAGES_MAX = 1 << 16
+TOP_MAX = 10000
+DEPTH_MAX = abi.MAX_DEPTH
+WIDTH_MIN, WIDTH_MAX = 64, 1 << 22
+REGISTERS_MIN, REGISTERS_MAX = 8, 4096
+SEED_MAX = (1 << 64) - 1
+PAGE_SIZE = 4096
+
+DEFAULT_EPOCH_S = 5.0
+DEFAULT_MODE = "auto"
+DEFAULT_FLOW_CAPACITY = 131072
+DEFAULT_RINGBUF_PAGES = 64
+DEFAULT_TOP = 10
+DEFAULT_MAX_KERNEL_MEMORY = 1 << 30
+
+KIND_DEFAULTS = {
+    COUNTMIN: {"depth": 4, "width": 65536},
+    SUPERSPREAD: {"depth": 2, "width": 1024, "registers": 256},
+}
+DEFAULT_HH_PACKETS = 1000
+DEFAULT_HH_BYTES = 1_000_000
+DEFAULT_SPREADER_THRESHOLD = 100
+
+# (name, kind, key, element) of the tasks used when the file gives no `tasks`.
+DEFAULT_TASKS = (
+    ("src", COUNTMIN, ("src_ip",), ()),
+    ("flow", COUNTMIN, ("src_ip", "dst_ip", "src_port", "dst_port", "proto"), ()),
+    ("spread_dst", SUPERSPREAD, ("src_ip",), ("dst_ip",)),
+    ("fanin_src", SUPERSPREAD, ("dst_ip",), ("src_ip",)),
+)
+
+_TOP_KEYS = ("sensor", "tasks")
+_SENSOR_KEYS = ("epoch", "mode", "flow_capacity", "ringbuf_pages", "top", "max_kernel_memory")
+_TASK_KEYS = (
+    "name",
+    "kind",
+    "key",
+    "element",
+    "depth",
+    "width",
+    "registers",
+    "seed",
+    "elem_seed",
+    "heavy_hitter",
+    "spreader_threshold",
+)
+_HH_KEYS = ("packets", "bytes")
+# Task options that only one kind accepts.
+_ONLY_FOR = {
+    "element": SUPERSPREAD,
+    "registers": SUPERSPREAD,
+    "elem_seed": SUPERSPREAD,
+    "spreader_threshold": SUPERSPREAD,
+    "heavy_hitter": COUNTMIN,
+}
+_NAME_RE = re.compile(r"[a-z0-9_]+")
+
+
+# --- the configuration -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    epoch_s: float = DEFAULT_EPOCH_S
+    mode: str = DEFAULT_MODE  # XDP attach mode: auto, native (driver) or generic (skb)
+    flow_capacity: int = DEFAULT_FLOW_CAPACITY  # entries of each exact-flow hash map
+    ringbuf_pages: int = DEFAULT_RINGBUF_PAGES  # candidate ring buffer, a power of two
+    top: int = DEFAULT_TOP  # rows shown in views
+    max_kernel_memory: int = DEFAULT_MAX_KERNEL_MEMORY  # bytes, guard on the sketch arrays
+
+
+@dataclass(frozen=True)
+class Config:
+    sensor: SensorConfig = field(default_factory=SensorConfig)
+    tasks: tuple[TaskSpec, ...] = field(default_factory=lambda: default_tasks())
+    source: str = field(default="<defaults>", compare=False)  # file the config came from
+
+    @property
+    def spreader_thresholds(self) -> dict[str, int]:
+        """SuperSpread task name -> distinct count reported as a spreader."""
+        return {t.name: t.spread_threshold for t in self.tasks if t.kind == SUPERSPREAD}
+
+    def task(self, name: str) -> TaskSpec:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+
+def derive_seed(text: str) -> int:
+    """A stable 64-bit seed: the first 8 bytes of sha256(text), little-endian."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+# --- scalar parsers (also for the CLI) ---------------------------------------
+
+_DURATION_UNITS = {
+    "ns": Decimal("1e-9"),
+    "us": Decimal("1e-6"),
+    "µs": Decimal("1e-6"),
+    "ms": Decimal("0.001"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "h": Decimal(3600),
+}
+_NUM = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION_PART = re.compile(rf"({_NUM})\s*(ns|us|µs|ms|s|m|h)")
+_DURATION_RE = re.compile(rf"(?:{_NUM}\s*(?:ns|us|µs|ms|s|m|h)\s*)+")
+
+
+def parse_duration(value) -> float:
+    """Seconds from "5s", "100ms", "1m", "1h", "1m30s", "2.5s" or a plain number
+    of seconds (int, float or numeric string).  Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration (use e.g. 5s, 100ms)")
+    if isinstance(value, (int, float)):
+        secs = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            secs = float(Decimal(text))
+        except InvalidOperation:
+            if not text or not _DURATION_RE.fullmatch(text):
+                raise ValueError(f"{value!r} is not a duration (use e.g. 5s, 100ms)") from None
+            total = sum(Decimal(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+            secs = float(total)
+    else:
+        raise ValueError(f"{value!r} is not a duration (use e.g. 5s, 100ms)")
+    if not math.isfinite(secs) or secs < 0:
+        raise ValueError(f"{value!r} is not a duration (use e.g. 5s, 100ms)")
+    return secs
+
+
+def parse_epoch(value) -> float:
+    """parse_duration() plus the epoch range check (100ms..1h), for --epoch."""
+    secs = parse_duration(value)
+    if not EPOCH_MIN_S <= secs <= EPOCH_MAX_S:
+        raise ValueError(f"{_show(value)} is out of range 100ms..1h")
+    return secs
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+}
+_SIZE_RE = re.compile(rf"({_NUM})\s*([a-zA-Z]*)")
+
+
+def parse_size(value) -> int:
+    """Bytes from an int or "512MiB", "1GiB", "2GB", "4096".  Raises ValueError."""
+    bad = f"{_show(value)} is not a size in bytes (use e.g. 512MiB, 1GiB)"
+    if isinstance(value, bool):
+        raise ValueError(bad)
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, str):
+        m = _SIZE_RE.fullmatch(value.strip())
+        if not m or m.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(bad)
+        n = Decimal(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+        if n != n.to_integral_value():
+            raise ValueError(bad)
+        n = int(n)
+    else:
+        raise ValueError(bad)
+    if n <= 0:
+        raise ValueError(f"{_show(value)} must be more than 0 bytes")
+    return n
+
+
+def _show(value) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _fmt_bytes(n: int | float) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def _fmt_duration(secs: float) -> str:
+    if secs < 1:
+        return f"{secs * 1000:g}ms"
+    return f"{secs:g}s"
+
+
+# --- kernel memory -------------------------------------------------------------
+
+
+def possible_cpus() -> int:
+    """Number of CPU slots the kernel sizes per-CPU data for (highest possible
+    CPU id + 1), from /sys/devices/system/cpu/possible; os.cpu_count() else."""
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            text = f.read().strip()
+        top = max(int(part.split("-")[-1]) for part in text.split(",") if part)
+        return top + 1
+    except (OSError, ValueError):
+        return os.cpu_count() or 1
+
+
+def kernel_memory(cfg: Config, ncpus: int) -> dict[str, int]:
+    """Kernel memory in bytes by part, for `ncpus` possible CPUs:
+
+    cm        Count-Min arrays: sets * ncpus * cells * 16
+    ss        SuperSpread arrays: sets * ncpus * register bytes
+    sketches  cm + ss: what sensor.max_kernel_memory limits
+    flows     the two exact-flow per-CPU hash maps (estimate:
+              2 * flow_capacity * (40 key + 40 value * ncpus + 64 overhead))
+    counters  the per-CPU totals array
+    ringbuf   the candidate ring buffer
+    total     all of the above
+    """
+    lay = layout(cfg.tasks, ncpus)
+    cm = abi.NSETS * ncpus * lay.cm_cells * abi.COUNTER.itemsize
+    ss = abi.NSETS * ncpus * lay.ss_blocks * abi.REGS_PER_BLOCK
+    flows = 2 * cfg.sensor.flow_capacity * (abi.KEY.itemsize + abi.FLOW.itemsize * ncpus + 64)
+    counters = abi.NSETS * ncpus * abi.NCOUNTERS * abi.COUNTER.itemsize
+    ringbuf = cfg.sensor.ringbuf_pages * PAGE_SIZE
+    return {
+        "cm": cm,
+        "ss": ss,
+        "sketches": cm + ss,
+        "flows": flows,
+        "counters": counters,
+        "ringbuf": ringbuf,
+        "total": cm + ss + flows + counters + ringbuf,
+    }
+
+
+# --- loading -------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys (a silent override otherwise)."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # keys merged in with << may be overridden
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # construct_mapping reports unhashable keys itself
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen[key] = True
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_config(path: str | None, env: Mapping[str, str] = os.environ, ncpus: int | None = None) -> Config:
+    """Load and validate the YAML file at `path`; None gives the defaults.
+
+    `ncpus` is the CPU count the memory guard assumes (default: possible_cpus()).
+    Raises ConfigError."""
+    if path is None:
+        return parse_config("", "<defaults>", env, ncpus)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return parse_config(text, path, env, ncpus)
+
+
+def parse_config(
+    text: str, source: str = "<string>", env: Mapping[str, str] = os.environ, ncpus: int | None = None
+) -> Config:
+    """Like load_config() for YAML text; `source` names it in errors."""
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        why = " ".join(str(p) for p in (e.context, e.problem) if p)
+        raise ConfigError(f"{where}: YAML syntax error: {why}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: YAML syntax error: {' '.join(str(e).split())}") from None
+    return _Builder(source, env).build(data, ncpus)
+
+
+class _Fail(Exception):
+    def __init__(self, path: str, why: str):
+        super().__init__(f"{path}: {why}" if path else why)
+
+
+_VAR_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _Builder:
+    def __init__(self, source: str, env: Mapping[str, str]):
+        self.source = source
+        self.env = env
+
+    def build(self, data, ncpus: int | None) -> Config:
+        try:
+            cfg = self._config(data)
+            self._guard(cfg, possible_cpus() if ncpus is None else ncpus)
+        except _Fail as e:
+            raise ConfigError(f"{self.source}: {e}") from None
+        return cfg
+
+    # --- helpers
+
+    def _expand(self, value, path: str):
+        if not isinstance(value, str) or "$" not in value:
+            return value
+
+        def sub(m: re.Match) -> str:
+            if m.group(0) == "$${":
+                return "${"
+            body = m.group(1)
+            if body is None:
+                raise _Fail(path, "unterminated ${ (write $${ for a literal ${)")
+            name, sep, default = body.partition(":-")
+            if not _VAR_NAME.fullmatch(name):
+                raise _Fail(path, f"bad variable reference ${{{body}}} (use ${{VAR}} or ${{VAR:-default}})")
+            got = self.env.get(name)
+            if sep:
+                return got if got else default
+            if got is None:
+                raise _Fail(path, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)")
+            return got
+
+        return _VAR_RE.sub(sub, value)
+
+    def _mapping(self, value, path: str, allowed: tuple[str, ...], what: str = "a mapping") -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise _Fail(path, f"expected {what}, got {_typename(value)}")
+        for k in value:
+            if k not in allowed:
+                sub = _join(path, k)
+                close = difflib.get_close_matches(str(k), allowed, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "valid: " + ", ".join(allowed)
+                raise _Fail(sub, f"unknown option ({hint})")
+        return value
+
+    def _int(self, value, path: str, lo: int, hi: int | None = None, pow2: bool = False) -> int:
+        value = self._expand(value, path)
+        if isinstance(value, str):
+            try:
+                value = int(value.strip(), 10)
+            except ValueError:
+                raise _Fail(path, f"{_show(value)} is not an integer") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Fail(path, f"{_show(value)} is not an integer")
+        if value < lo or (hi is not None and value > hi):
+            rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            raise _Fail(path, f"{value} is out of range {rng}")
+        if pow2 and value & (value - 1):
+            near = 1 << (value.bit_length() - 1)
+            raise _Fail(path, f"{value} is not a power of two (e.g. {near} or {near * 2})")
+        return value
+
+    def _choice(self, value, path: str, choices: tuple[str, ...]) -> str:
+        value = self._expand(value, path)
+        if value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _Fail(path, f"{_show(value)} is not one of {', '.join(choices)}{hint}")
+        return value
+
+    def _fields(self, value, path: str) -> tuple[str, ...]:
+        value = self._expand(value, path)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise _Fail(path, f"expected a list of fields, got {_typename(value)}")
+        if not value:
+            raise _Fail(path, "must name at least one field")
+        names = tuple(abi.FIELD_BITS)
+        out = []
+        for i, f in enumerate(value):
+            p = f"{path}[{i}]"
+            f = self._expand(f, p)
+            if not isinstance(f, str) or f not in abi.FIELD_BITS:
+                close = difflib.get_close_matches(str(f), names, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "fields: " + ", ".join(names)
+                raise _Fail(p, f"unknown field {_show(f)} ({hint})")
+            if f in out:
+                raise _Fail(p, f"{f} is listed twice")
+            out.append(f)
+        return tuple(out)
+
+    # --- sections
+
+    def _config(self, data) -> Config:
+        top = self._mapping(data, "", _TOP_KEYS, "a mapping with sensor and tasks")
+        sensor = self._sensor(top.get("sensor"))
+        raw_tasks = top.get("tasks")
+        if raw_tasks is None:
+            tasks = default_tasks()
+        else:
+            tasks = self._tasks(raw_tasks)
+        return Config(sensor, tasks, self.source)
+
+    def _sensor(self, value) -> SensorConfig:
+        m = self._mapping(value, "sensor", _SENSOR_KEYS)
+        kw = {}
+        if "epoch" in m:
+            raw = self._expand(m["epoch"], "sensor.epoch")
+            try:
+                kw["epoch_s"] = parse_epoch(raw)
+            except ValueError as e:
+                raise _Fail("sensor.epoch", str(e)) from None
+        if "mode" in m:
+            kw["mode"] = self._choice(m["mode"], "sensor.mode", MODES)
+        if "flow_capacity" in m:
+            kw["flow_capacity"] = self._int(m["flow_capacity"], "sensor.flow_capacity", 1, FLOW_CAPACITY_MAX)
+        if "ringbuf_pages" in m:
+            kw["ringbuf_pages"] = self._int(m["ringbuf_pages"], "sensor.ringbuf_pages", 1, RINGBUF_PAGES_MAX, True)
+        if "top" in m:
+            kw["top"] = self._int(m["top"], "sensor.top", 1, TOP_MAX)
+        if "max_kernel_memory" in m:
+            raw = self._expand(m["max_kernel_memory"], "sensor.max_kernel_memory")
+            try:
+                kw["max_kernel_memory"] = parse_size(raw)
+            except ValueError as e:
+                raise _Fail("sensor.max_kernel_memory", str(e)) from None
+        return SensorConfig(**kw)
+
+    def _tasks(self, value) -> tuple[TaskSpec, ...]:
+        if not isinstance(value, list):
+            raise _Fail("tasks", f"expected a list of tasks, got {_typename(value)}")
+        if len(value) > abi.MAX_TASKS:
+            raise _Fail("tasks", f"{len(value)} tasks given, at most {abi.MAX_TASKS}")
+        out: list[TaskSpec] = []
+        for i, raw in enumerate(value):
+            spec = self._task(raw, f"tasks[{i}]")
+            for j, prev in enumerate(out):
+                if prev.name == spec.name:
+                    raise _Fail(f"tasks[{i}].name", f"{spec.name!r} is also the name of tasks[{j}]")
+            out.append(spec)
+        return tuple(out)
+
+    def _task(self, value, path: str) -> TaskSpec:
+        m = self._mapping(value, path, _TASK_KEYS, "a task mapping")
+        for req, what in (("name", "[a-z0-9_]+"), ("kind", "countmin or superspread"), ("key", "a list of fields")):
+            if req not in m:
+                raise _Fail(path, f"missing {req!r} ({what})")
+        name = self._expand(m["name"], f"{path}.name")
+        if not isinstance(name, str):
+            raise _Fail(f"{path}.name", f"{_show(name)} is not a string (quote it)")
+        if not _NAME_RE.fullmatch(name):
+            raise _Fail(f"{path}.name", f"{_show(name)} must match [a-z0-9_]+")
+        kind = self._choice(m["kind"], f"{path}.kind", (COUNTMIN, SUPERSPREAD))
+        for opt, only in _ONLY_FOR.items():
+            if opt in m and kind != only:
+                raise _Fail(f"{path}.{opt}", f"only for {only} tasks")
+        key = self._fields(m["key"], f"{path}.key")
+        d = KIND_DEFAULTS[kind]
+        depth = self._int(m.get("depth", d["depth"]), f"{path}.depth", 1, DEPTH_MAX)
+        width = self._int(m.get("width", d["width"]), f"{path}.width", WIDTH_MIN, WIDTH_MAX, True)
+        seed = self._int(m["seed"], f"{path}.seed", 0, SEED_MAX) if "seed" in m else derive_seed(name)
+        kw = {}
+        if kind == SUPERSPREAD:
+            if "element" not in m:
+                raise _Fail(path, "missing 'element' (superspread tasks count distinct elements per key)")
+            element = self._fields(m["element"], f"{path}.element")
+            both = [f for f in element if f in key]
+            if both:
+                raise _Fail(f"{path}.element", f"{', '.join(both)} is also in the key")
+            kw["element"] = element
+            kw["registers"] = self._int(
+                m.get("registers", d["registers"]), f"{path}.registers", REGISTERS_MIN, REGISTERS_MAX, True
+            )
+            kw["elem_seed"] = (
+                self._int(m["elem_seed"], f"{path}.elem_seed", 0, SEED_MAX)
+                if "elem_seed" in m
+                else derive_seed(name + ":elem")
+            )
+            kw["spread_threshold"] = self._int(
+                m.get("spreader_threshold", DEFAULT_SPREADER_THRESHOLD), f"{path}.spreader_threshold", 1
+            )
+        else:
+            hh = self._mapping(m.get("heavy_hitter"), f"{path}.heavy_hitter", _HH_KEYS)
+            kw["hh_packets"] = self._int(hh.get("packets", DEFAULT_HH_PACKETS), f"{path}.heavy_hitter.packets", 0)
+            kw["hh_bytes"] = self._int(hh.get("bytes", DEFAULT_HH_BYTES), f"{path}.heavy_hitter.bytes", 0)
+        return TaskSpec(name=name, kind=kind, key=key, depth=depth, width=width, seed=seed, **kw)
+
+    def _guard(self, cfg: Config, ncpus: int) -> None:
+        mem = kernel_memory(cfg, ncpus)
+        limit = cfg.sensor.max_kernel_memory
+        if mem["sketches"] > limit:
+            raise _Fail(
+                "",
+                f"sketches need {_fmt_bytes(mem['sketches'])} of kernel memory on {ncpus} CPUs "
+                f"(cm {_fmt_bytes(mem['cm'])}, ss {_fmt_bytes(mem['ss'])}), more than "
+                f"sensor.max_kernel_memory {_fmt_bytes(limit)}; "
+                "lower the tasks' width, depth or registers, or raise sensor.max_kernel_memory",
+            )
+
+
+def _join(path: str, key) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _typename(value) -> str:
+    if value is None:
+        return "nothing"
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    names.update({int: "an integer", float: "a number"})
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def default_tasks() -> tuple[TaskSpec, ...]:
+    """The tasks used when the file gives no `tasks`."""
+    return tuple(_default_task(*t) for t in DEFAULT_TASKS)
+
+
+def _default_task(name: str, kind: str, key: tuple[str, ...], element: tuple[str, ...]) -> TaskSpec:
+    d = KIND_DEFAULTS[kind]
+    common = dict(name=name, kind=kind, key=key, depth=d["depth"], width=d["width"], seed=derive_seed(name))
+    if kind == SUPERSPREAD:
+        return TaskSpec(
+            **common,
+            element=element,
+            registers=d["registers"],
+            elem_seed=derive_seed(name + ":elem"),
+            spread_threshold=DEFAULT_SPREADER_THRESHOLD,
+        )
+    return TaskSpec(**common, hh_packets=DEFAULT_HH_PACKETS, hh_bytes=DEFAULT_HH_BYTES)
+
+
+# --- the default configuration as YAML ----------------------------------------
+
+_TASK_COMMENTS = {
+    "src": "packets and bytes per source address (heavy sources)",
+    "flow": "packets and bytes per 5-tuple (heavy flows)",
+    "spread_dst": "distinct destinations per source (super-spreaders, scanners)",
+    "fanin_src": "distinct sources per destination (DDoS victims)",
+}
+
+
+def defaults_yaml() -> str:
+    """The complete default configuration as commented YAML; loading it gives
+    the same Config as loading no file."""
+    cm, ss = KIND_DEFAULTS[COUNTMIN], KIND_DEFAULTS[SUPERSPREAD]
+    lines = [
+        "# netspectra sensor configuration (all values shown are the defaults).",
+        "# String values may use ${VAR} or ${VAR:-default} from the environment.",
+        "# Unknown keys are errors.  Reference: docs/config.md",
+        "",
+        "sensor:",
+        "  # Epoch length: sketches and flows are read and reset once per epoch.",
+        "  # A duration (100ms, 5s, 1m, 1h) or a number of seconds; 100ms..1h.",
+        f"  epoch: {_fmt_duration(DEFAULT_EPOCH_S)}",
+        "  # XDP attach mode: auto (native if the driver supports it, else generic),",
+        "  # native (driver mode) or generic (skb mode).",
+        f"  mode: {DEFAULT_MODE}",
+        f"  # Entries of each exact-flow hash map (two maps, per CPU); 1..{FLOW_CAPACITY_MAX}.",
+        f"  flow_capacity: {DEFAULT_FLOW_CAPACITY}",
+        "  # Candidate ring buffer size in pages, a power of two.",
+        f"  ringbuf_pages: {DEFAULT_RINGBUF_PAGES}",
+        "  # Rows shown in views (top-K tables, exported label sets).",
+        f"  top: {DEFAULT_TOP}",
+        "  # Refuse a configuration whose sketch arrays (both sets, every possible",
+        "  # CPU) need more kernel memory than this; bytes or 512MiB, 2GiB, ...",
+        "  max_kernel_memory: 1GiB",
+        "",
+        f"# Sketch tasks, at most {abi.MAX_TASKS}.  Fields: {', '.join(abi.FIELD_BITS)}.",
+        "# `tasks: []` runs no sketches; leaving `tasks` out gives these four.",
+        "# seed (and elem_seed for superspread) default to a hash of the task name;",
+        "# sensors whose sketches are merged must use the same name or seed.",
+        "tasks:",
+    ]
+    for name, kind, key, element in DEFAULT_TASKS:
+        lines.append(f"  # {_TASK_COMMENTS[name]}")
+        lines.append(f"  - name: {name}")
+        lines.append(f"    kind: {kind}")
+        lines.append(f"    key: [{', '.join(key)}]")
+        if kind == COUNTMIN:
+            lines.append(f"    depth: {cm['depth']}          # rows, 1..{DEPTH_MAX}")
+            lines.append(f"    width: {cm['width']}      # counters per row, a power of two")
+            lines.append("    heavy_hitter:       # report keys reaching either per epoch; 0 = off")
+            lines.append(f"      packets: {DEFAULT_HH_PACKETS}")
+            lines.append(f"      bytes: {DEFAULT_HH_BYTES}")
+        else:
+            lines.append(f"    element: [{', '.join(element)}]")
+            lines.append(f"    depth: {ss['depth']}")
+            lines.append(f"    width: {ss['width']}")
+            lines.append(f"    registers: {ss['registers']}     # per bucket, a power of two 8..4096")
+            lines.append(f"    spreader_threshold: {DEFAULT_SPREADER_THRESHOLD}   # distinct count reported")
+    return "\n".join(lines) + "\n"

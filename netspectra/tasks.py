@@ -1,0 +1,123 @@
+"""Sketch tasks as data: what the config file names, and how it lands in the kernel.
+
+A task is a Count-Min (packets and bytes per key) or a SuperSpread (distinct
+elements per key).  layout() places the tasks of a configuration in the shared
+sketch arrays and returns the ns_config record the XDP program reads, plus the
+per-CPU array sizes that become -D flags.  The offline analyzer and the
+Cython merge code use the same Layout, so kernel, live and offline arrays have
+one shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import abi
+
+COUNTMIN = "countmin"
+SUPERSPREAD = "superspread"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    kind: str  # COUNTMIN or SUPERSPREAD
+    key: tuple[str, ...]  # field names, see abi.FIELD_BITS
+    element: tuple[str, ...] = ()  # SuperSpread only: what is counted distinct
+    depth: int = 4
+    width: int = 65536  # buckets per row, a power of two
+    registers: int = 64  # SuperSpread: registers per bucket, a power of two >= 8
+    seed: int = 0
+    elem_seed: int = 0
+    hh_packets: int = 0  # Count-Min: heavy-hitter threshold per epoch, 0 = off
+    hh_bytes: int = 0
+    spread_threshold: int = 0  # SuperSpread: distinct count reported as a spreader, 0 = off
+
+    @property
+    def fields(self) -> int:
+        return abi.fields_from_names(self.key)
+
+    @property
+    def elem_fields(self) -> int:
+        return abi.fields_from_names(self.element)
+
+
+@dataclass(frozen=True)
+class TaskLayout:
+    index: int
+    spec: TaskSpec
+    offset: int  # first element in a CPU slice (counters or register blocks)
+    size: int  # elements in a CPU slice
+
+    @property
+    def width_log2(self) -> int:
+        return self.spec.width.bit_length() - 1
+
+    @property
+    def regs_log2(self) -> int:
+        return self.spec.registers.bit_length() - 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    tasks: tuple[TaskLayout, ...]
+    cm_cells: int  # struct ns_counter per CPU slice (NS_CM_CELLS)
+    ss_blocks: int  # struct ns_regs per CPU slice (NS_SS_BLOCKS)
+    config: np.ndarray = field(compare=False, repr=False)  # abi.CONFIG record
+
+    def by_name(self, name: str) -> TaskLayout:
+        for t in self.tasks:
+            if t.spec.name == name:
+                return t
+        raise KeyError(name)
+
+    def kind(self, kind: str) -> list[TaskLayout]:
+        return [t for t in self.tasks if t.spec.kind == kind]
+
+
+def hh_per_cpu(threshold: int, ncpus: int) -> int:
+    """Per-CPU candidate threshold: if a key reaches `threshold` over all CPUs,
+    then by pigeonhole some CPU saw at least ceil(threshold / ncpus)."""
+    if threshold <= 0:
+        return 0
+    return max(1, -(-threshold // ncpus))
+
+
+def layout(specs: list[TaskSpec] | tuple[TaskSpec, ...], ncpus: int = 1) -> Layout:
+    if len(specs) > abi.MAX_TASKS:
+        raise ValueError(f"at most {abi.MAX_TASKS} sketch tasks, got {len(specs)}")
+    cfg = np.zeros(1, dtype=abi.CONFIG)
+    placed = []
+    cm_cells = 0
+    ss_blocks = 0
+    for i, s in enumerate(specs):
+        t = cfg[0]["tasks"][i]
+        t["key_wmask"] = abi.field_wmask(s.fields)
+        t["seed"] = s.seed
+        t["depth"] = s.depth
+        t["width_log2"] = s.width.bit_length() - 1
+        t["fields"] = s.fields
+        if s.kind == COUNTMIN:
+            size = s.depth * s.width
+            t["kind"] = abi.TASK_CM
+            t["offset"] = cm_cells
+            t["hh_packets"] = hh_per_cpu(s.hh_packets, ncpus)
+            t["hh_bytes"] = hh_per_cpu(s.hh_bytes, ncpus)
+            placed.append(TaskLayout(i, s, cm_cells, size))
+            cm_cells += size
+        elif s.kind == SUPERSPREAD:
+            size = s.depth * s.width * s.registers // abi.REGS_PER_BLOCK
+            t["kind"] = abi.TASK_SS
+            t["elem_wmask"] = abi.field_wmask(s.elem_fields)
+            t["elem_seed"] = s.elem_seed
+            t["regs_log2"] = s.registers.bit_length() - 1
+            t["elem_fields"] = s.elem_fields
+            t["offset"] = ss_blocks
+            placed.append(TaskLayout(i, s, ss_blocks, size))
+            ss_blocks += size
+        else:
+            raise ValueError(f"task {s.name}: unknown kind {s.kind!r}")
+    # BPF arrays need at least one element, and mmap at least one page.
+    return Layout(tuple(placed), max(cm_cells, 256), max(ss_blocks, 512), cfg)

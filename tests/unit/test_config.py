@@ -1,0 +1,467 @@
+"""netspectra.config: defaults, env expansion, validation messages, memory guard."""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+
+import pytest
+import yaml
+
+from netspectra import abi
+from netspectra.config import (
+    Config,
+    ConfigError,
+    SensorConfig,
+    default_tasks,
+    defaults_yaml,
+    derive_seed,
+    kernel_memory,
+    load_config,
+    parse_config,
+    parse_duration,
+    parse_epoch,
+    parse_size,
+    possible_cpus,
+)
+from netspectra.tasks import COUNTMIN, SUPERSPREAD, layout
+
+NCPUS = 2  # memory guard CPUs for every test unless stated
+
+
+def load_text(tmp_path, text: str, env=None, ncpus=NCPUS) -> Config:
+    p = tmp_path / "config.yaml"
+    p.write_text(textwrap.dedent(text))
+    return load_config(str(p), env={} if env is None else env, ncpus=ncpus)
+
+
+def error_of(tmp_path, text: str, env=None, ncpus=NCPUS) -> str:
+    with pytest.raises(ConfigError) as ei:
+        load_text(tmp_path, text, env, ncpus)
+    msg = str(ei.value)
+    assert "\n" not in msg
+    return msg
+
+
+# --- defaults ------------------------------------------------------------------
+
+
+def test_no_file_gives_defaults():
+    cfg = load_config(None, env={}, ncpus=NCPUS)
+    assert cfg.sensor == SensorConfig(
+        epoch_s=5.0, mode="auto", flow_capacity=131072, ringbuf_pages=64, top=10, max_kernel_memory=1 << 30
+    )
+    assert [t.name for t in cfg.tasks] == ["src", "flow", "spread_dst", "fanin_src"]
+    src, flow, spread, fanin = cfg.tasks
+    assert (src.kind, src.key, src.depth, src.width) == (COUNTMIN, ("src_ip",), 4, 65536)
+    assert (src.hh_packets, src.hh_bytes) == (1000, 1_000_000)
+    assert flow.key == ("src_ip", "dst_ip", "src_port", "dst_port", "proto")
+    assert (spread.kind, spread.key, spread.element) == (SUPERSPREAD, ("src_ip",), ("dst_ip",))
+    assert (fanin.kind, fanin.key, fanin.element) == (SUPERSPREAD, ("dst_ip",), ("src_ip",))
+    for t in (spread, fanin):
+        assert (t.depth, t.width, t.registers, t.spread_threshold) == (2, 1024, 256, 100)
+        assert (t.hh_packets, t.hh_bytes) == (0, 0)
+    assert cfg.spreader_thresholds == {"spread_dst": 100, "fanin_src": 100}
+    assert cfg == Config()
+    assert cfg.tasks == default_tasks()
+    layout(cfg.tasks, NCPUS)  # the defaults place
+
+
+@pytest.mark.parametrize("text", ["", "# nothing\n", "sensor:\n", "sensor: {}\n", "{}\n"])
+def test_empty_file_and_sections_give_defaults(tmp_path, text):
+    assert load_text(tmp_path, text) == load_config(None, env={}, ncpus=NCPUS)
+
+
+def test_seeds_derived_from_name():
+    cfg = load_config(None, env={}, ncpus=NCPUS)
+    for t in cfg.tasks:
+        assert t.seed == int.from_bytes(hashlib.sha256(t.name.encode()).digest()[:8], "little")
+        if t.kind == SUPERSPREAD:
+            assert t.elem_seed == derive_seed(t.name + ":elem")
+    assert len({t.seed for t in cfg.tasks}) == len(cfg.tasks)
+
+
+def test_defaults_yaml_round_trip(tmp_path):
+    text = defaults_yaml()
+    yaml.safe_load(text)  # valid YAML
+    assert load_text(tmp_path, text) == load_config(None, env={}, ncpus=NCPUS)
+    assert parse_config(text, env={}, ncpus=NCPUS) == Config()
+
+
+def test_defaults_yaml_mentions_every_option():
+    text = defaults_yaml()
+    for opt in ("epoch", "mode", "flow_capacity", "ringbuf_pages", "top", "max_kernel_memory"):
+        assert f"  {opt}:" in text
+    for opt in ("name", "kind", "key", "element", "depth", "width", "registers", "heavy_hitter", "spreader_threshold"):
+        assert f" {opt}:" in text
+    assert "seed" in text and "elem_seed" in text
+
+
+# --- a full file ---------------------------------------------------------------
+
+
+def test_full_file(tmp_path):
+    cfg = load_text(
+        tmp_path,
+        """
+        sensor:
+          epoch: 250ms
+          mode: generic
+          flow_capacity: 1000
+          ringbuf_pages: 16
+          top: 25
+          max_kernel_memory: 512MiB
+        tasks:
+          - name: ports
+            kind: countmin
+            key: [dst_port, proto]
+            depth: 3
+            width: 1024
+            seed: 42
+            heavy_hitter: {packets: 0, bytes: 5000}
+          - name: scan
+            kind: superspread
+            key: src_ip
+            element: [dst_ip, dst_port]
+            depth: 8
+            width: 64
+            registers: 8
+            seed: 18446744073709551615
+            elem_seed: 0
+            spreader_threshold: 1
+        """,
+    )
+    assert cfg.sensor == SensorConfig(0.25, "generic", 1000, 16, 25, 512 << 20)
+    ports, scan = cfg.tasks
+    assert (ports.key, ports.depth, ports.width, ports.seed) == (("dst_port", "proto"), 3, 1024, 42)
+    assert (ports.hh_packets, ports.hh_bytes) == (0, 5000)
+    assert scan.key == ("src_ip",)  # a single field may be a plain string
+    assert scan.element == ("dst_ip", "dst_port")
+    assert (scan.depth, scan.width, scan.registers) == (8, 64, 8)
+    assert (scan.seed, scan.elem_seed, scan.spread_threshold) == (2**64 - 1, 0, 1)
+    assert cfg.spreader_thresholds == {"scan": 1}
+    assert cfg.task("scan") is scan
+    assert cfg.source.endswith("config.yaml")
+
+
+def test_partial_heavy_hitter_keeps_other_default(tmp_path):
+    cfg = load_text(tmp_path, "tasks: [{name: a, kind: countmin, key: [src_ip], heavy_hitter: {bytes: 7}}]\n")
+    assert (cfg.tasks[0].hh_packets, cfg.tasks[0].hh_bytes) == (1000, 7)
+
+
+def test_empty_task_list_means_no_sketches(tmp_path):
+    assert load_text(tmp_path, "tasks: []\n").tasks == ()
+
+
+def test_four_tasks_allowed(tmp_path):
+    tasks = "".join(f"  - {{name: t{i}, kind: countmin, key: [src_ip], width: 64}}\n" for i in range(4))
+    assert len(load_text(tmp_path, "tasks:\n" + tasks).tasks) == abi.MAX_TASKS
+
+
+# --- durations and sizes ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text,secs",
+    [
+        ("5s", 5.0),
+        ("100ms", 0.1),
+        ("1m", 60.0),
+        ("1h", 3600.0),
+        ("1m30s", 90.0),
+        ("2.5s", 2.5),
+        ("500us", 0.0005),
+        ("7", 7.0),
+        (" 3 s ", 3.0),
+        (12, 12.0),
+        (0.5, 0.5),
+    ],
+)
+def test_parse_duration(text, secs):
+    assert parse_duration(text) == pytest.approx(secs)
+
+
+@pytest.mark.parametrize("text", ["5x", "", "s", "5 5s", "-1s", "-3", "inf", "nan", True, None, [5]])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_parse_epoch_range():
+    assert parse_epoch("100ms") == pytest.approx(0.1)
+    assert parse_epoch("0.1s") == pytest.approx(0.1)
+    assert parse_epoch("1h") == 3600.0
+    for bad in ("99ms", "1h1s", 0):
+        with pytest.raises(ValueError, match="out of range 100ms..1h"):
+            parse_epoch(bad)
+
+
+@pytest.mark.parametrize(
+    "text,n",
+    [(4096, 4096), ("4096", 4096), ("512MiB", 512 << 20), ("1GiB", 1 << 30), ("2GB", 2 * 10**9), ("1.5KiB", 1536)],
+)
+def test_parse_size(text, n):
+    assert parse_size(text) == n
+
+
+@pytest.mark.parametrize("text", ["1XB", "lots", "1.3B", True, 1.5, None])
+def test_parse_size_rejects(text):
+    with pytest.raises(ValueError, match="is not a size"):
+        parse_size(text)
+
+
+def test_parse_size_rejects_zero():
+    with pytest.raises(ValueError, match="more than 0"):
+        parse_size(0)
+
+
+# --- environment expansion -------------------------------------------------------
+
+
+def test_env_set_and_default(tmp_path):
+    cfg = load_text(
+        tmp_path,
+        """
+        sensor:
+          epoch: ${EPOCH}
+          mode: ${MODE:-native}
+          flow_capacity: ${CAP:-2048}
+          top: "${TOP}"
+          max_kernel_memory: ${MEM:-256}MiB
+        tasks:
+          - name: ${NAME}_x
+            kind: countmin
+            key: ["${FIELD:-src_ip}"]
+        """,
+        env={"EPOCH": "250ms", "TOP": "7", "NAME": "edge"},
+    )
+    assert cfg.sensor.epoch_s == pytest.approx(0.25)
+    assert cfg.sensor.mode == "native"
+    assert cfg.sensor.flow_capacity == 2048
+    assert cfg.sensor.top == 7
+    assert cfg.sensor.max_kernel_memory == 256 << 20
+    assert cfg.tasks[0].name == "edge_x"
+    assert cfg.tasks[0].key == ("src_ip",)
+
+
+def test_env_default_used_when_empty(tmp_path):
+    cfg = load_text(tmp_path, "sensor: {mode: '${MODE:-generic}'}\n", env={"MODE": ""})
+    assert cfg.sensor.mode == "generic"
+
+
+def test_env_set_wins_over_default(tmp_path):
+    cfg = load_text(tmp_path, "sensor: {mode: '${MODE:-generic}'}\n", env={"MODE": "native"})
+    assert cfg.sensor.mode == "native"
+
+
+def test_env_not_expanded_in_comments(tmp_path):
+    assert load_text(tmp_path, "# epoch: ${NOPE}\nsensor: {}\n") == Config()
+
+
+def test_env_escape(tmp_path):
+    msg = error_of(tmp_path, "sensor: {mode: '$${X}'}\n", env={"X": "auto"})
+    assert msg.endswith("sensor.mode: '${X}' is not one of auto, native, generic")
+
+
+def test_env_uses_os_environ_by_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("NETSPECTRA_TEST_MODE", "generic")
+    p = tmp_path / "c.yaml"
+    p.write_text("sensor: {mode: '${NETSPECTRA_TEST_MODE}'}\n")
+    assert load_config(str(p), ncpus=NCPUS).sensor.mode == "generic"
+
+
+# --- validation messages ---------------------------------------------------------
+
+CM = "{name: a, kind: countmin, key: [src_ip]"
+SS = "{name: a, kind: superspread, key: [src_ip], element: [dst_ip]"
+
+ERRORS = [
+    # sensor
+    ("sensor: {epoch: 5x}", "sensor.epoch: '5x' is not a duration (use e.g. 5s, 100ms)"),
+    ("sensor: {epoch: 50ms}", "sensor.epoch: '50ms' is out of range 100ms..1h"),
+    ("sensor: {epoch: 2h}", "sensor.epoch: '2h' is out of range 100ms..1h"),
+    ("sensor: {epoch: 0}", "sensor.epoch: 0 is out of range 100ms..1h"),
+    ("sensor: {epoch: yes}", "sensor.epoch: True is not a duration (use e.g. 5s, 100ms)"),
+    ("sensor: {mode: nativ}", "sensor.mode: 'nativ' is not one of auto, native, generic (did you mean 'native'?)"),
+    ("sensor: {mode: xyz}", "sensor.mode: 'xyz' is not one of auto, native, generic"),
+    ("sensor: {flow_capacity: 0}", "sensor.flow_capacity: 0 is out of range 1..16777216"),
+    ("sensor: {flow_capacity: 16777217}", "sensor.flow_capacity: 16777217 is out of range 1..16777216"),
+    ("sensor: {flow_capacity: lots}", "sensor.flow_capacity: 'lots' is not an integer"),
+    ("sensor: {flow_capacity: 1.5}", "sensor.flow_capacity: 1.5 is not an integer"),
+    ("sensor: {flow_capacity: true}", "sensor.flow_capacity: True is not an integer"),
+    ("sensor: {ringbuf_pages: 48}", "sensor.ringbuf_pages: 48 is not a power of two (e.g. 32 or 64)"),
+    ("sensor: {ringbuf_pages: 0}", "sensor.ringbuf_pages: 0 is out of range 1..65536"),
+    ("sensor: {top: 0}", "sensor.top: 0 is out of range 1..10000"),
+    ("sensor: {max_kernel_memory: 1XB}",
+     "sensor.max_kernel_memory: '1XB' is not a size in bytes (use e.g. 512MiB, 1GiB)"),
+    ("sensor: {max_kernel_memory: 0}", "sensor.max_kernel_memory: 0 must be more than 0 bytes"),
+    ("sensor: [1, 2]", "sensor: expected a mapping, got a list"),
+    ("- 1", "expected a mapping with sensor and tasks, got a list"),
+    # structure and typos
+    ("sensr: {}", "sensr: unknown option (did you mean 'sensor'?)"),
+    ("sensor: {epcoh: 5s}", "sensor.epcoh: unknown option (did you mean 'epoch'?)"),
+    ("sensor: {zzz: 1}", "sensor.zzz: unknown option (valid: epoch, mode, flow_capacity, ringbuf_pages, top, "
+     "max_kernel_memory)"),
+    ("tasks: [" + CM + "}, " + CM.replace("a,", "b,") + ", widht: 1024}]",
+     "tasks[1].widht: unknown option (did you mean 'width'?)"),
+    ("tasks: [" + CM + ", heavy_hitter: {packet: 5}}]",
+     "tasks[0].heavy_hitter.packet: unknown option (did you mean 'packets'?)"),
+    ("tasks: {name: a}", "tasks: expected a list of tasks, got a mapping"),
+    ("tasks: [5]", "tasks[0]: expected a task mapping, got an integer"),
+    # tasks: count, names, kinds
+    ("tasks: [" + ", ".join(CM.replace("a,", f"t{i},") + ", width: 64}" for i in range(5)) + "]",
+     "tasks: 5 tasks given, at most 4"),
+    ("tasks: [{kind: countmin, key: [src_ip]}]", "tasks[0]: missing 'name' ([a-z0-9_]+)"),
+    ("tasks: [{name: a, key: [src_ip]}]", "tasks[0]: missing 'kind' (countmin or superspread)"),
+    ("tasks: [{name: a, kind: countmin}]", "tasks[0]: missing 'key' (a list of fields)"),
+    ("tasks: [{name: A-b, kind: countmin, key: [src_ip]}]", "tasks[0].name: 'A-b' must match [a-z0-9_]+"),
+    ("tasks: [{name: '', kind: countmin, key: [src_ip]}]", "tasks[0].name: '' must match [a-z0-9_]+"),
+    ("tasks: [{name: 7, kind: countmin, key: [src_ip]}]", "tasks[0].name: 7 is not a string (quote it)"),
+    ("tasks: [" + CM + "}, " + SS + "}]", "tasks[1].name: 'a' is also the name of tasks[0]"),
+    ("tasks: [{name: a, kind: countmn, key: [src_ip]}]",
+     "tasks[0].kind: 'countmn' is not one of countmin, superspread (did you mean 'countmin'?)"),
+    # keys and elements
+    ("tasks: [{name: a, kind: countmin, key: []}]", "tasks[0].key: must name at least one field"),
+    ("tasks: [{name: a, kind: countmin, key: [src_ip, dstip]}]",
+     "tasks[0].key[1]: unknown field 'dstip' (did you mean 'dst_ip'?)"),
+    ("tasks: [{name: a, kind: countmin, key: [vlan]}]",
+     "tasks[0].key[0]: unknown field 'vlan' (fields: src_ip, dst_ip, src_port, dst_port, proto)"),
+    ("tasks: [{name: a, kind: countmin, key: [proto, proto]}]", "tasks[0].key[1]: proto is listed twice"),
+    ("tasks: [{name: a, kind: countmin, key: {a: 1}}]", "tasks[0].key: expected a list of fields, got a mapping"),
+    ("tasks: [{name: a, kind: superspread, key: [src_ip]}]",
+     "tasks[0]: missing 'element' (superspread tasks count distinct elements per key)"),
+    ("tasks: [{name: a, kind: superspread, key: [src_ip], element: []}]",
+     "tasks[0].element: must name at least one field"),
+    ("tasks: [{name: a, kind: superspread, key: [src_ip, proto], element: [dst_ip, proto]}]",
+     "tasks[0].element: proto is also in the key"),
+    ("tasks: [" + CM + ", element: [dst_ip]}]", "tasks[0].element: only for superspread tasks"),
+    ("tasks: [" + CM + ", registers: 8}]", "tasks[0].registers: only for superspread tasks"),
+    ("tasks: [" + CM + ", elem_seed: 8}]", "tasks[0].elem_seed: only for superspread tasks"),
+    ("tasks: [" + CM + ", spreader_threshold: 8}]", "tasks[0].spreader_threshold: only for superspread tasks"),
+    ("tasks: [" + SS + ", heavy_hitter: {packets: 1}}]", "tasks[0].heavy_hitter: only for countmin tasks"),
+    # sizes and thresholds
+    ("tasks: [" + CM + ", depth: 0}]", "tasks[0].depth: 0 is out of range 1..8"),
+    ("tasks: [" + CM + ", depth: 9}]", "tasks[0].depth: 9 is out of range 1..8"),
+    ("tasks: [" + CM + ", width: 1000}]", "tasks[0].width: 1000 is not a power of two (e.g. 512 or 1024)"),
+    ("tasks: [" + CM + ", width: 32}]", "tasks[0].width: 32 is out of range 64..4194304"),
+    ("tasks: [" + CM + ", width: 8388608}]", "tasks[0].width: 8388608 is out of range 64..4194304"),
+    ("tasks: [" + SS + ", registers: 4}]", "tasks[0].registers: 4 is out of range 8..4096"),
+    ("tasks: [" + SS + ", registers: 8192}]", "tasks[0].registers: 8192 is out of range 8..4096"),
+    ("tasks: [" + SS + ", registers: 100}]", "tasks[0].registers: 100 is not a power of two (e.g. 64 or 128)"),
+    ("tasks: [" + CM + ", seed: -1}]", "tasks[0].seed: -1 is out of range 0..18446744073709551615"),
+    ("tasks: [" + CM + ", seed: 18446744073709551616}]",
+     "tasks[0].seed: 18446744073709551616 is out of range 0..18446744073709551615"),
+    ("tasks: [" + SS + ", elem_seed: x}]", "tasks[0].elem_seed: 'x' is not an integer"),
+    ("tasks: [" + CM + ", heavy_hitter: {packets: -1}}]", "tasks[0].heavy_hitter.packets: -1 is out of range >= 0"),
+    ("tasks: [" + CM + ", heavy_hitter: {bytes: -1}}]", "tasks[0].heavy_hitter.bytes: -1 is out of range >= 0"),
+    ("tasks: [" + CM + ", heavy_hitter: 5}]", "tasks[0].heavy_hitter: expected a mapping, got an integer"),
+    ("tasks: [" + SS + ", spreader_threshold: 0}]", "tasks[0].spreader_threshold: 0 is out of range >= 1"),
+    # environment
+    ("sensor: {mode: '${MISSING}'}",
+     "sensor.mode: environment variable MISSING is not set (use ${MISSING:-default} for a default)"),
+    ("tasks: [{name: a, kind: countmin, key: ['${NOFIELD}']}]",
+     "tasks[0].key[0]: environment variable NOFIELD is not set (use ${NOFIELD:-default} for a default)"),
+    ("sensor: {mode: '${1X}'}", "sensor.mode: bad variable reference ${1X} (use ${VAR} or ${VAR:-default})"),
+    ("sensor: {mode: '${X'}", "sensor.mode: unterminated ${ (write $${ for a literal ${)"),
+]
+
+
+@pytest.mark.parametrize("text,expected", ERRORS, ids=[e[1].split(":")[0] + f"-{i}" for i, e in enumerate(ERRORS)])
+def test_error_messages(tmp_path, text, expected):
+    msg = error_of(tmp_path, text + "\n")
+    path = str(tmp_path / "config.yaml")
+    assert msg == f"{path}: {expected}"
+
+
+def test_yaml_syntax_error_has_line(tmp_path):
+    msg = error_of(tmp_path, "sensor:\n  epoch: 5s\n  mode: [auto\n")
+    assert msg.startswith(str(tmp_path / "config.yaml") + ":")
+    assert "YAML syntax error" in msg
+    line = int(msg[len(str(tmp_path / "config.yaml")) + 1 :].split(":")[0])
+    assert 3 <= line <= 4
+
+
+def test_yaml_tab_error_has_line(tmp_path):
+    msg = error_of(tmp_path, "sensor:\n\tepoch: 5s\n")
+    assert msg.startswith(f"{tmp_path / 'config.yaml'}:2: YAML syntax error")
+
+
+def test_duplicate_key_is_an_error(tmp_path):
+    msg = error_of(tmp_path, "sensor:\n  epoch: 5s\n  epoch: 6s\n")
+    assert msg == f"{tmp_path / 'config.yaml'}:3: YAML syntax error: duplicate key 'epoch'"
+
+
+def test_merge_keys_may_override(tmp_path):
+    cfg = load_text(
+        tmp_path,
+        """
+        tasks:
+          - &b {name: a, kind: countmin, key: [src_ip], width: 1024}
+          - {<<: *b, name: b, width: 2048}
+        """,
+    )
+    assert [(t.name, t.width) for t in cfg.tasks] == [("a", 1024), ("b", 2048)]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read: No such file"):
+        load_config(str(tmp_path / "nope.yaml"), env={}, ncpus=NCPUS)
+
+
+def test_parse_config_names_source():
+    with pytest.raises(ConfigError, match=r"^<string>: sensor\.top: 0 is out of range"):
+        parse_config("sensor: {top: 0}", env={}, ncpus=NCPUS)
+
+
+# --- kernel memory -----------------------------------------------------------------
+
+
+def test_kernel_memory_parts():
+    cfg = load_config(None, env={}, ncpus=NCPUS)
+    for ncpus in (1, 4, 64):
+        mem = kernel_memory(cfg, ncpus)
+        # two countmin tasks of 4 x 65536 cells of 16 bytes, two sets, every CPU
+        assert mem["cm"] == 2 * ncpus * (2 * 4 * 65536) * 16
+        # two superspread tasks of 2 x 1024 buckets x 256 one-byte registers
+        assert mem["ss"] == 2 * ncpus * (2 * 2 * 1024 * 256)
+        assert mem["sketches"] == mem["cm"] + mem["ss"]
+        assert mem["flows"] == 2 * 131072 * (40 + 40 * ncpus + 64)
+        assert mem["counters"] == 2 * ncpus * abi.NCOUNTERS * 16
+        assert mem["ringbuf"] == 64 * 4096
+        assert mem["total"] == sum(mem[k] for k in ("cm", "ss", "flows", "counters", "ringbuf"))
+
+
+def test_kernel_memory_matches_layout_minimums(tmp_path):
+    cfg = load_text(tmp_path, "tasks: []\n")
+    lay = layout((), 1)
+    assert kernel_memory(cfg, 1)["cm"] == 2 * lay.cm_cells * 16
+    assert kernel_memory(cfg, 1)["ss"] == 2 * lay.ss_blocks * 8
+
+
+def test_memory_guard_refuses(tmp_path):
+    text = "tasks: [{name: big, kind: countmin, key: [src_ip], depth: 8, width: 4194304}]\n"
+    msg = error_of(tmp_path, text, ncpus=1)
+    # 8 * 2**22 cells * 16 B * 2 sets = 1 GiB, plus the SuperSpread minimum
+    assert msg.startswith(f"{tmp_path / 'config.yaml'}: sketches need 1.0 GiB of kernel memory on 1 CPUs")
+    assert "more than sensor.max_kernel_memory 1.0 GiB" in msg
+    assert "raise sensor.max_kernel_memory" in msg
+
+
+def test_memory_guard_counts_cpus(tmp_path):
+    text = "sensor: {max_kernel_memory: 64MiB}\n"
+    assert load_text(tmp_path, text, ncpus=1)  # 18 MiB of sketches
+    msg = error_of(tmp_path, text, ncpus=4)  # 72 MiB
+    assert "sketches need 72.0 MiB of kernel memory on 4 CPUs (cm 64.0 MiB, ss 8.0 MiB)" in msg
+    assert "more than sensor.max_kernel_memory 64.0 MiB" in msg
+
+
+def test_memory_guard_limit_can_be_raised(tmp_path):
+    text = (
+        "sensor: {max_kernel_memory: 2GiB}\n"
+        "tasks: [{name: big, kind: countmin, key: [src_ip], depth: 8, width: 4194304}]\n"
+    )
+    assert load_text(tmp_path, text, ncpus=1).tasks[0].width == 1 << 22
+
+
+def test_possible_cpus_positive():
+    assert possible_cpus() >= 1

@@ -23,8 +23,17 @@ cnp.import_array()
 cdef extern from *:
     """
     static inline int ns_ctz64(unsigned long long x) { return __builtin_ctzll(x); }
+    /* Row kernels with restrict so the compiler vectorizes them. */
+    static void ns_add_u64(uint64_t *restrict dst, const uint64_t *restrict src, Py_ssize_t n) {
+        for (Py_ssize_t k = 0; k < n; k++) dst[k] += src[k];
+    }
+    static void ns_max_u8(uint8_t *restrict dst, const uint8_t *restrict src, Py_ssize_t n) {
+        for (Py_ssize_t k = 0; k < n; k++) dst[k] = src[k] > dst[k] ? src[k] : dst[k];
+    }
     """
     int ns_ctz64(unsigned long long x) nogil
+    void ns_add_u64(uint64_t* dst, const uint64_t* src, Py_ssize_t n) nogil
+    void ns_max_u8(uint8_t* dst, const uint8_t* src, Py_ssize_t n) nogil
 
 cdef enum:
     NWORDS = 5
@@ -111,8 +120,8 @@ cdef int _check_cm(Py_ssize_t ncells, int depth, int width_log2, Py_ssize_t offs
 
 cdef int _check_ss(Py_ssize_t nregs, int depth, int width_log2, int regs_log2, Py_ssize_t offset) except -1:
     _check_geom(depth, width_log2)
-    if regs_log2 < 3 or regs_log2 > 16:
-        raise ValueError(f"regs_log2 must be 3..16, got {regs_log2}")
+    if regs_log2 < 3 or regs_log2 > 15:
+        raise ValueError(f"regs_log2 must be 3..15 (the kernel masks it with 15), got {regs_log2}")
     cdef Py_ssize_t lo = offset * 8
     cdef Py_ssize_t hi = lo + ((<Py_ssize_t>depth << width_log2) << regs_log2)
     if offset < 0 or hi > nregs:
@@ -372,21 +381,20 @@ def merge_sum_u64(percpu, out=None, clear=False):
     if ncpus == 0:
         ov[:] = 0
         return out if out is not None else o
-    cdef uint64_t[:, ::1] src = a
+    cdef const uint64_t[:, ::1] src = a
     cdef uint64_t* dst = &ov[0] if n else NULL
-    cdef uint64_t* row
-    cdef Py_ssize_t c, k
+    cdef const uint64_t* row
+    cdef Py_ssize_t c
     if n:
         with nogil:
             memcpy(dst, &src[0, 0], n * sizeof(uint64_t))
             if clr:
-                memset(&src[0, 0], 0, n * sizeof(uint64_t))
+                memset(<void*>&src[0, 0], 0, n * sizeof(uint64_t))
             for c in range(1, ncpus):
                 row = &src[c, 0]
-                for k in range(n):
-                    dst[k] += row[k]
+                ns_add_u64(dst, row, n)
                 if clr:
-                    memset(row, 0, n * sizeof(uint64_t))
+                    memset(<void*>row, 0, n * sizeof(uint64_t))
     return out if out is not None else o
 
 
@@ -404,22 +412,20 @@ def merge_max_u8(percpu, out=None, clear=False):
     if ncpus == 0:
         ov[:] = 0
         return out if out is not None else o
-    cdef uint8_t[:, ::1] src = a
+    cdef const uint8_t[:, ::1] src = a
     cdef uint8_t* dst = &ov[0] if n else NULL
-    cdef uint8_t* row
-    cdef Py_ssize_t c, k
+    cdef const uint8_t* row
+    cdef Py_ssize_t c
     if n:
         with nogil:
             memcpy(dst, &src[0, 0], n)
             if clr:
-                memset(&src[0, 0], 0, n)
+                memset(<void*>&src[0, 0], 0, n)
             for c in range(1, ncpus):
                 row = &src[c, 0]
-                for k in range(n):
-                    if row[k] > dst[k]:
-                        dst[k] = row[k]
+                ns_max_u8(dst, row, n)
                 if clr:
-                    memset(row, 0, n)
+                    memset(<void*>row, 0, n)
     return out if out is not None else o
 
 

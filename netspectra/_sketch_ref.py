@@ -95,17 +95,14 @@ def ss_rank(he: int, regs_log2: int) -> tuple[int, int]:
     return j, tz + 1
 
 
-def ss_update(
-    regs, words, *, key_wmask, seed, elem_wmask, elem_seed, depth, width_log2, regs_log2, offset
-) -> None:
+def ss_update(regs, words, *, key_wmask, seed, elem_wmask, elem_seed, depth, width_log2, regs_log2, offset) -> None:
     width = 1 << width_log2
     hk = ns_hash(words, key_wmask, seed)
     he = ns_hash(words, elem_wmask, elem_seed)
     j, rank = ss_rank(he, regs_log2)
     for i, c in enumerate(columns(hk, depth, width_log2)):
         b = offset * abi.REGS_PER_BLOCK + ((i * width + c) << regs_log2) + j
-        if regs[b] < rank:
-            regs[b] = rank
+        regs[b] = max(regs[b], rank)
 
 
 def hll_alpha(m: int) -> float:
@@ -125,7 +122,7 @@ def hll_estimate(bucket) -> float:
     s = 0.0
     zeros = 0
     for r in bucket:
-        s += 2.0 ** -r
+        s += 2.0**-r
         if r == 0:
             zeros += 1
     e = hll_alpha(m) * m * m / s

@@ -562,11 +562,14 @@ class _Builder:
         mem = kernel_memory(cfg, ncpus)
         limit = cfg.sensor.max_kernel_memory
         if mem["sketches"] > limit:
+            need, have = _fmt_bytes(mem["sketches"]), _fmt_bytes(limit)
+            if need == have:  # too close to tell apart when rounded
+                need, have = f"{need} ({mem['sketches']} B)", f"{have} ({limit} B)"
             raise _Fail(
                 "",
-                f"sketches need {_fmt_bytes(mem['sketches'])} of kernel memory on {ncpus} CPUs "
+                f"sketches need {need} of kernel memory on {ncpus} CPUs "
                 f"(cm {_fmt_bytes(mem['cm'])}, ss {_fmt_bytes(mem['ss'])}), more than "
-                f"sensor.max_kernel_memory {_fmt_bytes(limit)}; "
+                f"sensor.max_kernel_memory {have}; "
                 "lower the tasks' width, depth or registers, or raise sensor.max_kernel_memory",
             )
 

@@ -29,7 +29,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _sketch, abi
-from .tasks import COUNTMIN, SUPERSPREAD, Layout, TaskLayout, TaskSpec, layout as make_layout
+from .tasks import COUNTMIN, SUPERSPREAD, Layout, TaskLayout, TaskSpec
+from .tasks import layout as make_layout
 
 FORMAT_VERSION = 1
 
@@ -83,7 +84,9 @@ class SketchSet:
     # ------------------------------------------------------------ building
 
     @classmethod
-    def from_percpu(cls, layout: Layout, cm_percpu: np.ndarray, ss_percpu: np.ndarray, clear: bool = False) -> "SketchSet":
+    def from_percpu(
+        cls, layout: Layout, cm_percpu: np.ndarray, ss_percpu: np.ndarray, clear: bool = False
+    ) -> SketchSet:
         """Merge per-CPU slices: cm_percpu is (ncpus, cm_cells) abi.COUNTER (or
         anything C-contiguous that views as (ncpus, 2 * cm_cells) uint64),
         ss_percpu is (ncpus, ss_blocks * 8) uint8 (or (ncpus, ss_blocks) of
@@ -106,7 +109,7 @@ class SketchSet:
             else:
                 _sketch.ss_update(self.ss, keys, **p)
 
-    def merge(self, other: "SketchSet") -> "SketchSet":
+    def merge(self, other: SketchSet) -> SketchSet:
         """In place: add other's counters, max its registers.  Returns self."""
         if other.layout != self.layout:
             raise ValueError("cannot merge sketches of different layouts")
@@ -115,7 +118,7 @@ class SketchSet:
         np.maximum(self.ss, other.ss, out=self.ss)
         return self
 
-    def copy(self) -> "SketchSet":
+    def copy(self) -> SketchSet:
         return SketchSet(self.layout, self.cm.copy(), self.ss.copy())
 
     def clear(self) -> None:
@@ -179,7 +182,7 @@ class SketchSet:
             np.savez(f, cm=self.cm, ss=self.ss, meta=np.array(json.dumps(meta)))
 
     @classmethod
-    def load(cls, path) -> "SketchSet":
+    def load(cls, path) -> SketchSet:
         with np.load(path, allow_pickle=False) as z:
             try:
                 meta = json.loads(str(z["meta"]))

@@ -442,8 +442,9 @@ def test_memory_guard_refuses(tmp_path):
     text = "tasks: [{name: big, kind: countmin, key: [src_ip], depth: 8, width: 4194304}]\n"
     msg = error_of(tmp_path, text, ncpus=1)
     # 8 * 2**22 cells * 16 B * 2 sets = 1 GiB, plus the SuperSpread minimum
-    assert msg.startswith(f"{tmp_path / 'config.yaml'}: sketches need 1.0 GiB of kernel memory on 1 CPUs")
-    assert "more than sensor.max_kernel_memory 1.0 GiB" in msg
+    assert msg.startswith(f"{tmp_path / 'config.yaml'}: sketches need 1.0 GiB (1073750016 B) of kernel memory")
+    assert " on 1 CPUs (cm 1.0 GiB, ss 8.0 KiB)" in msg
+    assert "more than sensor.max_kernel_memory 1.0 GiB (1073741824 B);" in msg
     assert "raise sensor.max_kernel_memory" in msg
 
 
@@ -453,6 +454,13 @@ def test_memory_guard_counts_cpus(tmp_path):
     msg = error_of(tmp_path, text, ncpus=4)  # 72 MiB
     assert "sketches need 72.0 MiB of kernel memory on 4 CPUs (cm 64.0 MiB, ss 8.0 MiB)" in msg
     assert "more than sensor.max_kernel_memory 64.0 MiB" in msg
+
+
+def test_memory_guard_exact_bytes_when_rounding_hides_the_excess(tmp_path):
+    msg = error_of(tmp_path, "", ncpus=57)  # the defaults need 18 MiB per CPU: 1026 MiB
+    assert "sketches need 1.0 GiB (1075838976 B) of kernel memory on 57 CPUs" in msg
+    assert "more than sensor.max_kernel_memory 1.0 GiB (1073741824 B)" in msg
+    assert load_config(None, env={}, ncpus=56)
 
 
 def test_memory_guard_limit_can_be_raised(tmp_path):

@@ -53,10 +53,28 @@ def small_layout():
         [
             TaskSpec("cm_src", COUNTMIN, ("src_ip",), depth=3, width=64, seed=7),
             TaskSpec("cm_5t", COUNTMIN, FIVE_TUPLE, depth=4, width=32, seed=0xDEADBEEFCAFEF00D),
-            TaskSpec("ss_src", SUPERSPREAD, ("src_ip",), ("dst_ip", "dst_port"), depth=2, width=16, registers=8,
-                     seed=3, elem_seed=5),
-            TaskSpec("ss_dst", SUPERSPREAD, ("dst_ip",), ("src_ip",), depth=3, width=8, registers=16,
-                     seed=M64, elem_seed=1 << 63),
+            TaskSpec(
+                "ss_src",
+                SUPERSPREAD,
+                ("src_ip",),
+                ("dst_ip", "dst_port"),
+                depth=2,
+                width=16,
+                registers=8,
+                seed=3,
+                elem_seed=5,
+            ),
+            TaskSpec(
+                "ss_dst",
+                SUPERSPREAD,
+                ("dst_ip",),
+                ("src_ip",),
+                depth=3,
+                width=8,
+                registers=16,
+                seed=M64,
+                elem_seed=1 << 63,
+            ),
         ]
     )
 
@@ -192,9 +210,7 @@ def test_arrays_match_reference(seed, npool, n):
             w = ref.key_words(k)
             if t.spec.kind == COUNTMIN:
                 pk, by = sk.query(t.spec.name, k.reshape(1))
-                assert (int(pk[0]), int(by[0])) == ref.cm_query(
-                    [tuple(c) for c in cm.tolist()], w, **p
-                )
+                assert (int(pk[0]), int(by[0])) == ref.cm_query([tuple(c) for c in cm.tolist()], w, **p)
             else:
                 q = {x: v for x, v in p.items() if x not in ("elem_wmask", "elem_seed")}
                 assert sk.spread(t.spec.name, k.reshape(1))[0] == pytest.approx(
@@ -314,7 +330,7 @@ def test_bounds_are_checked():
     rng = np.random.default_rng(0)
     keys = rand_keys(rng, 4)
     cells = np.zeros(256, dtype=abi.COUNTER)
-    p = dict(key_wmask=ONES, seed=1, depth=4, width_log2=6, offset=1)
+    p = {"key_wmask": ONES, "seed": 1, "depth": 4, "width_log2": 6, "offset": 1}
     with pytest.raises(ValueError):
         _sketch.cm_update(cells, keys, np.ones(4), **p)
     with pytest.raises(ValueError):
@@ -322,7 +338,7 @@ def test_bounds_are_checked():
     with pytest.raises(ValueError):
         _sketch.cm_update(cells, keys, np.ones(4), **dict(p, offset=0, depth=9))
     regs = np.zeros(1024, dtype=np.uint8)
-    q = dict(key_wmask=ONES, seed=1, elem_wmask=ONES, elem_seed=2, depth=2, width_log2=6, regs_log2=3)
+    q = {"key_wmask": ONES, "seed": 1, "elem_wmask": ONES, "elem_seed": 2, "depth": 2, "width_log2": 6, "regs_log2": 3}
     with pytest.raises(ValueError):
         _sketch.ss_update(regs, keys, offset=1, **q)
     with pytest.raises(ValueError):
@@ -346,8 +362,11 @@ def test_merge_rejects_other_layout():
 def test_superspread_accuracy():
     m = 256
     lay = layout(
-        [TaskSpec("spread", SUPERSPREAD, ("src_ip",), ("dst_ip",), depth=4, width=1024, registers=m,
-                  seed=17, elem_seed=99)]
+        [
+            TaskSpec(
+                "spread", SUPERSPREAD, ("src_ip",), ("dst_ip",), depth=4, width=1024, registers=m, seed=17, elem_seed=99
+            )
+        ]
     )
     rng = np.random.default_rng(77)
     spreads = [100, 250, 500, 1000, 2000, 3500, 5000]
@@ -394,8 +413,7 @@ def test_superspread_merge_is_max():
 def test_verify_has_no_false_negatives(ncpus):
     rng = np.random.default_rng(100 + ncpus)
     thr_p, thr_b = 300, 500_000
-    spec = TaskSpec("hh", COUNTMIN, ("src_ip", "dst_ip"), depth=4, width=512, seed=5, hh_packets=thr_p,
-                    hh_bytes=thr_b)
+    spec = TaskSpec("hh", COUNTMIN, ("src_ip", "dst_ip"), depth=4, width=512, seed=5, hh_packets=thr_p, hh_bytes=thr_b)
     lay = layout([spec], ncpus=ncpus)
     npool, n = 3000, 80000
     pool, idx, keys, lengths = pool_stream(rng, npool, n, zipf=1.15)

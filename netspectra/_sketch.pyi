@@ -1,0 +1,110 @@
+"""Type stub of netspectra/_sketch.pyx: sketch hot paths (hashing, Count-Min,
+SuperSpread, per-CPU merge).  Bit-identical to bpf/sensor.c; oracle in
+netspectra/_sketch_ref.py.
+
+Task parameters are plain ints, as produced by netspectra.sketch.task_params():
+key_wmask / elem_wmask are 5 word masks (abi.field_wmask), depth 1..8,
+width_log2 0..31, regs_log2 3..15, offset is TaskLayout.offset (counters for
+Count-Min, 8-register blocks for SuperSpread).  Keys are C-contiguous abi.KEY
+arrays (or uint64 (n, 5)).  Bounds are checked before any loop runs; every
+loop over keys or array elements runs in C without the GIL.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+def hash_keys(keys: npt.NDArray, key_wmask: Sequence[int], seed: int) -> npt.NDArray[np.uint64]:
+    """ns_hash of every key under the word masks and seed."""
+
+def cm_update(
+    cells: npt.NDArray,
+    keys: npt.NDArray,
+    lengths: npt.ArrayLike,
+    *,
+    key_wmask: Sequence[int],
+    seed: int,
+    depth: int,
+    width_log2: int,
+    offset: int,
+) -> None:
+    """Count keys[k] as one packet of lengths[k] bytes, in place.
+
+    cells: writable C-contiguous abi.COUNTER array (or uint64 (n, 2) / flat
+    uint64 pairs), typically SketchSet.cm or one CPU's slice.
+    """
+
+def cm_query(
+    cells: npt.NDArray,
+    keys: npt.NDArray,
+    *,
+    key_wmask: Sequence[int],
+    seed: int,
+    depth: int,
+    width_log2: int,
+    offset: int,
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """(packets, bytes) estimates, each the minimum over the rows (never below the truth)."""
+
+def ss_update(
+    regs: npt.NDArray,
+    keys: npt.NDArray,
+    *,
+    key_wmask: Sequence[int],
+    seed: int,
+    elem_wmask: Sequence[int],
+    elem_seed: int,
+    depth: int,
+    width_log2: int,
+    regs_log2: int,
+    offset: int,
+) -> None:
+    """Record each key's element in its SuperSpread buckets (register = max(register, rank)), in place.
+
+    regs: writable C-contiguous uint8 registers (or 8-byte ns_regs blocks).
+    """
+
+def ss_estimate(
+    regs: npt.NDArray,
+    keys: npt.NDArray,
+    *,
+    key_wmask: Sequence[int],
+    seed: int,
+    depth: int,
+    width_log2: int,
+    regs_log2: int,
+    offset: int,
+) -> npt.NDArray[np.float64]:
+    """Distinct elements per key: HyperLogLog of each row's bucket (linear
+    counting below 2.5 m), minimum over rows.  Relative standard error about
+    1.04 / sqrt(2**regs_log2); the minimum is slightly low-biased."""
+
+def merge_sum_u64(percpu: npt.NDArray, out: npt.NDArray | None = None, clear: bool = False) -> npt.NDArray:
+    """Sum mod 2**64 over axis 0 of a C-contiguous (ncpus, ...) array viewed as uint64.
+
+    Returns out (filled through a flat uint64 view, so an abi.COUNTER out
+    works) or a new flat uint64 array.  clear=True zeroes percpu in the same pass.
+    """
+
+def merge_max_u8(percpu: npt.NDArray, out: npt.NDArray | None = None, clear: bool = False) -> npt.NDArray:
+    """Max over axis 0 of a C-contiguous (ncpus, ...) register array viewed as uint8.
+
+    Same contract as merge_sum_u64.
+    """
+
+def verify_candidates(
+    cells: npt.NDArray,
+    keys: npt.NDArray,
+    *,
+    key_wmask: Sequence[int],
+    seed: int,
+    depth: int,
+    width_log2: int,
+    offset: int,
+    hh_packets: int = 0,
+    hh_bytes: int = 0,
+) -> tuple[npt.NDArray, npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """(keys, packets, bytes) of the unique candidates (masked with key_wmask,
+    sorted by key words) whose estimate reaches hh_packets or hh_bytes
+    (0 = threshold unused).  No false negatives: estimates never undercount."""

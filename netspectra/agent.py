@@ -1,0 +1,150 @@
+"""The epoch loop: flip the kernel's map sets, read the idle one, analyse it.
+
+The kernel side is anything with flip() and take_*() (kernel.program.Program
+in production); the rest is pure and testable without root.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import abi, analysis
+from .packets import addr_str
+from .sketch import HeavyHitters, SketchSet
+from .tasks import Layout
+
+
+@dataclass
+class EpochSnapshot:
+    seq: int
+    start: float  # wall clock, seconds
+    end: float
+    totals: np.ndarray  # (NCOUNTERS, 2) uint64: packets, bytes
+    flows: np.ndarray  # analysis.FLOW_RECORD
+    sketch: SketchSet
+    heavy: dict[str, HeavyHitters] = field(default_factory=dict)
+    spreaders: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    candidates: int = 0  # candidate reports received from the kernel
+
+    @property
+    def duration(self) -> float:
+        return max(self.end - self.start, 1e-9)
+
+    def counter(self, name: str) -> tuple[int, int]:
+        row = self.totals[abi.C[name]]
+        return int(row[0]), int(row[1])
+
+    def to_json(self) -> dict:
+        """The --json record of an epoch (fields documented in docs/json.md)."""
+        fl = self.flows
+        return {
+            "epoch": self.seq,
+            "start": round(self.start, 6),
+            "end": round(self.end, 6),
+            "packets": self.counter("all")[0],
+            "bytes": self.counter("all")[1],
+            "totals": {name: {"packets": int(p), "bytes": int(b)} for name, (p, b) in zip(abi.COUNTERS, self.totals)},
+            "loss": {
+                "flow_untracked_packets": self.counter("flow_untracked")[0],
+                "flow_untracked_bytes": self.counter("flow_untracked")[1],
+                "candidates_lost": self.counter("cand_lost")[0],
+            },
+            "flows": [
+                {
+                    "src": addr_str(k["src"]),
+                    "dst": addr_str(k["dst"]),
+                    "proto": int(k["proto"]),
+                    "sport": int(k["sport"]),
+                    "dport": int(k["dport"]),
+                    "packets": int(f["packets"]),
+                    "bytes": int(f["bytes"]),
+                    "first_seen_ns": int(f["first_ns"]),
+                    "last_seen_ns": int(f["last_ns"]),
+                    "tcp_flags": int(f["tcp_flags"]),
+                    "icmp_type": int(f["icmp_type"]),
+                    "icmp_code": int(f["icmp_code"]),
+                }
+                for f, k in zip(fl, fl["key"])
+            ],
+            "heavy_hitters": {
+                task: [
+                    {**key_json(k, self.sketch.layout, task), "packets": int(p), "bytes": int(b)}
+                    for k, p, b in zip(hh.keys, hh.packets, hh.bytes)
+                ]
+                for task, hh in self.heavy.items()
+            },
+            "spreaders": {
+                task: [{**key_json(k, self.sketch.layout, task), "distinct": round(float(e), 1)} for k, e in zip(ks, es)]
+                for task, (ks, es) in self.spreaders.items()
+            },
+        }
+
+
+def key_json(k, layout: Layout, task: str) -> dict:
+    """The task's key fields of a masked key, by name."""
+    out = {}
+    for name in layout.by_name(task).spec.key:
+        if name == "src_ip":
+            out[name] = addr_str(k["src"])
+        elif name == "dst_ip":
+            out[name] = addr_str(k["dst"])
+        elif name == "src_port":
+            out[name] = int(k["sport"])
+        elif name == "dst_port":
+            out[name] = int(k["dport"])
+        elif name == "proto":
+            out[name] = int(k["proto"])
+    return out
+
+
+class Agent:
+    def __init__(self, program, layout: Layout, clock=time.time, mono_ns=time.monotonic_ns):
+        self.program = program
+        self.layout = layout
+        self.clock = clock
+        self.mono_ns = mono_ns
+        self.seq = 0
+        self.epoch_start = clock()
+
+    def epoch(self) -> EpochSnapshot:
+        """Close the current epoch: flip, then read and clear the idle set."""
+        p = self.program
+        idle = p.flip()
+        end = self.clock()
+        offset = int(end * 1e9) - self.mono_ns()
+        totals = p.take_totals(idle)
+        keys, percpu = p.take_flows(idle)
+        cands = p.take_candidates(idle)
+        sk = SketchSet.from_percpu(self.layout, p.cm[idle], p.ss[idle], clear=True)
+        flows = analysis.merge_flow_cpus(keys, percpu, offset)
+        heavy = analysis.heavy_hitters(sk, cands)
+        extra = np.concatenate([h.keys for h in heavy.values()]) if heavy else None
+        snap = EpochSnapshot(
+            seq=self.seq,
+            start=self.epoch_start,
+            end=end,
+            totals=totals,
+            flows=flows,
+            sketch=sk,
+            heavy=heavy,
+            spreaders=analysis.spreaders(sk, flows, extra),
+            candidates=len(cands),
+        )
+        self.seq += 1
+        self.epoch_start = end
+        return snap
+
+    def run(self, epoch_s: float, on_snapshot, stop: threading.Event) -> None:
+        """Call on_snapshot every epoch until `stop` is set, then once more
+        for the last partial epoch."""
+        deadline = time.monotonic() + epoch_s
+        while not stop.wait(max(0.0, deadline - time.monotonic())):
+            on_snapshot(self.epoch())
+            deadline += epoch_s
+            if deadline < time.monotonic():  # fell behind: skip, do not burst
+                deadline = time.monotonic() + epoch_s
+        on_snapshot(self.epoch())

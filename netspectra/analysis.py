@@ -1,0 +1,134 @@
+"""Heavy hitters, spreaders and flow arithmetic over an epoch's data.
+
+Pure functions of numpy arrays and a SketchSet: no kernel, no root.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import abi
+from .sketch import HeavyHitters, SketchSet
+from .tasks import COUNTMIN, SUPERSPREAD, Layout
+
+U64_MAX = np.iinfo(np.uint64).max
+
+# One exact flow of an epoch, merged over CPUs; times are wall-clock ns.
+FLOW_RECORD = np.dtype(
+    [
+        ("key", abi.KEY),
+        ("packets", "<u8"),
+        ("bytes", "<u8"),
+        ("first_ns", "<u8"),
+        ("last_ns", "<u8"),
+        ("tcp_flags", "u1"),
+        ("icmp_type", "u1"),
+        ("icmp_code", "u1"),
+    ]
+)
+
+
+def merge_flow_cpus(keys: np.ndarray, percpu: np.ndarray, mono_to_wall_ns: int = 0) -> np.ndarray:
+    """Per-CPU flow values (n, ncpus) abi.FLOW -> (n,) FLOW_RECORD: packets and
+    bytes summed, first seen the earliest, last seen the latest, TCP flags
+    ORed, ICMP type/code of the CPU that saw the flow first."""
+    n = len(keys)
+    out = np.zeros(n, dtype=FLOW_RECORD)
+    if n == 0:
+        return out
+    out["key"] = keys
+    seen = percpu["packets"] > 0
+    out["packets"] = percpu["packets"].sum(axis=1, dtype=np.uint64)
+    out["bytes"] = percpu["bytes"].sum(axis=1, dtype=np.uint64)
+    first = np.where(seen, percpu["first_ns"], U64_MAX)
+    k = first.argmin(axis=1)
+    rows = np.arange(n)
+    out["first_ns"] = first[rows, k] + np.uint64(mono_to_wall_ns)
+    out["last_ns"] = percpu["last_ns"].max(axis=1) + np.uint64(mono_to_wall_ns)
+    out["tcp_flags"] = np.bitwise_or.reduce(percpu["tcp_flags"], axis=1)
+    out["icmp_type"] = percpu["icmp_type"][rows, k]
+    out["icmp_code"] = percpu["icmp_code"][rows, k]
+    return out
+
+
+def mask_keys(keys: np.ndarray, fields: int) -> np.ndarray:
+    """Keys with every field outside `fields` zeroed (the form a task reports)."""
+    words = np.ascontiguousarray(keys, dtype=abi.KEY).view("<u8").reshape(-1, abi.KEY_WORDS)
+    masked = words & np.array(abi.field_wmask(fields), dtype=np.uint64)
+    return masked.view(abi.KEY).reshape(-1)
+
+
+def unique_keys(keys: np.ndarray) -> np.ndarray:
+    if len(keys) == 0:
+        return keys
+    raw = np.ascontiguousarray(keys).view(np.dtype((np.void, abi.KEY.itemsize)))
+    _, idx = np.unique(raw, return_index=True)
+    return keys[np.sort(idx)]
+
+
+def heavy_hitters(sketch: SketchSet, candidates: np.ndarray) -> dict[str, HeavyHitters]:
+    """Per Count-Min task with a threshold: candidates (abi.CAND) verified
+    against the merged sketch, largest first by packets."""
+    out = {}
+    for t in sketch.layout.kind(COUNTMIN):
+        if not (t.spec.hh_packets or t.spec.hh_bytes):
+            continue
+        mine = candidates["key"][candidates["task"] == t.index] if len(candidates) else candidates
+        hh = sketch.verify(t.spec.name, unique_keys(np.ascontiguousarray(mine)) if len(mine) else np.zeros(0, abi.KEY))
+        order = np.argsort(hh.packets, kind="stable")[::-1]
+        out[t.spec.name] = HeavyHitters(hh.keys[order], hh.packets[order], hh.bytes[order])
+    return out
+
+
+def spreaders(sketch: SketchSet, flows: np.ndarray, extra_keys: np.ndarray | None = None) -> dict[str, tuple]:
+    """Per SuperSpread task with a threshold: (keys, estimates) of the keys
+    whose distinct count reaches it, largest first.  Keys to test come from the
+    epoch's exact flows (every key seen while the table had room) and any
+    extra keys (heavy-hitter candidates)."""
+    out = {}
+    for t in sketch.layout.kind(SUPERSPREAD):
+        thr = t.spec.spread_threshold
+        if not thr:
+            continue
+        pool = flows["key"] if len(flows) else np.zeros(0, abi.KEY)
+        if extra_keys is not None and len(extra_keys):
+            pool = np.concatenate([pool, extra_keys])
+        keys = unique_keys(mask_keys(pool, t.spec.fields))
+        if len(keys) == 0:
+            out[t.spec.name] = (keys, np.zeros(0))
+            continue
+        est = sketch.spread(t.spec.name, keys)
+        hit = est >= thr
+        keys, est = keys[hit], est[hit]
+        order = np.argsort(est, kind="stable")[::-1]
+        out[t.spec.name] = (keys[order], est[order])
+    return out
+
+
+def top_by(flows: np.ndarray, fields: int, metric: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Aggregate exact flows by a field subset; top n by metric ('bytes' or
+    'packets').  Returns (keys, packets, bytes)."""
+    if len(flows) == 0:
+        z = np.zeros(0, np.uint64)
+        return np.zeros(0, abi.KEY), z, z
+    keys = mask_keys(flows["key"], fields)
+    raw = keys.view(np.dtype((np.void, abi.KEY.itemsize)))
+    uniq, inv = np.unique(raw, return_inverse=True)
+    pk = np.bincount(inv, weights=flows["packets"].astype(np.float64)).astype(np.uint64)
+    by = np.bincount(inv, weights=flows["bytes"].astype(np.float64)).astype(np.uint64)
+    order = np.argsort(by if metric == "bytes" else pk, kind="stable")[::-1][:n]
+    return uniq[order].view(abi.KEY).reshape(-1), pk[order], by[order]
+
+
+def layout_tasks(layout: Layout) -> list[dict]:
+    return [
+        {
+            "name": t.spec.name,
+            "kind": t.spec.kind,
+            "key": list(t.spec.key),
+            "element": list(t.spec.element),
+            "depth": t.spec.depth,
+            "width": t.spec.width,
+        }
+        for t in layout.tasks
+    ]

@@ -1,0 +1,216 @@
+"""`netspectra-sensor attach`: preflight checks, load, attach, loop, detach.
+
+Every refusal is a SensorError with a one-line reason; the CLI prints it.
+A state file per attached interface (in /run/netspectra) lets `status` and
+`detach` find the sensor process; the XDP attachment itself is a bpf_link
+held only by that process, so it disappears with it, however it dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .config import Config
+from .tasks import layout
+
+CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 12, 21, 38, 39
+
+
+class SensorError(Exception):
+    pass
+
+
+def run_dir() -> Path:
+    return Path(os.environ.get("NETSPECTRA_RUN_DIR", "/run/netspectra"))
+
+
+def capabilities(status: str = "/proc/self/status") -> int:
+    for line in Path(status).read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def check_privileges(caps: int | None = None) -> None:
+    caps = capabilities() if caps is None else caps
+
+    def has(c: int) -> bool:
+        return bool(caps >> c & 1)
+
+    if has(CAP_SYS_ADMIN) and has(CAP_NET_ADMIN):
+        return
+    if has(CAP_BPF) and has(CAP_PERFMON) and has(CAP_NET_ADMIN):
+        return
+    raise SensorError(
+        "attaching XDP needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN): run with sudo"
+    )  # fmt: skip
+
+
+def netns_id() -> int:
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def state_path(iface: str) -> Path:
+    return run_dir() / f"{netns_id()}.{iface}.json"
+
+
+def ifindex_of(iface: str) -> int:
+    try:
+        return socket.if_nametoindex(iface)
+    except OSError:
+        raise SensorError(f"no such interface: {iface}") from None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_state(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def check_free(iface: str, ifindex: int) -> None:
+    from .kernel import libbpf
+
+    st = read_state(state_path(iface))
+    if st and pid_alive(st.get("pid", -1)):
+        raise SensorError(f"a netspectra sensor (pid {st['pid']}) is already attached to {iface}")
+    prog_id = libbpf.xdp_query_id(ifindex)
+    if prog_id:
+        raise SensorError(
+            f"another XDP program (id {prog_id}) is already attached to {iface}; "
+            f"remove it first (e.g. `ip link set dev {iface} xdp off`)"
+        )
+
+
+def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, out=sys.stdout, err=sys.stderr) -> None:
+    from .agent import Agent
+    from .kernel import libbpf
+    from .kernel.program import KernelError, Program, possible_cpus
+    from .view import human_bytes, render
+
+    check_privileges()
+    ifindex = ifindex_of(iface)
+    check_free(iface, ifindex)
+    ncpus = possible_cpus()
+    lay = layout(cfg.tasks, ncpus)
+    try:
+        prog = Program(lay, cfg.sensor.flow_capacity, cfg.sensor.ringbuf_pages, ncpus)
+    except KernelError as e:
+        raise SensorError(str(e)) from None
+    mem = prog.sizes.memory()
+    try:
+        link = libbpf.xdp_link(prog.prog_fd, ifindex, mode)
+    except OSError as e:
+        prog.close()
+        if e.errno == 16:  # EBUSY: attached between our check and now
+            raise SensorError(f"another XDP program is already attached to {iface}") from None
+        if e.errno == 95 and mode == "native":  # EOPNOTSUPP
+            raise SensorError(f"{iface} does not support native XDP; use --mode generic or auto") from None
+        raise SensorError(f"cannot attach XDP to {iface} ({mode} mode): {e.strerror}") from None
+
+    state = state_path(iface)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    info = {
+        "pid": os.getpid(),
+        "iface": iface,
+        "ifindex": ifindex,
+        "mode": mode,
+        "epoch_s": epoch_s,
+        "started": time.time(),
+        "kernel_memory": mem,
+        "tasks": [t.name for t in cfg.tasks],
+        "config": cfg.source,
+    }
+    state.write_text(json.dumps(info))
+    print(
+        f"netspectra: attached to {iface} (ifindex {ifindex}, {mode} mode, bpf_link), epoch {epoch_s:g}s, "
+        f"kernel memory {human_bytes(sum(mem.values()))} "
+        f"({', '.join(f'{k} {human_bytes(v)}' for k, v in mem.items())}); Ctrl-C to stop",
+        file=err,
+        flush=True,
+    )
+
+    stop = threading.Event()
+    handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    agent = Agent(prog, lay)
+    tty = out.isatty()
+
+    def show(snap) -> None:
+        if as_json:
+            out.write(json.dumps(snap.to_json(), separators=(",", ":")) + "\n")
+        else:
+            out.write(("\x1b[H\x1b[2J" if tty else "\n") + render(snap, iface, mem, cfg.sensor.top) + "\n")
+        out.flush()
+        info.update(last_epoch=snap.seq, last_epoch_end=snap.end, last_packets=snap.counter("all")[0])
+        tmp = state.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info))
+        tmp.replace(state)
+
+    try:
+        agent.run(epoch_s, show, stop)
+    except BrokenPipeError:
+        pass  # reader of --json went away: detach quietly
+    finally:
+        os.close(link)
+        prog.close()
+        state.unlink(missing_ok=True)
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    print(f"netspectra: detached from {iface} after {agent.seq} epochs", file=err, flush=True)
+
+
+def detach(iface: str, timeout: float = 10.0) -> str:
+    from .kernel import libbpf
+
+    check_privileges()
+    ifindex = ifindex_of(iface)
+    path = state_path(iface)
+    st = read_state(path)
+    if st and pid_alive(st["pid"]):
+        os.kill(st["pid"], signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(st["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid_alive(st["pid"]):
+            raise SensorError(f"sensor pid {st['pid']} on {iface} did not stop within {timeout:g}s")
+        return f"stopped sensor pid {st['pid']} on {iface}; XDP detached"
+    if st:
+        path.unlink(missing_ok=True)
+    prog_id = libbpf.xdp_query_id(ifindex)
+    if prog_id:
+        raise SensorError(f"XDP program id {prog_id} on {iface} was not attached by netspectra; not touching it")
+    raise SensorError(f"no netspectra sensor is attached to {iface}")
+
+
+def status() -> list[dict]:
+    """State of every sensor recorded in the run directory; stale entries
+    (process gone) are reported once and removed."""
+    out = []
+    d = run_dir()
+    for path in sorted(d.glob("*.json")) if d.is_dir() else []:
+        st = read_state(path)
+        if not st:
+            continue
+        st["alive"] = pid_alive(st["pid"])
+        st["here"] = path.name.startswith(f"{netns_id()}.")
+        if not st["alive"]:
+            path.unlink(missing_ok=True)
+        out.append(st)
+    return out

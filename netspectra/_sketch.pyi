@@ -78,7 +78,8 @@ def ss_estimate(
 ) -> npt.NDArray[np.float64]:
     """Distinct elements per key: HyperLogLog of each row's bucket (linear
     counting below 2.5 m), minimum over rows.  Relative standard error about
-    1.04 / sqrt(2**regs_log2); the minimum is slightly low-biased."""
+    1.04 / sqrt(2**regs_log2).  Rows of one key differ only by other keys
+    sharing a bucket (which only raise an estimate), so the minimum adds no bias."""
 
 def merge_sum_u64(percpu: npt.NDArray, out: npt.NDArray | None = None, clear: bool = False) -> npt.NDArray:
     """Sum mod 2**64 over axis 0 of a C-contiguous (ncpus, ...) array viewed as uint64.

@@ -301,8 +301,10 @@ def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, of
 
     Each row's bucket is a HyperLogLog of m = 2**regs_log2 registers (linear
     counting below 2.5 m); the result is the minimum over rows.  Standard error
-    about 1.04 / sqrt(m) per bucket; the minimum over rows removes most of the
-    upward error from keys sharing a bucket but is biased slightly low.
+    about 1.04 / sqrt(m).  An element sets the same register j to the same
+    rank in every row (both come from the element hash), so rows differ only
+    by other keys sharing the bucket, which can only raise an estimate; the
+    minimum over rows picks the least shared row and adds no bias of its own.
     """
     cdef uint64_t km[NWORDS]
     _masks(key_wmask, km)

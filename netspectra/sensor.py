@@ -69,13 +69,13 @@ def ifindex_of(iface: str) -> int:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while the process runs (a zombie, exited but not yet reaped by
+    its parent, counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    except PermissionError:
-        return True
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def read_state(path: Path) -> dict | None:

@@ -140,8 +140,10 @@ class SketchSet:
 
     def spread(self, name: str, keys: np.ndarray) -> np.ndarray:
         """SuperSpread distinct-element estimates of keys (float64).  Relative
-        standard error about 1.04 / sqrt(registers) for a key alone in its
-        buckets; the minimum over rows makes it slightly low-biased."""
+        standard error about 1.04 / sqrt(registers).  An element sets the same
+        register to the same rank in every row, so rows differ only by other
+        keys sharing the bucket (which can only raise an estimate); the minimum
+        over rows picks the least shared row and adds no bias of its own."""
         _, p = self._task(name, SUPERSPREAD)
         return _sketch.ss_estimate(self.ss, keys, **_ss_query_params(p))
 

@@ -78,7 +78,9 @@ class EpochSnapshot:
                 for task, hh in self.heavy.items()
             },
             "spreaders": {
-                task: [{**key_json(k, self.sketch.layout, task), "distinct": round(float(e), 1)} for k, e in zip(ks, es)]
+                task: [
+                    {**key_json(k, self.sketch.layout, task), "distinct": round(float(e), 1)} for k, e in zip(ks, es)
+                ]
                 for task, (ks, es) in self.spreaders.items()
             },
         }

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from .config import ConfigError, Config, defaults_yaml, load_config, parse_epoch
+from .config import Config, ConfigError, defaults_yaml, load_config, parse_epoch
 
 
 def _fail(msg: str) -> None:
@@ -39,14 +39,13 @@ def sensor():
 @sensor.command()
 @click.argument("iface")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
-@click.option(
-    "--mode", type=click.Choice(["auto", "native", "generic"]), default=None, help="XDP mode [config; auto]."
-)
+@click.option("--mode", type=click.Choice(["auto", "native", "generic"]), default=None, help="XDP mode [config; auto].")
 @click.option("--epoch", type=Epoch(), default=None, help="Epoch length, e.g. 5s or 100ms [config; 5s].")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per epoch on stdout (docs/json.md).")
 def attach(iface, config_path, mode, epoch, as_json):
     """Attach to IFACE and report every epoch until Ctrl-C or SIGTERM."""
-    from .sensor import SensorError, attach as do_attach
+    from .sensor import SensorError
+    from .sensor import attach as do_attach
 
     cfg = _load(config_path)
     try:
@@ -59,7 +58,8 @@ def attach(iface, config_path, mode, epoch, as_json):
 @click.argument("iface")
 def detach(iface):
     """Stop the sensor attached to IFACE (its XDP program goes with it)."""
-    from .sensor import SensorError, detach as do_detach
+    from .sensor import SensorError
+    from .sensor import detach as do_detach
 
     try:
         click.echo(do_detach(iface))

@@ -29,12 +29,13 @@ from . import abi
 from .tasks import COUNTMIN, SUPERSPREAD, TaskSpec, layout
 
 __all__ = [
+    "DEFAULT_TASKS",
     "Config",
     "ConfigError",
     "SensorConfig",
-    "DEFAULT_TASKS",
     "default_tasks",
     "defaults_yaml",
+    "derive_seed",
     "kernel_memory",
     "load_config",
     "parse_config",
@@ -42,7 +43,6 @@ __all__ = [
     "parse_epoch",
     "parse_size",
     "possible_cpus",
-    "derive_seed",
 ]
 
 
@@ -238,7 +238,7 @@ def _show(value) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _fmt_bytes(n: int | float) -> str:
+def _fmt_bytes(n: float) -> str:
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
@@ -313,9 +313,7 @@ def _construct_mapping(loader, node, deep=False):
         except TypeError:
             continue  # construct_mapping reports unhashable keys itself
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen[key] = True
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 

@@ -27,8 +27,14 @@ def traffic(rng: random.Random, n_sources: int = 2000):
     """An endless stream of frames: each loop is 100 ms worth at ~15k pps."""
     weights = [1 / (i + 1) ** 1.1 for i in range(n_sources)]
     background = [
-        P.frame(f"10.{1 + i // 250}.{i % 250}.{1 + i % 7}", f"198.51.100.{1 + i % 50}", (P.TCP, P.UDP)[i % 2],
-                1024 + i, (443, 53)[i % 2], size=rng.choice((64, 120, 576, 1400)))  # fmt: skip
+        P.frame(
+            f"10.{1 + i // 250}.{i % 250}.{1 + i % 7}",
+            f"198.51.100.{1 + i % 50}",
+            (P.TCP, P.UDP)[i % 2],
+            1024 + i,
+            (443, 53)[i % 2],
+            size=rng.choice((64, 120, 576, 1400)),
+        )  # fmt: skip
         for i in range(n_sources)
     ]
     heavy = [

@@ -58,7 +58,9 @@ def render(s: EpochSnapshot, iface: str, memory: dict[str, int] | None = None, t
     for metric in ("bytes", "packets"):
         keys, p, b = analysis.top_by(s.flows, abi.F_SRC_IP, metric, top)
         lines.append(f"top sources by {metric}:")
-        lines += [f"  {addr_str(k['src']):<40} {int(pp):>10} pkts {human_bytes(int(bb)):>12}" for k, pp, bb in zip(keys, p, b)]
+        lines += [
+            f"  {addr_str(k['src']):<40} {int(pp):>10} pkts {human_bytes(int(bb)):>12}" for k, pp, bb in zip(keys, p, b)
+        ]
     keys, p, b = analysis.top_by(s.flows, 0x1F, "bytes", top)
     lines.append("top flows by bytes:")
     lines += [f"  {flow_str(k):<64} {int(pp):>10} pkts {human_bytes(int(bb)):>12}" for k, pp, bb in zip(keys, p, b)]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes as ct
 import mmap
-import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +52,7 @@ def check_headers(release: str | None = None, root: str = "/lib/modules") -> Non
 
 def import_bcc():
     try:
-        import bcc  # noqa: F401
+        import bcc
     except ImportError as e:
         raise KernelError(
             "the bcc Python module is not importable: install python3-bpfcc and run `make venv` "

@@ -114,8 +114,18 @@ def test_heavy_hitters_and_spreaders_live(veth):
 
     tasks = [
         TaskSpec("src", "countmin", ("src_ip",), depth=4, width=4096, hh_packets=500, seed=11),
-        TaskSpec("spread", "superspread", ("src_ip",), ("dst_ip",), depth=2, width=256, registers=64,
-                 seed=12, elem_seed=13, spread_threshold=150),  # fmt: skip
+        TaskSpec(
+            "spread",
+            "superspread",
+            ("src_ip",),
+            ("dst_ip",),
+            depth=2,
+            width=256,
+            registers=64,
+            seed=12,
+            elem_seed=13,
+            spread_threshold=150,
+        ),  # fmt: skip
     ]
     prog = load(tasks, flow_capacity=8192)
     link = attach(prog, veth)

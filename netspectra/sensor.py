@@ -125,6 +125,8 @@ def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, ou
             raise SensorError(f"{iface} does not support native XDP; use --mode generic or auto") from None
         raise SensorError(f"cannot attach XDP to {iface} ({mode} mode): {e.strerror}") from None
 
+    if mode == "auto":
+        mode = libbpf.xdp_attach_mode(ifindex)  # what the kernel chose
     state = state_path(iface)
     state.parent.mkdir(parents=True, exist_ok=True)
     info = {

@@ -26,6 +26,7 @@ def lib() -> ct.CDLL:
         _lib = ct.CDLL("libbpf.so.1", use_errno=True)
         _lib.bpf_link_create.argtypes = [ct.c_int, ct.c_int, ct.c_int, ct.c_void_p]
         _lib.bpf_xdp_query_id.argtypes = [ct.c_int, ct.c_int, ct.POINTER(ct.c_uint32)]
+        _lib.bpf_xdp_query.argtypes = [ct.c_int, ct.c_int, ct.c_void_p]
         _lib.bpf_xdp_detach.argtypes = [ct.c_int, ct.c_uint32, ct.c_void_p]
         _lib.bpf_prog_test_run_opts.argtypes = [ct.c_int, ct.c_void_p]
         _lib.bpf_map_lookup_and_delete_batch.argtypes = [
@@ -69,6 +70,27 @@ def xdp_query_id(ifindex: int, mode: str = "auto") -> int:
     pid = ct.c_uint32(0)
     _check(lib().bpf_xdp_query_id(ifindex, MODE_FLAGS[mode], ct.byref(pid)), "bpf_xdp_query_id")
     return pid.value
+
+
+class _XdpQueryOpts(ct.Structure):
+    _fields_ = [
+        ("sz", ct.c_size_t),
+        ("prog_id", ct.c_uint32),
+        ("drv_prog_id", ct.c_uint32),
+        ("hw_prog_id", ct.c_uint32),
+        ("skb_prog_id", ct.c_uint32),
+        ("attach_mode", ct.c_uint8),
+    ]
+
+
+ATTACH_MODES = {0: "none", 1: "native", 2: "generic", 3: "offload", 4: "multi"}
+
+
+def xdp_attach_mode(ifindex: int) -> str:
+    """How the interface's XDP program runs: native, generic, ... or none."""
+    opts = _XdpQueryOpts(sz=ct.sizeof(_XdpQueryOpts))
+    _check(lib().bpf_xdp_query(ifindex, 0, ct.byref(opts)), "bpf_xdp_query")
+    return ATTACH_MODES.get(opts.attach_mode, str(opts.attach_mode))
 
 
 def xdp_detach(ifindex: int, mode: str = "auto") -> None:

@@ -90,6 +90,7 @@ def test_sigterm_reports_last_epoch_and_detaches(veth):
     proc.send_signal(signal.SIGTERM)
     out, err = finish(proc)
     assert proc.returncode == 0, err
+    assert "native mode" in err  # auto: veth supports native XDP, and the sensor says what it got
     assert xdp_id(veth) == 0
     epochs = [json.loads(line) for line in out.splitlines()]
     assert len(epochs) == 1  # the partial epoch, read at exit

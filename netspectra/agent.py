@@ -140,11 +140,17 @@ class Agent:
         self.epoch_start = end
         return snap
 
-    def run(self, epoch_s: float, on_snapshot, stop: threading.Event) -> None:
+    def run(self, epoch_s: float, on_snapshot, stop: threading.Event, poll_s: float = 0.1) -> None:
         """Call on_snapshot every epoch until `stop` is set, then once more
-        for the last partial epoch."""
+        for the last partial epoch.  Between flips, drain the candidate ring
+        buffer every poll_s so bursts of reports do not overflow it."""
         deadline = time.monotonic() + epoch_s
-        while not stop.wait(max(0.0, deadline - time.monotonic())):
+        poll = getattr(self.program, "poll", None)
+        while not stop.wait(max(0.0, min(poll_s, deadline - time.monotonic()))):
+            if time.monotonic() < deadline:
+                if poll:
+                    poll()
+                continue
             on_snapshot(self.epoch())
             deadline += epoch_s
             if deadline < time.monotonic():  # fell behind: skip, do not burst

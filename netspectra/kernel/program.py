@@ -176,6 +176,10 @@ class Program:
         n = libbpf.lookup_and_delete_batch(self.flow_fds[s], self._fkeys, self._fvals, batch=8192)
         return self._fkeys[:n].copy(), self._fvals[:n].copy()
 
+    def poll(self) -> None:
+        """Move waiting candidate reports out of the ring buffer."""
+        self.bpf.ring_buffer_consume()
+
     def take_candidates(self, s: int) -> np.ndarray:
         self.bpf.ring_buffer_consume()
         mine = [c for c in self._cands if int.from_bytes(c[4:8], "little") == s]

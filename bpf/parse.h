@@ -207,7 +207,10 @@ static __always_inline void ns_parse_ipv6(struct ns_pkt *p, void *data, __u32 of
 			nh = f->nexthdr;
 			__u16 fo = bpf_ntohs(f->frag_off);
 			if (fo & 0xfff8) {
+				/* A later fragment's payload is the middle of the
+				 * original packet, not a header: stop here. */
 				later = 1;
+				break;
 			} else if (fo & 1) {
 				p->events |= NS_EV(NS_C_FRAG_FIRST);
 			}
@@ -216,13 +219,13 @@ static __always_inline void ns_parse_ipv6(struct ns_pkt *p, void *data, __u32 of
 			break;
 		}
 	}
-	if (nh == NS_IP6_HOPOPTS || nh == NS_IP6_ROUTING || nh == NS_IP6_DSTOPTS || nh == NS_IP6_FRAGMENT) {
-		p->events |= NS_EV(NS_C_IPV6_EXT_LIMIT);
+	if (later) {
+		p->events |= NS_EV(NS_C_FRAG_LATER);
 		ns_proto_only(p, nh);
 		return;
 	}
-	if (later) {
-		p->events |= NS_EV(NS_C_FRAG_LATER);
+	if (nh == NS_IP6_HOPOPTS || nh == NS_IP6_ROUTING || nh == NS_IP6_DSTOPTS || nh == NS_IP6_FRAGMENT) {
+		p->events |= NS_EV(NS_C_IPV6_EXT_LIMIT);
 		ns_proto_only(p, nh);
 		return;
 	}

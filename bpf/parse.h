@@ -16,7 +16,8 @@
  *   (offset 0, M=0) is not a fragment.  This is what tshark shows without
  *   reassembly, so offline and live counts agree per 5-tuple.
  *   TCP/UDP/SCTP ports and TCP flags, ICMP/ICMPv6 type and code, only when the
- *   whole header is present; otherwise ports 0/0 and L4_TRUNC.
+ *   whole header is inside both the frame and the IP datagram (its length
+ *   field; Ethernet padding is not a header); otherwise ports 0/0, L4_TRUNC.
  *   Outer addresses win: tunnels are counted under their outer header.
  */
 #ifndef NETSPECTRA_PARSE_H
@@ -73,14 +74,20 @@ struct ns_pkt {
 
 #define NS_EV(c) (1u << ((c) - NS_C_FRAG_FIRST))
 
-static __always_inline void ns_l4(struct ns_pkt *p, void *l4, void *end, __u8 proto)
+/* room: bytes of the IP datagram from l4 on (its length field), so Ethernet
+ * padding is never read as a header; NS_ROOM_ANY when the length is 0
+ * (TSO/BIG TCP, jumbograms).  Every read is also checked against end for the
+ * verifier. */
+#define NS_ROOM_ANY 0xffffffffU
+
+static __always_inline void ns_l4(struct ns_pkt *p, void *l4, void *end, __u8 proto, __u32 room)
 {
 	p->key.k.proto = proto;
 	switch (proto) {
 	case IPPROTO_TCP: {
 		struct tcphdr *th = l4;
 		p->proto_class = NS_C_PROTO_TCP;
-		if ((void *)(th + 1) > end)
+		if ((void *)(th + 1) > end || room < sizeof(*th))
 			goto trunc;
 		p->key.k.sport = bpf_ntohs(th->source);
 		p->key.k.dport = bpf_ntohs(th->dest);
@@ -90,7 +97,7 @@ static __always_inline void ns_l4(struct ns_pkt *p, void *l4, void *end, __u8 pr
 	case IPPROTO_UDP: {
 		struct udphdr *uh = l4;
 		p->proto_class = NS_C_PROTO_UDP;
-		if ((void *)(uh + 1) > end)
+		if ((void *)(uh + 1) > end || room < sizeof(*uh))
 			goto trunc;
 		p->key.k.sport = bpf_ntohs(uh->source);
 		p->key.k.dport = bpf_ntohs(uh->dest);
@@ -99,7 +106,7 @@ static __always_inline void ns_l4(struct ns_pkt *p, void *l4, void *end, __u8 pr
 	case NS_IPPROTO_SCTP: {
 		__be16 *ports = l4;
 		p->proto_class = NS_C_PROTO_SCTP;
-		if (l4 + 12 > end) /* SCTP common header */
+		if (l4 + 12 > end || room < 12) /* SCTP common header */
 			goto trunc;
 		p->key.k.sport = bpf_ntohs(ports[0]);
 		p->key.k.dport = bpf_ntohs(ports[1]);
@@ -109,7 +116,7 @@ static __always_inline void ns_l4(struct ns_pkt *p, void *l4, void *end, __u8 pr
 	case NS_IPPROTO_ICMPV6: {
 		__u8 *ih = l4;
 		p->proto_class = proto == IPPROTO_ICMP ? NS_C_PROTO_ICMP : NS_C_PROTO_ICMPV6;
-		if (l4 + 4 > end)
+		if (l4 + 4 > end || room < 4)
 			goto trunc;
 		p->icmp_type = ih[0];
 		p->icmp_code = ih[1];
@@ -171,7 +178,8 @@ static __always_inline void ns_parse_ipv4(struct ns_pkt *p, void *data, __u32 of
 	}
 	if (frag & 0x2000)
 		p->events |= NS_EV(NS_C_FRAG_FIRST);
-	ns_l4(p, l4, end, ip->protocol);
+	__u32 tot = bpf_ntohs(ip->tot_len);
+	ns_l4(p, l4, end, ip->protocol, tot == 0 ? NS_ROOM_ANY : tot >= hlen ? tot - hlen : 0);
 }
 
 static __always_inline void ns_parse_ipv6(struct ns_pkt *p, void *data, __u32 off, void *end)
@@ -231,7 +239,9 @@ static __always_inline void ns_parse_ipv6(struct ns_pkt *p, void *data, __u32 of
 	}
 	if (hdr > end)
 		goto ext_trunc;
-	ns_l4(p, hdr, end, nh);
+	__u32 plen = bpf_ntohs(ip6->payload_len);
+	__u32 used = hdr - (void *)(ip6 + 1);
+	ns_l4(p, hdr, end, nh, plen == 0 ? NS_ROOM_ANY : plen >= used ? plen - used : 0);
 	return;
 ext_trunc:
 	p->events |= NS_EV(NS_C_IPV6_EXT_TRUNC);

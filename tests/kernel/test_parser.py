@@ -336,6 +336,22 @@ CASES = {
     # --- L4 cut off: ports 0/0, still a flow
     "v4_tcp_trunc": Case(v4(P.TCP, TCP_HDR[:19]), "out_ipv4", "proto_tcp", {"l4_trunc"}, key=(A4, B4, 0, 0, 6)),
     "v4_udp_trunc": Case(v4(P.UDP, UDP_HDR[:7]), "out_ipv4", "proto_udp", {"l4_trunc"}, key=(A4, B4, 0, 0, 17)),
+    # The IP length field bounds the L4 header: Ethernet padding is not a header.
+    "v4_tcp_trunc_padded": Case(
+        P.pad(v4(P.TCP, TCP_HDR[:12]), 80), "out_ipv4", "proto_tcp", {"l4_trunc"}, key=(A4, B4, 0, 0, 6)
+    ),
+    "v6_udp_trunc_padded": Case(
+        P.pad(v6(P.UDP, UDP_HDR[:6]), 80), "out_ipv6", "proto_udp", {"l4_trunc"}, key=(A6, B6, 0, 0, 17)
+    ),
+    "v4_udp_padded_whole": Case(P.pad(v4(P.UDP, UDP_HDR)), "out_ipv4", "proto_udp", key=(A4, B4, 5353, 53, 17)),
+    # total length 0 (TSO / BIG TCP): the frame bounds the header
+    "v4_totlen_zero": Case(
+        v4(P.TCP, TCP_HDR)[:16] + b"\x00\x00" + v4(P.TCP, TCP_HDR)[18:],
+        "out_ipv4",
+        "proto_tcp",
+        key=(A4, B4, 40000, 443, 6),
+        tcp_flags=0x12,
+    ),
     "v4_sctp_trunc": Case(
         v4(P.SCTP, P.l4(P.SCTP, 1, 2)[:11]), "out_ipv4", "proto_sctp", {"l4_trunc"}, key=(A4, B4, 0, 0, 132)
     ),

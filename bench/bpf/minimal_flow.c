@@ -13,6 +13,8 @@
  * benchmark can attribute its cost:
  *   MF_KTIME    a 48-byte value with first/last timestamps (bpf_ktime_get_ns
  *               per packet), like struct ns_flow
+ *   MF_COARSE   with MF_KTIME: bpf_ktime_get_coarse_ns() instead (tick
+ *               resolution, no clock read)
  *   MF_TOTALS   count the packet in a per-CPU totals array slot, like ns_totals
  *
  * Requires -DMF_CAPACITY=<entries> and -I<repo>/bpf.
@@ -81,7 +83,11 @@ int mf_flow(struct xdp_md *ctx)
 
 	mf_val *v = mf_flows.lookup(&p.key.k);
 #ifdef MF_KTIME
+#ifdef MF_COARSE
+	u64 now = bpf_ktime_get_coarse_ns();
+#else
 	u64 now = bpf_ktime_get_ns();
+#endif
 	if (v) {
 		v->packets++;
 		v->bytes += len;

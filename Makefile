@@ -28,7 +28,7 @@ venv: $(VENV)/.built ## create .venv with netspectra (editable) and test tools
 build: venv ## rebuild the Cython extension in place
 	$(PY) setup.py -q build_ext --inplace
 
-test: deps venv ## set up and run every test (kernel tests need root)
+test: deps venv lint ## set up, lint and run every test (kernel tests need root)
 	$(PYTEST) -q tests
 
 test-unit: venv ## tests that need no root

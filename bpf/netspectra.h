@@ -26,11 +26,18 @@
 #define NS_NSETS 2          /* map sets: one active, one being read */
 #define NS_MAX_TASKS 4      /* sketch tasks (Count-Min + SuperSpread) */
 #define NS_MAX_DEPTH 8      /* rows per sketch */
+#define NS_MAX_FIELDSETS 8  /* distinct key/element field sets over all tasks */
 #define NS_KEY_WORDS 5      /* struct ns_key as 64-bit words */
 #define NS_MAX_VLAN 2       /* 802.1Q / 802.1ad tags parsed */
 #define NS_MAX_IPV6_EXT 6   /* IPv6 extension headers walked */
 
-/* Hash constants (see ns_hash() in sensor.c and netspectra/_sketch.pyx). */
+/*
+ * Hash (sensor.c, netspectra/_sketch.pyx, netspectra/_sketch_ref.py):
+ *   fold(w, m): h = 0; for each word i with m[i] != 0: h = (h ^ (w[i] & m[i])) * MUL; h ^= h >> 32
+ *   hash(w, m, seed) = fmix64(fold(w, m) ^ seed)
+ * A fold depends only on the field set, so the program folds each distinct
+ * field set once per packet and every task remixes it with its own seed.
+ */
 #define NS_HASH_MUL 0x9E3779B97F4A7C15ULL
 #define NS_FMIX_1 0xFF51AFD7ED558CCDULL
 #define NS_FMIX_2 0xC4CEB9FE1A85EC53ULL
@@ -141,10 +148,15 @@ struct ns_task {
 	__u32 offset;       /* first element of this task in a CPU's slice */
 	__u32 fields;       /* NS_F_* of the key (informational) */
 	__u32 elem_fields;  /* NS_F_* of the element (informational) */
+	__u32 key_set;      /* index of the key's field set in ns_config */
+	__u32 elem_set;     /* SuperSpread: index of the element's field set */
 	__u32 pad;
 };
 
 struct ns_config {
+	__u64 fieldset_wmask[NS_MAX_FIELDSETS][NS_KEY_WORDS];
+	__u32 nfieldsets;
+	__u32 pad;
 	struct ns_task tasks[NS_MAX_TASKS];
 };
 

@@ -23,12 +23,22 @@
 #ifndef NETSPECTRA_PARSE_H
 #define NETSPECTRA_PARSE_H
 
+#ifdef NS_USERSPACE
+/* The offline analyzer compiles this same parser (netspectra/parse_user.h). */
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#else
 #include <uapi/linux/if_ether.h>
 #include <uapi/linux/in.h>
 #include <uapi/linux/ip.h>
 #include <uapi/linux/ipv6.h>
 #include <uapi/linux/tcp.h>
 #include <uapi/linux/udp.h>
+#endif
 
 #include "netspectra.h"
 
@@ -248,15 +258,9 @@ ext_trunc:
 	ns_proto_only(p, nh);
 }
 
-static __always_inline void ns_parse(struct ns_pkt *p, void *data, void *end)
+/* From an ethertype at data + off: VLAN tags, then IPv4/IPv6. */
+static __always_inline void ns_parse_ethertype(struct ns_pkt *p, void *data, __u32 off, void *end, __be16 proto)
 {
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end) {
-		p->outcome = NS_C_OUT_TRUNC_ETH;
-		return;
-	}
-	__be16 proto = eth->h_proto;
-	__u32 off = sizeof(*eth);
 #pragma unroll
 	for (int i = 0; i < NS_MAX_VLAN; i++) {
 		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
@@ -277,6 +281,17 @@ static __always_inline void ns_parse(struct ns_pkt *p, void *data, void *end)
 		p->outcome = NS_C_OUT_VLAN_DEPTH;
 	else
 		p->outcome = NS_C_OUT_NON_IP;
+}
+
+/* An Ethernet frame. */
+static __always_inline void ns_parse(struct ns_pkt *p, void *data, void *end)
+{
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end) {
+		p->outcome = NS_C_OUT_TRUNC_ETH;
+		return;
+	}
+	ns_parse_ethertype(p, data, sizeof(*eth), end, eth->h_proto);
 }
 
 #endif /* NETSPECTRA_PARSE_H */

@@ -27,6 +27,14 @@
 #error "netspectra: NS_NCPUS, NS_CM_CELLS, NS_SS_BLOCKS, NS_FLOW_CAPACITY and NS_RINGBUF_PAGES must be set with -D"
 #endif
 
+/* Flow timestamps: CLOCK_MONOTONIC, or its tick-resolution variant, which
+ * costs a few ns less per packet (sensor.timestamps: coarse). */
+#ifdef NS_COARSE_CLOCK
+#define NS_NOW() bpf_ktime_get_coarse_ns()
+#else
+#define NS_NOW() bpf_ktime_get_ns()
+#endif
+
 BPF_F_TABLE("array", u32, struct ns_ctl, ns_ctl, 1, BPF_F_MMAPABLE);
 BPF_ARRAY(ns_cfg, struct ns_config, 1);
 BPF_F_TABLE("array", u32, struct ns_totals, ns_totals, NS_NSETS * NS_NCPUS, BPF_F_MMAPABLE);
@@ -39,15 +47,24 @@ BPF_RINGBUF_OUTPUT(ns_cand, NS_RINGBUF_PAGES);
 BPF_ARRAY(ns_barrier_inner, u32, 1);
 BPF_ARRAY_OF_MAPS(ns_barrier, "ns_barrier_inner", 1);
 
-/* One 64-bit hash per task and packet; rows are sliced from it as h1 + i*h2. */
-static __always_inline u64 ns_hash(const u64 *w, const u64 *mask, u64 seed)
+/* Fold the words a field set selects (see netspectra.h for the definition). */
+static __always_inline u64 ns_fold(const u64 *w, const u64 *mask)
 {
-	u64 h = seed;
+	u64 h = 0;
 #pragma unroll
 	for (int i = 0; i < NS_KEY_WORDS; i++) {
-		h = (h ^ (w[i] & mask[i])) * NS_HASH_MUL;
-		h ^= h >> 32;
+		if (mask[i]) {
+			h = (h ^ (w[i] & mask[i])) * NS_HASH_MUL;
+			h ^= h >> 32;
+		}
 	}
+	return h;
+}
+
+/* A task's 64-bit hash: its field set's fold remixed with its seed.  Rows
+ * are sliced from it as h1 + i*h2. */
+static __always_inline u64 ns_fmix(u64 h)
+{
 	h ^= h >> 33;
 	h *= NS_FMIX_1;
 	h ^= h >> 33;
@@ -89,10 +106,10 @@ static __always_inline void ns_emit(struct ns_task *task, u32 t, u32 set, u32 cp
 	ns_cand.ringbuf_submit(c, 0);
 }
 
-static __always_inline void ns_cm_update(struct ns_task *task, u32 t, u32 set, u32 cpu, const u64 *w, u64 len,
-					 struct ns_flow *flow, struct ns_totals *tot)
+static __always_inline void ns_cm_update(struct ns_task *task, u32 t, u32 set, u32 cpu, const u64 *w, u64 fold,
+					 u64 len, struct ns_flow *flow, struct ns_totals *tot)
 {
-	u64 h = ns_hash(w, task->key_wmask, task->seed);
+	u64 h = ns_fmix(fold ^ task->seed);
 	u32 h1 = (u32)h, h2 = (u32)(h >> 32) | 1;
 	u32 wl = task->width_log2 & 31;
 	u32 wmask = (1U << wl) - 1;
@@ -135,10 +152,10 @@ static __always_inline void ns_cm_update(struct ns_task *task, u32 t, u32 set, u
 		ns_emit(task, t, set, cpu, w, tot);
 }
 
-static __always_inline void ns_ss_update(struct ns_task *task, u32 set, u32 cpu, const u64 *w)
+static __always_inline void ns_ss_update(struct ns_task *task, u32 set, u32 cpu, u64 kfold, u64 efold)
 {
-	u64 hk = ns_hash(w, task->key_wmask, task->seed);
-	u64 he = ns_hash(w, task->elem_wmask, task->elem_seed);
+	u64 hk = ns_fmix(kfold ^ task->seed);
+	u64 he = ns_fmix(efold ^ task->elem_seed);
 	u32 rl = task->regs_log2 & 15;
 	u32 j = he & ((1U << rl) - 1);
 	u64 x = he >> rl;
@@ -240,18 +257,25 @@ int ns_xdp(struct xdp_md *ctx)
 
 	struct ns_config *cfg = ns_cfg.lookup(&zero);
 	if (cfg) {
+		u64 fold[NS_MAX_FIELDSETS] = {};
+		u32 nsets = cfg->nfieldsets;
+#pragma unroll
+		for (u32 i = 0; i < NS_MAX_FIELDSETS; i++)
+			if (i < nsets)
+				fold[i] = ns_fold(p.key.w, cfg->fieldset_wmask[i]);
 #pragma unroll
 		for (u32 t = 0; t < NS_MAX_TASKS; t++) {
 			struct ns_task *task = &cfg->tasks[t];
+			u64 kf = fold[task->key_set & (NS_MAX_FIELDSETS - 1)];
 			if (task->kind == NS_TASK_CM)
-				ns_cm_update(task, t, set, cpu, p.key.w, len, flow, tot);
+				ns_cm_update(task, t, set, cpu, p.key.w, kf, len, flow, tot);
 			else if (task->kind == NS_TASK_SS)
-				ns_ss_update(task, set, cpu, p.key.w);
+				ns_ss_update(task, set, cpu, kf, fold[task->elem_set & (NS_MAX_FIELDSETS - 1)]);
 		}
 	}
 
 	if (flow) {
-		u64 now = bpf_ktime_get_ns();
+		u64 now = NS_NOW();
 		if (!flow->packets) {
 			/* New here (possibly created by another CPU: this CPU's
 			 * slot starts zeroed). */

@@ -2,6 +2,9 @@
 SuperSpread, per-CPU merge).  Bit-identical to bpf/sensor.c; oracle in
 netspectra/_sketch_ref.py.
 
+Hash spec v2: ns_hash(w, m, seed) = fmix64(fold(w, m) ^ seed); fold starts at
+0 and folds only the words whose mask is non-zero.
+
 Task parameters are plain ints, as produced by netspectra.sketch.task_params():
 key_wmask / elem_wmask are 5 word masks (abi.field_wmask), depth 1..8,
 width_log2 0..31, regs_log2 3..15, offset is TaskLayout.offset (counters for
@@ -65,6 +68,16 @@ def ss_update(
     regs: writable C-contiguous uint8 registers (or 8-byte ns_regs blocks).
     """
 
+def ss_bucket_estimates(
+    regs: npt.NDArray,
+    *,
+    depth: int,
+    width_log2: int,
+    regs_log2: int,
+    offset: int,
+) -> npt.NDArray[np.float64]:
+    """HyperLogLog estimate of every bucket of a SuperSpread task, shape (depth, width)."""
+
 def ss_estimate(
     regs: npt.NDArray,
     keys: npt.NDArray,
@@ -75,11 +88,20 @@ def ss_estimate(
     width_log2: int,
     regs_log2: int,
     offset: int,
+    correct: bool = True,
 ) -> npt.NDArray[np.float64]:
-    """Distinct elements per key: HyperLogLog of each row's bucket (linear
-    counting below 2.5 m), minimum over rows.  Relative standard error about
-    1.04 / sqrt(2**regs_log2).  Rows of one key differ only by other keys
-    sharing a bucket (which only raise an estimate), so the minimum adds no bias."""
+    """Distinct elements per key.  E_i: HyperLogLog of the key's bucket in row
+    i (linear counting below 2.5 m), relative standard error about
+    1.04 / sqrt(2**regs_log2) of everything hashed to that bucket.
+
+    correct=True (default): min over rows of max(E_i - noise_i, 0), where
+    noise_i = (sum of row i's bucket estimates - E_i) / (width - 1) (0 for
+    width 1) is the mean of the row's other buckets.  The bucket estimates
+    and row sums are computed once per call.  Removes the mean noise of
+    other keys, not its spread; can fall below the truth.
+
+    correct=False: min over rows of E_i.  Rows of one key differ only by
+    other keys sharing a bucket (which only raise an estimate)."""
 
 def merge_sum_u64(percpu: npt.NDArray, out: npt.NDArray | None = None, clear: bool = False) -> npt.NDArray:
     """Sum mod 2**64 over axis 0 of a C-contiguous (ncpus, ...) array viewed as uint64.

@@ -10,6 +10,10 @@ what keeps a bad layout from writing outside an array).
 Task parameters are plain ints: key_wmask (5 word masks), seed, depth,
 width_log2, offset (TaskLayout.offset: counters for Count-Min, 8-register
 blocks for SuperSpread) and, for SuperSpread, elem_wmask, elem_seed, regs_log2.
+
+Hash spec v2 (ns_hash): fmix64(fold(w, m) ^ seed), where fold starts at 0 and
+folds only the words whose mask is non-zero:
+h = (h ^ (w[i] & m[i])) * HASH_MUL; h ^= h >> 32.
 """
 
 import numpy as np
@@ -131,12 +135,21 @@ cdef int _check_ss(Py_ssize_t nregs, int depth, int width_log2, int regs_log2, P
 
 # ---------------------------------------------------------------- kernels (nogil)
 
-cdef inline uint64_t ns_hash(const uint64_t* w, const uint64_t* m, uint64_t seed) noexcept nogil:
-    cdef uint64_t h = seed
+cdef inline uint64_t ns_fold(const uint64_t* w, const uint64_t* m) noexcept nogil:
+    """Hash spec v2, first stage: fold the masked words, skipping every word
+    whose mask is zero."""
+    cdef uint64_t h = 0
     cdef int i
     for i in range(NWORDS):
-        h = (h ^ (w[i] & m[i])) * HASH_MUL
-        h ^= h >> 32
+        if m[i] != 0:
+            h = (h ^ (w[i] & m[i])) * HASH_MUL
+            h ^= h >> 32
+    return h
+
+
+cdef inline uint64_t ns_hash(const uint64_t* w, const uint64_t* m, uint64_t seed) noexcept nogil:
+    """Hash spec v2: fmix64(fold(w, m) ^ seed)."""
+    cdef uint64_t h = ns_fold(w, m) ^ seed
     h ^= h >> 33
     h *= FMIX_1
     h ^= h >> 33
@@ -296,40 +309,101 @@ def ss_update(regs, keys, *, key_wmask, seed, elem_wmask, elem_seed, depth, widt
                     r[b] = rank
 
 
-def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, offset):
+cdef void _ss_buckets(const uint8_t* r, Py_ssize_t nbuckets, int rl, const double* inv2,
+                      double* out) noexcept nogil:
+    cdef Py_ssize_t b, msz = <Py_ssize_t>1 << rl
+    for b in range(nbuckets):
+        out[b] = _hll(r + (b << rl), msz, inv2)
+
+
+cdef void _inv2_table(double* inv2) noexcept:
+    cdef int i
+    for i in range(256):
+        inv2[i] = ldexp(1.0, -i)
+
+
+def ss_bucket_estimates(regs, *, depth, width_log2, regs_log2, offset):
+    """HyperLogLog estimate of every bucket of a SuperSpread task -> float64
+    array (depth, width)."""
+    cdef int d = depth, wl = width_log2, rl = regs_log2
+    cdef const uint8_t[::1] r = _u8_flat(regs, False)
+    cdef Py_ssize_t off = offset
+    _check_ss(r.shape[0], d, wl, rl, off)
+    cdef Py_ssize_t nb = <Py_ssize_t>d << wl
+    out = np.empty((d, <Py_ssize_t>1 << wl), dtype=np.float64)
+    cdef double[:, ::1] o = out
+    cdef double inv2[256]
+    _inv2_table(inv2)
+    with nogil:
+        _ss_buckets(&r[off * 8], nb, rl, inv2, &o[0, 0])
+    return out
+
+
+def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, offset, correct=True):
     """Distinct-element estimate of every key -> float64 array.
 
     Each row's bucket is a HyperLogLog of m = 2**regs_log2 registers (linear
-    counting below 2.5 m); the result is the minimum over rows.  Standard error
-    about 1.04 / sqrt(m).  An element sets the same register j to the same
-    rank in every row (both come from the element hash), so rows differ only
-    by other keys sharing the bucket, which can only raise an estimate; the
-    minimum over rows picks the least shared row and adds no bias of its own.
+    counting below 2.5 m); E_i is the estimate of the key's bucket in row i.
+    An element sets the same register j to the same rank in every row (both
+    come from the element hash), so rows differ only by the other keys
+    sharing the bucket, whose elements the bucket counts too.
+
+    correct=False (plain): min over rows of E_i.  Never much below the truth
+    (the minimum picks the least shared row), but with many keys per bucket
+    every key looks as large as the elements of all keys hashed with it.
+
+    correct=True (default, noise-corrected): subtract from E_i the mean of
+    the row's other buckets, noise_i = (sum_b E_i(b) - E_i) / (width - 1)
+    (0 when width == 1), clamp at 0, and take the min over rows.  Removes
+    the expected contribution of other keys; what remains is the spread of
+    that contribution between buckets (the corrected estimate can fall
+    below the truth, and the minimum over rows then biases it down).  The
+    depth * width bucket estimates and row sums are computed once per call
+    (for all keys), then each key costs `depth` bucket estimates.
     """
     cdef uint64_t km[NWORDS]
     _masks(key_wmask, km)
     cdef uint64_t ks = <uint64_t>int(seed)
     cdef int d = depth, wl = width_log2, rl = regs_log2
+    cdef bint corr = bool(correct)
     cdef const uint8_t[::1] r = _u8_flat(regs, False)
     cdef Py_ssize_t off = offset
     _check_ss(r.shape[0], d, wl, rl, off)
     cdef const uint64_t[:, ::1] w = _key_words(keys)
-    cdef Py_ssize_t n = w.shape[0], k, base = off * 8, msz = <Py_ssize_t>1 << rl
+    cdef Py_ssize_t n = w.shape[0], k, b, base = off * 8, msz = <Py_ssize_t>1 << rl
+    cdef Py_ssize_t width = <Py_ssize_t>1 << wl
     out = np.empty(n, dtype=np.float64)
     cdef double[::1] o = out
     cdef double inv2[256]
+    cdef double rowsum[8]
+    cdef double[::1] be
     cdef Py_ssize_t idx[8]
-    cdef double e, best
+    cdef double e, best, noise
     cdef int i
-    for i in range(256):
-        inv2[i] = ldexp(1.0, -i)
+    _inv2_table(inv2)
+    if corr and n:
+        bucket_est = np.empty(<Py_ssize_t>d << wl, dtype=np.float64)
+        be = bucket_est
+        with nogil:
+            _ss_buckets(&r[base], <Py_ssize_t>d << wl, rl, inv2, &be[0])
+            for i in range(d):
+                rowsum[i] = 0.0
+                for b in range(width):
+                    rowsum[i] += be[(<Py_ssize_t>i << wl) + b]
     with nogil:
         for k in range(n):
             _cols(ns_hash(&w[k, 0], km, ks), d, wl, idx)
-            best = _hll(&r[base + (idx[0] << rl)], msz, inv2)
-            for i in range(1, d):
-                e = _hll(&r[base + (idx[i] << rl)], msz, inv2)
-                if e < best:
+            best = 0.0
+            for i in range(d):
+                if corr:
+                    e = be[idx[i]]
+                    noise = (rowsum[i] - e) / <double>(width - 1) if width > 1 else 0.0
+                    e = e - noise
+                    if e < 0.0:
+                        e = 0.0
+                else:
+                    e = _hll(&r[base + (idx[i] << rl)], msz, inv2)
+                if i == 0 or e < best:
                     best = e
             o[k] = best
     return out

@@ -15,6 +15,8 @@ Conventions:
     SuperSpread.
   - Count-Min state: a list of [packets, bytes] lists, one per counter.
   - SuperSpread state: a bytearray of registers.
+  - Hash spec v2: ns_hash(w, m, seed) = fmix64(fold(w, m) ^ seed), where
+    fold() skips the words whose mask is zero (see fold()).
 """
 
 from __future__ import annotations
@@ -47,13 +49,25 @@ def fmix64(h: int) -> int:
     return h
 
 
-def ns_hash(words, wmask, seed: int) -> int:
-    """64-bit hash of the masked key words."""
-    h = seed & M64
+def fold(words, wmask) -> int:
+    """Hash spec v2, first stage: fold the masked key words into 64 bits.
+
+    h = 0; for each word i whose mask is non-zero:
+        h = (h ^ (w[i] & m[i])) * HASH_MUL mod 2**64;  h ^= h >> 32
+    Words with a zero mask are skipped entirely (not folded in as zeros), so
+    the fold depends only on the field set's words, not on the seed."""
+    h = 0
     for i in range(abi.KEY_WORDS):
-        h = ((h ^ (words[i] & wmask[i])) * abi.HASH_MUL) & M64
-        h ^= h >> 32
-    return fmix64(h)
+        if wmask[i] & M64:
+            h = ((h ^ (words[i] & wmask[i])) * abi.HASH_MUL) & M64
+            h ^= h >> 32
+    return h
+
+
+def ns_hash(words, wmask, seed: int) -> int:
+    """Hash spec v2: 64-bit hash of the masked key words,
+    fmix64(fold(words, wmask) ^ seed)."""
+    return fmix64(fold(words, wmask) ^ (seed & M64))
 
 
 def columns(h: int, depth: int, width_log2: int) -> list[int]:
@@ -131,15 +145,54 @@ def hll_estimate(bucket) -> float:
     return e
 
 
-def ss_estimate(regs, words, *, key_wmask, seed, depth, width_log2, regs_log2, offset) -> float:
-    """Distinct elements of a key: minimum over rows of the bucket estimates."""
+def ss_bucket_estimates(regs, *, depth, width_log2, regs_log2, offset) -> list[list[float]]:
+    """HyperLogLog estimate of every bucket of a SuperSpread task: one list of
+    width estimates per row."""
+    width = 1 << width_log2
+    m = 1 << regs_log2
+    base = offset * abi.REGS_PER_BLOCK
+    out = []
+    for i in range(depth):
+        row = []
+        for c in range(width):
+            b = base + ((i * width + c) << regs_log2)
+            row.append(hll_estimate(regs[b : b + m]))
+        out.append(row)
+    return out
+
+
+def ss_estimate(
+    regs, words, *, key_wmask, seed, depth, width_log2, regs_log2, offset, correct=True, buckets=None
+) -> float:
+    """Distinct elements of a key.
+
+    E_i = HyperLogLog estimate of the key's bucket in row i.
+    correct=False (plain): min over rows of E_i.
+    correct=True (noise-corrected): the bucket also counts the elements of
+    every other key hashed there; the mean of the row's other buckets,
+        noise_i = (sum over the row's buckets of E - E_i) / (width - 1)
+    (0 when width == 1), estimates that noise, and the result is
+        min over rows of max(E_i - noise_i, 0).
+    The row sums are added left to right in bucket order (the Cython code
+    does the same, so both give the same doubles).  `buckets` may pass
+    ss_bucket_estimates() of the same registers to avoid recomputing it.
+    """
     width = 1 << width_log2
     m = 1 << regs_log2
     hk = ns_hash(words, key_wmask, seed)
+    if correct and buckets is None:
+        buckets = ss_bucket_estimates(regs, depth=depth, width_log2=width_log2, regs_log2=regs_log2, offset=offset)
     best = math.inf
     for i, c in enumerate(columns(hk, depth, width_log2)):
         b = offset * abi.REGS_PER_BLOCK + ((i * width + c) << regs_log2)
-        best = min(best, hll_estimate(regs[b : b + m]))
+        e = hll_estimate(regs[b : b + m])
+        if correct:
+            total = 0.0
+            for x in buckets[i]:
+                total += x
+            noise = (total - e) / (width - 1) if width > 1 else 0.0
+            e = max(e - noise, 0.0)
+        best = min(best, e)
     return best
 
 

@@ -14,6 +14,7 @@ ABI_VERSION = 1
 NSETS = 2
 MAX_TASKS = 4
 MAX_DEPTH = 8
+MAX_FIELDSETS = 8
 KEY_WORDS = 5
 MAX_VLAN = 2
 MAX_IPV6_EXT = 6
@@ -122,6 +123,8 @@ TASK = np.dtype(
             "offset",
             "fields",
             "elem_fields",
+            "key_set",
+            "elem_set",
             "pad",
         ],
         "formats": [
@@ -139,13 +142,22 @@ TASK = np.dtype(
             "<u4",
             "<u4",
             "<u4",
+            "<u4",
+            "<u4",
         ],
-        "offsets": [0, 40, 80, 88, 96, 104, 112, 116, 120, 124, 128, 132, 136, 140],
-        "itemsize": 144,
+        "offsets": [0, 40, 80, 88, 96, 104, 112, 116, 120, 124, 128, 132, 136, 140, 144, 148],
+        "itemsize": 152,
     }
 )
 
-CONFIG = np.dtype({"names": ["tasks"], "formats": [(TASK, MAX_TASKS)], "offsets": [0], "itemsize": 144 * MAX_TASKS})
+CONFIG = np.dtype(
+    {
+        "names": ["fieldset_wmask", "nfieldsets", "pad", "tasks"],
+        "formats": [("<u8", (MAX_FIELDSETS, KEY_WORDS)), "<u4", "<u4", (TASK, MAX_TASKS)],
+        "offsets": [0, 320, 324, 328],
+        "itemsize": 328 + TASK.itemsize * MAX_TASKS,
+    }
+)
 
 CTL = np.dtype({"names": ["active", "pad"], "formats": ["<u4", "<u4"], "offsets": [0, 4], "itemsize": 8})
 

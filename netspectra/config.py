@@ -88,7 +88,8 @@ DEFAULT_TASKS = (
 )
 
 _TOP_KEYS = ("sensor", "tasks")
-_SENSOR_KEYS = ("epoch", "mode", "flow_capacity", "ringbuf_pages", "top", "max_kernel_memory")
+_SENSOR_KEYS = ("epoch", "mode", "flow_capacity", "ringbuf_pages", "top", "max_kernel_memory", "timestamps")
+TIMESTAMPS = ("precise", "coarse")
 _TASK_KEYS = (
     "name",
     "kind",
@@ -125,6 +126,7 @@ class SensorConfig:
     ringbuf_pages: int = DEFAULT_RINGBUF_PAGES  # candidate ring buffer, a power of two
     top: int = DEFAULT_TOP  # rows shown in views
     max_kernel_memory: int = DEFAULT_MAX_KERNEL_MEMORY  # bytes, guard on the sketch arrays
+    timestamps: str = "precise"  # flow first/last seen: precise (ns) or coarse (kernel tick, cheaper)
 
 
 @dataclass(frozen=True)
@@ -489,6 +491,8 @@ class _Builder:
             kw["ringbuf_pages"] = self._int(m["ringbuf_pages"], "sensor.ringbuf_pages", 1, RINGBUF_PAGES_MAX, True)
         if "top" in m:
             kw["top"] = self._int(m["top"], "sensor.top", 1, TOP_MAX)
+        if "timestamps" in m:
+            kw["timestamps"] = self._choice(m["timestamps"], "sensor.timestamps", TIMESTAMPS)
         if "max_kernel_memory" in m:
             raw = self._expand(m["max_kernel_memory"], "sensor.max_kernel_memory")
             try:
@@ -635,6 +639,9 @@ def defaults_yaml() -> str:
         f"  ringbuf_pages: {DEFAULT_RINGBUF_PAGES}",
         "  # Rows shown in views (top-K tables, exported label sets).",
         f"  top: {DEFAULT_TOP}",
+        "  # Flow first/last seen: precise (CLOCK_MONOTONIC, ns) or coarse (kernel",
+        "  # tick resolution, a few ns cheaper per packet).",
+        "  timestamps: precise",
         "  # Refuse a configuration whose sketch arrays (both sets, every possible",
         "  # CPU) need more kernel memory than this; bytes or 512MiB, 2GiB, ...",
         "  max_kernel_memory: 1GiB",

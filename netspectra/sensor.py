@@ -111,7 +111,9 @@ def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, ou
     ncpus = possible_cpus()
     lay = layout(cfg.tasks, ncpus)
     try:
-        prog = Program(lay, cfg.sensor.flow_capacity, cfg.sensor.ringbuf_pages, ncpus)
+        prog = Program(
+            lay, cfg.sensor.flow_capacity, cfg.sensor.ringbuf_pages, ncpus, cfg.sensor.timestamps == "coarse"
+        )
     except KernelError as e:
         raise SensorError(str(e)) from None
     mem = prog.sizes.memory()

@@ -10,7 +10,8 @@ registers by max.
     sk = SketchSet(lay)
     sk.update(keys, lengths)                  # full 5-tuples, frame lengths
     pk, by = sk.query("top_src", keys)        # Count-Min estimates
-    est = sk.spread("scanners", keys)         # distinct elements per key
+    est = sk.spread("scanners", keys)         # distinct elements per key (noise-corrected)
+    raw = sk.spread("scanners", keys, corrected=False)  # plain HLL minimum over rows
     hh = sk.verify("top_src", candidate_keys) # heavy hitters of the epoch
 
 Per-CPU kernel slices: SketchSet.from_percpu(lay, cm_percpu, ss_percpu) sums /
@@ -138,14 +139,29 @@ class SketchSet:
         _, p = self._task(name, COUNTMIN)
         return _sketch.cm_query(self.cm, keys, **p)
 
-    def spread(self, name: str, keys: np.ndarray) -> np.ndarray:
-        """SuperSpread distinct-element estimates of keys (float64).  Relative
-        standard error about 1.04 / sqrt(registers).  An element sets the same
-        register to the same rank in every row, so rows differ only by other
-        keys sharing the bucket (which can only raise an estimate); the minimum
-        over rows picks the least shared row and adds no bias of its own."""
+    def spread(self, name: str, keys: np.ndarray, corrected: bool = True) -> np.ndarray:
+        """SuperSpread distinct-element estimates of keys (float64).
+
+        A bucket's HyperLogLog counts the elements of every key hashed to it
+        (relative standard error about 1.04 / sqrt(registers) of that union).
+
+        corrected=True (default, noise-corrected): from each row's bucket
+        estimate subtract the mean estimate of the row's other buckets (the
+        elements other keys are expected to add), clamp at 0, take the minimum
+        over rows.  Use this when many keys share a bucket (e.g. the default
+        width 1024 with tens of thousands of sources): it removes the mean
+        noise, not its spread between buckets, so a small key in a noisier
+        than average bucket can still pass a threshold, and estimates can fall
+        below the truth (the minimum over rows then biases them down; heavy
+        keys also raise the mean other keys are corrected by).
+
+        corrected=False (plain): minimum over rows of the bucket estimates.
+        An element sets the same register to the same rank in every row, so
+        rows differ only by other keys sharing the bucket; the minimum picks
+        the least shared row.  Never much below the truth, but every key looks
+        at least as large as the noise of its least loaded row."""
         _, p = self._task(name, SUPERSPREAD)
-        return _sketch.ss_estimate(self.ss, keys, **_ss_query_params(p))
+        return _sketch.ss_estimate(self.ss, keys, correct=corrected, **_ss_query_params(p))
 
     def total(self, name: str) -> tuple[int, int]:
         """(packets, bytes) counted by a Count-Min task: the sum of its first row."""

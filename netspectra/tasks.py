@@ -89,6 +89,14 @@ def layout(specs: list[TaskSpec] | tuple[TaskSpec, ...], ncpus: int = 1) -> Layo
     if len(specs) > abi.MAX_TASKS:
         raise ValueError(f"at most {abi.MAX_TASKS} sketch tasks, got {len(specs)}")
     cfg = np.zeros(1, dtype=abi.CONFIG)
+    fieldsets: list[int] = []  # distinct NS_F_* sets, folded once per packet
+
+    def fieldset(fields: int) -> int:
+        if fields not in fieldsets:
+            fieldsets.append(fields)
+            cfg[0]["fieldset_wmask"][len(fieldsets) - 1] = abi.field_wmask(fields)
+        return fieldsets.index(fields)
+
     placed = []
     cm_cells = 0
     ss_blocks = 0
@@ -99,6 +107,7 @@ def layout(specs: list[TaskSpec] | tuple[TaskSpec, ...], ncpus: int = 1) -> Layo
         t["depth"] = s.depth
         t["width_log2"] = s.width.bit_length() - 1
         t["fields"] = s.fields
+        t["key_set"] = fieldset(s.fields)
         if s.kind == COUNTMIN:
             size = s.depth * s.width
             t["kind"] = abi.TASK_CM
@@ -114,10 +123,12 @@ def layout(specs: list[TaskSpec] | tuple[TaskSpec, ...], ncpus: int = 1) -> Layo
             t["elem_seed"] = s.elem_seed
             t["regs_log2"] = s.registers.bit_length() - 1
             t["elem_fields"] = s.elem_fields
+            t["elem_set"] = fieldset(s.elem_fields)
             t["offset"] = ss_blocks
             placed.append(TaskLayout(i, s, ss_blocks, size))
             ss_blocks += size
         else:
             raise ValueError(f"task {s.name}: unknown kind {s.kind!r}")
+    cfg[0]["nfieldsets"] = len(fieldsets)
     # BPF arrays need at least one element, and mmap at least one page.
     return Layout(tuple(placed), max(cm_cells, 256), max(ss_blocks, 512), cfg)

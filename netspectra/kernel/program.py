@@ -101,12 +101,19 @@ class Sizes:
 class Program:
     """The compiled and loaded sensor program and views of its maps."""
 
-    def __init__(self, layout: Layout, flow_capacity: int, ringbuf_pages: int, ncpus: int | None = None):
+    def __init__(
+        self,
+        layout: Layout,
+        flow_capacity: int,
+        ringbuf_pages: int,
+        ncpus: int | None = None,
+        coarse_clock: bool = False,
+    ):
         check_headers()
         bcc = import_bcc()
         self.layout = layout
         self.sizes = Sizes(ncpus or possible_cpus(), layout.cm_cells, layout.ss_blocks, flow_capacity, ringbuf_pages)
-        cflags = [f"-I{BPF_DIR}", *self.sizes.cflags()]
+        cflags = [f"-I{BPF_DIR}", *self.sizes.cflags(), *(["-DNS_COARSE_CLOCK"] if coarse_clock else [])]
         try:
             self.bpf = bcc.BPF(src_file=str(BPF_DIR / "sensor.c").encode(), cflags=cflags)
             self.fn = self.bpf.load_func(b"ns_xdp", bcc.BPF.XDP)
@@ -172,9 +179,10 @@ class Program:
         return out
 
     def take_flows(self, s: int) -> tuple[np.ndarray, np.ndarray]:
-        """Drain set s's flow table: (keys, per-CPU values) copies."""
+        """Drain set s's flow table: (keys, per-CPU values), views of buffers
+        that the next take_flows() overwrites."""
         n = libbpf.lookup_and_delete_batch(self.flow_fds[s], self._fkeys, self._fvals, batch=8192)
-        return self._fkeys[:n].copy(), self._fvals[:n].copy()
+        return self._fkeys[:n], self._fvals[:n]
 
     def poll(self) -> None:
         """Move waiting candidate reports out of the ring buffer."""

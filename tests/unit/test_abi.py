@@ -41,7 +41,7 @@ NO_DTYPE = {"ns_regs"}
 
 SCALARS = {"__u8": "u1", "__u16": "<u2", "__u32": "<u4", "__u64": "<u8"}
 
-FIELD_RE = re.compile(r"^(struct\s+\w+|__u8|__u16|__u32|__u64)\s+(\w+)\s*(?:\[\s*(\w+)\s*\])?\s*;$")
+FIELD_RE = re.compile(r"^(struct\s+\w+|__u8|__u16|__u32|__u64)\s+(\w+)\s*((?:\[\s*\w+\s*\]\s*)*);$")
 
 
 def strip_comments(text: str) -> str:
@@ -61,7 +61,8 @@ def parse_header(text: str):
                 continue
             fm = FIELD_RE.match(decl + ";")
             assert fm, f"struct {m.group(1)}: cannot read declaration {decl!r} (teach test_abi.py)"
-            fields.append((fm.group(1), fm.group(2), fm.group(3)))
+            dims = tuple(re.findall(r"\[\s*(\w+)\s*\]", fm.group(3))) or None
+            fields.append((fm.group(1), fm.group(2), dims))
         assert m.group(1) not in structs, f"struct {m.group(1)} defined twice"
         structs[m.group(1)] = fields
     defines = []
@@ -96,7 +97,7 @@ def c_side(header, tmp_path_factory):
     for s, fields in structs.items():
         lines.append(f'  printf("S {s} %zu\\n", sizeof(struct {s}));')
         for _, f, dim in fields:
-            elem = f"sizeof(((struct {s} *)0)->{f}[0])" if dim else f"sizeof(((struct {s} *)0)->{f})"
+            elem = f"sizeof(((struct {s} *)0)->{f}{'[0]' * len(dim or ())})"
             lines.append(
                 f'  printf("F {s} {f} %zu %zu %zu\\n", offsetof(struct {s}, {f}), '
                 f"sizeof(((struct {s} *)0)->{f}), {elem});"
@@ -166,7 +167,10 @@ def test_struct_matches_dtype(name, header, c_side):
         assert sub.itemsize == size, f"{name}.{f}: size C {size}, abi {sub.itemsize}"
         base = sub.base if dim else sub
         if dim:
-            assert sub.shape == (size // elem,), f"{name}.{f}: C has {size // elem} elements, abi {sub.shape}"
+            assert len(sub.shape) == len(dim), f"{name}.{f}: C has {len(dim)} dimensions, abi {sub.shape}"
+            assert int(np.prod(sub.shape)) == size // elem, (
+                f"{name}.{f}: C has {size // elem} elements, abi {sub.shape}"
+            )
         else:
             assert sub.shape == (), f"{name}.{f}: abi has an array, C a scalar"
         if ctype in SCALARS:
@@ -268,7 +272,8 @@ def test_abi_constants_all_exist_in_c(c_side):
         "proto": values["NS_F_PROTO"],
     }
     assert len(abi.FIELD_BITS) == len([k for k in values if k.startswith("NS_F_")])
-    assert abi.CONFIG.itemsize == values["NS_MAX_TASKS"] * abi.TASK.itemsize
+    assert abi.CONFIG.fields["tasks"][0].shape == (values["NS_MAX_TASKS"],)
+    assert abi.CONFIG.fields["fieldset_wmask"][0].shape == (values["NS_MAX_FIELDSETS"], values["NS_KEY_WORDS"])
 
 
 # ------------------------------------------------------------------ maps

@@ -111,6 +111,7 @@ def test_full_file(tmp_path):
           ringbuf_pages: 16
           top: 25
           max_kernel_memory: 512MiB
+          timestamps: coarse
         tasks:
           - name: ports
             kind: countmin
@@ -131,7 +132,7 @@ def test_full_file(tmp_path):
             spreader_threshold: 1
         """,
     )
-    assert cfg.sensor == SensorConfig(0.25, "generic", 1000, 16, 25, 512 << 20)
+    assert cfg.sensor == SensorConfig(0.25, "generic", 1000, 16, 25, 512 << 20, "coarse")
     ports, scan = cfg.tasks
     assert (ports.key, ports.depth, ports.width, ports.seed) == (("dst_port", "proto"), 3, 1024, 42)
     assert (ports.hh_packets, ports.hh_bytes) == (0, 5000)
@@ -304,7 +305,7 @@ ERRORS = [
     ("sensor: {epcoh: 5s}", "sensor.epcoh: unknown option (did you mean 'epoch'?)"),
     (
         "sensor: {zzz: 1}",
-        "sensor.zzz: unknown option (valid: epoch, mode, flow_capacity, ringbuf_pages, top, max_kernel_memory)",
+        "sensor.zzz: unknown option (valid: epoch, mode, flow_capacity, ringbuf_pages, top, max_kernel_memory, timestamps)",
     ),
     (
         "tasks: [" + CM + "}, " + CM.replace("a,", "b,") + ", widht: 1024}]",

@@ -61,9 +61,10 @@ def render(s: EpochSnapshot, iface: str, memory: dict[str, int] | None = None, t
         lines += [
             f"  {addr_str(k['src']):<40} {int(pp):>10} pkts {human_bytes(int(bb)):>12}" for k, pp, bb in zip(keys, p, b)
         ]
-    keys, p, b = analysis.top_by(s.flows, 0x1F, "bytes", top)
-    lines.append("top flows by bytes:")
-    lines += [f"  {flow_str(k):<64} {int(pp):>10} pkts {human_bytes(int(bb)):>12}" for k, pp, bb in zip(keys, p, b)]
+    for metric in ("bytes", "packets"):
+        keys, p, b = analysis.top_by(s.flows, 0x1F, metric, top)
+        lines.append(f"top flows by {metric}:")
+        lines += [f"  {flow_str(k):<64} {int(pp):>10} pkts {human_bytes(int(bb)):>12}" for k, pp, bb in zip(keys, p, b)]
     for task, hh in s.heavy.items():
         lines.append(f"heavy hitters [{task}]: {len(hh.keys)}")
         for k, pp, bb in list(zip(hh.keys, hh.packets, hh.bytes))[:top]:

@@ -1,0 +1,64 @@
+"""The console view and the --json record, from a synthetic snapshot (no kernel)."""
+
+import json
+
+import numpy as np
+
+from netspectra import abi, analysis
+from netspectra import packets as P
+from netspectra.agent import EpochSnapshot
+from netspectra.config import default_tasks
+from netspectra.sketch import SketchSet
+from netspectra.tasks import layout
+from netspectra.view import render
+
+
+def snapshot():
+    lay = layout(default_tasks())
+    flows = np.zeros(3, analysis.FLOW_RECORD)
+    for i, (src, dst, sp, dp, proto, pk, by) in enumerate(
+        [
+            ("10.0.0.1", "10.0.0.2", 1000, 80, 6, 5, 5000),
+            ("10.0.0.1", "10.0.0.3", 1001, 53, 17, 50, 3000),
+            ("2001:db8::1", "2001:db8::2", 0, 0, 58, 1, 100),
+        ]
+    ):
+        k = flows[i]["key"]
+        k["src"], k["dst"] = np.frombuffer(P.mapped(src), np.uint8), np.frombuffer(P.mapped(dst), np.uint8)
+        k["sport"], k["dport"], k["proto"] = sp, dp, proto
+        flows[i]["packets"], flows[i]["bytes"] = pk, by
+        flows[i]["key"] = k
+    totals = np.zeros((abi.NCOUNTERS, 2), np.uint64)
+    totals[abi.C["all"]] = (56, 8100)
+    totals[abi.C["flow_untracked"]] = (2, 120)
+    sk = SketchSet(lay)
+    sk.update(flows["key"], flows["bytes"])
+    return EpochSnapshot(seq=3, start=100.0, end=105.0, totals=totals, flows=flows, sketch=sk)
+
+
+def test_render_lists_top_sources_and_flows_both_ways():
+    text = render(snapshot(), "eth0", {"countmin": 1 << 20}, top=2)
+    assert "netspectra on eth0  epoch 3  5.00s" in text
+    assert "top sources by bytes:\n  10.0.0.1 " in text
+    by_bytes = text.split("top flows by bytes:\n")[1].splitlines()[0]
+    by_packets = text.split("top flows by packets:\n")[1].splitlines()[0]
+    assert by_bytes.strip().startswith("tcp 10.0.0.1:1000 -> 10.0.0.2:80")
+    assert by_packets.strip().startswith("udp 10.0.0.1:1001 -> 10.0.0.3:53")
+    assert "untracked flows 2 pkts" in text and "kernel memory: 1.0 MiB" in text
+
+
+def test_json_record_fields():
+    j = json.loads(json.dumps(snapshot().to_json()))
+    assert (j["epoch"], j["packets"], j["bytes"]) == (3, 56, 8100)
+    assert j["loss"] == {"flow_untracked_packets": 2, "flow_untracked_bytes": 120, "candidates_lost": 0}
+    f = j["flows"][2]
+    assert (f["src"], f["dst"], f["proto"], f["sport"], f["dport"], f["packets"], f["bytes"]) == (
+        "2001:db8::1",
+        "2001:db8::2",
+        58,
+        0,
+        0,
+        1,
+        100,
+    )
+    assert set(j["totals"]) == set(abi.COUNTERS)

@@ -52,6 +52,12 @@ class VethPair:
         try:
             _ip("netns", "add", self.ns_a)
             _ip("netns", "add", self.ns_b)
+            for ns in (self.ns_a, self.ns_b):  # no IPv6 ND/MLD chatter: only our frames cross
+                subprocess.run(
+                    ["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                     "net.ipv6.conf.default.disable_ipv6=1"],
+                    check=True, capture_output=True,
+                )  # fmt: skip
             _ip("link", "add", self.dev_a, "netns", self.ns_a, "mtu", str(self.mtu), "type", "veth",
                 "peer", "name", self.dev_b, "netns", self.ns_b, "mtu", str(self.mtu))  # fmt: skip
             for ns, dev, addr in ((self.ns_a, self.dev_a, "10.199.0.1/30"), (self.ns_b, self.dev_b, "10.199.0.2/30")):

@@ -44,6 +44,7 @@ demo: deps venv ## set up and run the live demo in a throwaway namespace (root)
 bench: deps venv ## run the benchmarks (JSON on stdout)
 	$(PY) -m bench.kernel_cost
 	$(PY) -m bench.epoch_read
+	$(PY) -m bench.accuracy
 
 clean: ## remove build outputs and the venv
 	rm -rf $(VENV) build *.egg-info netspectra/_sketch.c netspectra/*.so

@@ -10,7 +10,9 @@ from setuptools import Extension, setup
 ext = Extension(
     "netspectra._sketch",
     ["netspectra/_sketch.pyx"],
-    include_dirs=[numpy.get_include()],
+    # bpf/ for parse.h (the XDP parser, reused offline), netspectra/ for parse_user.h
+    include_dirs=[numpy.get_include(), "bpf", "netspectra"],
+    depends=["bpf/parse.h", "bpf/netspectra.h", "netspectra/parse_user.h", "netspectra/_pcap.pxi"],
     extra_compile_args=["-O3"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )

@@ -131,3 +131,68 @@ def verify_candidates(
     """(keys, packets, bytes) of the unique candidates (masked with key_wmask,
     sorted by key words) whose estimate reaches hh_packets or hh_bytes
     (0 = threshold unused).  No false negatives: estimates never undercount."""
+
+# ---------------------------------------------------------------- offline capture walk (_pcap.pxi)
+# Private to netspectra.offline: the per-packet path over a memory-mapped
+# capture, parsing with bpf/parse.h and counting like bpf/sensor.c (byte
+# count = the record's original length).
+
+PCAP_DONE: int  # end of the file
+PCAP_ERROR: int  # damage: see PcapReader.error
+PCAP_EPOCH: int  # a record's timestamp starts a new epoch (not consumed)
+PCAP_YIELD: int  # reached yield_pos (progress)
+PCAP_BLOCK: int  # a pcapng section or interface block for Python to read
+PCAP_E_TRUNC_HDR: int
+PCAP_E_TRUNC_REC: int
+PCAP_E_BLOCK_LEN: int
+PCAP_E_BLOCK_TRUNC: int
+PCAP_E_BLOCK_TRAILER: int
+PCAP_E_BLOCK_SHORT: int
+PCAP_E_CAPLEN_BLOCK: int
+PCAP_E_IFACE: int
+
+class PcapEngine:
+    """Totals, the exact flow table (unbounded, C) and the sketch arrays of
+    the current epoch, plus the flows of finished epochs."""
+
+    def __init__(self, config: npt.NDArray, cm: npt.NDArray, ss: npt.NDArray, epoch_ns: int = 0) -> None: ...
+    def set_sketch(self, cm: npt.NDArray, ss: npt.NDArray) -> None: ...
+    @property
+    def started(self) -> bool: ...
+    @property
+    def t0(self) -> int: ...
+    @property
+    def time_range(self) -> tuple[int, int] | None: ...
+    @property
+    def pending_ts(self) -> int: ...
+    epoch_end: int
+    def take_totals(self) -> npt.NDArray[np.uint64]:
+        """(NCOUNTERS, 2) of the current epoch; zeroes them."""
+    def current_flows(self, record_dtype: np.dtype) -> npt.NDArray: ...
+    def total_flows(self, record_dtype: np.dtype) -> npt.NDArray: ...
+    def end_epoch(self) -> int:
+        """Fold the current flows into the total, clear them; returns flows lost to OOM."""
+
+class PcapReader:
+    """One capture buffer (mmap) being walked."""
+
+    def __init__(self, buf, pcapng: bool, swap: bool, pos: int, frac_mul: int = 1000) -> None: ...
+    def release(self) -> None: ...
+    def add_iface(
+        self, linktype: int, snaplen: int, mul: int = 1000, div: int = 1, shift: int = -1, offset_ns: int = 0
+    ) -> None: ...
+    def take_ifaces(self) -> list[tuple[int, int, int]]:
+        """[(linktype, skipped packets, skipped bytes)]; forgets the interfaces."""
+    @property
+    def nifaces(self) -> int: ...
+    pos: int
+    swap: bool
+    yield_pos: int
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """(records, original bytes, records with original length < captured length)."""
+    @property
+    def error(self) -> tuple[int, int, int, int]:
+        """(PCAP_E_* code, byte offset, a, b)."""
+    def run(self, eng: PcapEngine) -> int:
+        """Walk until PCAP_DONE/ERROR/EPOCH/YIELD/BLOCK."""

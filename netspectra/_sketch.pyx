@@ -147,15 +147,19 @@ cdef inline uint64_t ns_fold(const uint64_t* w, const uint64_t* m) noexcept nogi
     return h
 
 
-cdef inline uint64_t ns_hash(const uint64_t* w, const uint64_t* m, uint64_t seed) noexcept nogil:
-    """Hash spec v2: fmix64(fold(w, m) ^ seed)."""
-    cdef uint64_t h = ns_fold(w, m) ^ seed
+cdef inline uint64_t ns_fmix(uint64_t h) noexcept nogil:
+    """fmix64, the second stage of hash spec v2 (ns_fmix in bpf/sensor.c)."""
     h ^= h >> 33
     h *= FMIX_1
     h ^= h >> 33
     h *= FMIX_2
     h ^= h >> 33
     return h
+
+
+cdef inline uint64_t ns_hash(const uint64_t* w, const uint64_t* m, uint64_t seed) noexcept nogil:
+    """Hash spec v2: fmix64(fold(w, m) ^ seed)."""
+    return ns_fmix(ns_fold(w, m) ^ seed)
 
 
 cdef inline void _cols(uint64_t h, int depth, int width_log2, Py_ssize_t* idx) noexcept nogil:
@@ -531,3 +535,7 @@ def verify_candidates(cells, keys, *, key_wmask, seed, depth, width_log2, offset
     from . import abi
     out_keys = np.ascontiguousarray(w[sel]).view(np.uint8).view(abi.KEY).reshape(-1)
     return out_keys, pk[sel], by[sel]
+
+
+# Offline analysis of capture files (netspectra/offline.py).
+include "_pcap.pxi"

@@ -113,3 +113,119 @@ def version():
     from importlib.metadata import version as v
 
     click.echo(f"netspectra {v('netspectra')}")
+
+
+def _files_title(files) -> str:
+    import os
+
+    first = os.path.basename(files[0])
+    return first if len(files) == 1 else f"{first} +{len(files) - 1} more"
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--epoch", type=Epoch(), default=None, help="Also report per epoch of capture time, e.g. 5s.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout (docs/offline.md).")
+@click.option("--top", type=click.IntRange(1, 10000), default=None, help="Rows per table [config; 10].")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (sketch tasks).")
+@click.option("--save-sketch", type=click.Path(dir_okay=False), help="Write the overall sketches to this .npz.")
+def analyze(files, epoch, as_json, top, config_path, save_sketch):
+    """Analyse pcap/pcapng FILES as one stream: the live sensor's report, no root needed.
+
+    Exit status: 0 ok, 1 a file was damaged (the report covers the records
+    before the damage), 2 a file could not be read at all."""
+    import sys
+
+    from .offline import OfflineError
+    from .offline import analyze as do_analyze
+    from .view import render
+
+    cfg = _load(config_path)
+    rows = top or cfg.sensor.top
+    title = _files_title(files)
+    epochs_json = []
+
+    def on_epoch(snap):
+        if as_json:
+            epochs_json.append(snap.to_json() if top is None else _top_json(snap, rows))
+        else:
+            click.echo(render(snap, f"{title} (capture time)", top=rows) + "\n")
+
+    try:
+        rep = do_analyze(
+            list(files),
+            cfg,
+            epoch_s=epoch,
+            progress=sys.stderr.isatty(),
+            on_epoch=on_epoch if epoch else None,
+            keep_epochs=False,
+        )
+    except OfflineError as e:
+        click.echo(f"netspectra: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("netspectra: interrupted", err=True)
+        sys.exit(130)
+    if as_json:
+        doc = rep.to_json(top)
+        doc["epochs"] = epochs_json
+        click.echo(json.dumps(doc))
+    else:
+        click.echo(render(rep.overall, f"{title} (all)", top=rows).replace("  epoch 0  ", "  overall  ", 1))
+        if rep.skipped:
+            parts = [f"linktype {lt} ({pk} packets, {by} bytes)" for lt, (pk, by) in sorted(rep.skipped.items())]
+            click.echo("skipped (unsupported link type): " + ", ".join(parts))
+    if save_sketch:
+        try:
+            rep.overall.sketch.save(save_sketch)
+        except OSError as e:
+            click.echo(f"netspectra: {save_sketch}: cannot write: {e.strerror or e}", err=True)
+            sys.exit(2)
+    for line in rep.errors:
+        click.echo(f"netspectra: {line}", err=True)
+    if rep.errors:
+        sys.exit(1)
+
+
+def _top_json(snap, rows):
+    from .offline import _snapshot_json
+
+    return _snapshot_json(snap, rows)
+
+
+@main.command("merge-sketch")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Merged .npz to write.")
+def merge_sketch(inputs, output):
+    """Merge saved sketch files (analyze --save-sketch, or a live sensor's) into one.
+
+    Count-Min counters add, SuperSpread registers take the maximum; every
+    input must have the same task layout."""
+    from .sketch import SketchSet
+
+    merged = None
+    for path in inputs:
+        try:
+            sk = SketchSet.load(path)
+        except FileNotFoundError:
+            _fail(f"{path}: no such file")
+        except ValueError as e:
+            msg = str(e)
+            _fail(msg if msg.startswith(str(path)) else f"{path}: not a netspectra sketch file ({msg})")
+        except Exception as e:  # zip/npz damage of any kind: one line, no traceback
+            _fail(f"{path}: not a netspectra sketch file ({type(e).__name__}: {e})")
+        if merged is None:
+            merged = sk
+        elif sk.layout != merged.layout:
+            _fail(f"{path}: sketch layout differs from {inputs[0]} (tasks: {_task_names(sk)} vs {_task_names(merged)})")
+        else:
+            merged.merge(sk)
+    try:
+        merged.save(output)
+    except OSError as e:
+        _fail(f"{output}: cannot write: {e.strerror or e}")
+    click.echo(f"{output}: merged {len(inputs)} sketch files")
+
+
+def _task_names(sk) -> str:
+    return ", ".join(f"{t.spec.name}:{t.spec.kind}:{t.spec.width}x{t.spec.depth}" for t in sk.layout.tasks) or "none"

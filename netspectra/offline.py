@@ -1,0 +1,510 @@
+"""Offline analysis of capture files: the live sensor's report, from pcap/pcapng.
+
+    rep = analyze(["a.pcap", "b.pcapng"], config=None, epoch_s=5.0)
+    rep.overall        # agent.EpochSnapshot over all files
+    rep.epochs         # one EpochSnapshot per non-empty epoch of capture time
+    rep.skipped        # {linktype: [packets, bytes]} of records not analysed
+    rep.errors         # ["FILE: byte N: what is wrong"] of damaged files
+    rep.files          # [{"path", "format", "packets", "bytes", "linktypes", ...}]
+
+Every record is parsed by the XDP program's own parser (bpf/parse.h, compiled
+for userspace) and counted exactly as bpf/sensor.c counts a frame: totals
+slots, exact flows, every sketch task of the configuration (so the sketch
+arrays are bit-identical to the kernel's for the same frames) -- except that
+the byte count is the record's original length (tshark's frame.len).  The
+per-packet path is Cython over the memory-mapped file (_pcap.pxi), without
+the GIL and without a Python object per packet.  docs/offline.md describes
+the formats, link types, epochs and every decision about damaged input.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _sketch, abi, analysis
+from .agent import EpochSnapshot
+from .config import Config, default_tasks
+from .sketch import HeavyHitters, SketchSet
+from .tasks import COUNTMIN, Layout
+from .tasks import layout as make_layout
+
+__all__ = ["OfflineError", "Report", "analyze", "LINKTYPE_NAMES", "SUPPORTED_LINKTYPES"]
+
+LINKTYPE_NAMES = {
+    0: "NULL",
+    1: "ETHERNET",
+    101: "RAW",
+    108: "LOOP",
+    113: "LINUX_SLL",
+    228: "IPV4",
+    229: "IPV6",
+    276: "LINUX_SLL2",
+}
+SUPPORTED_LINKTYPES = frozenset(LINKTYPE_NAMES)
+
+_PCAP_MAGIC = {  # first 4 bytes, read little-endian -> (file byte order, fraction unit in ns)
+    0xA1B2C3D4: ("<", 1000),
+    0xD4C3B2A1: (">", 1000),
+    0xA1B23C4D: ("<", 1),
+    0x4D3CB2A1: (">", 1),
+}
+_PCAPNG_SHB = 0x0A0D0D0A
+_PCAPNG_BOM = 0x1A2B3C4D
+_LT_RESERVED = 0x03FF0000  # libpcap LT_RESERVED1: must be zero
+_LT_MASK = 0x03FFFFFF  # the link type proper (upper bits: FCS length)
+_PROGRESS_CHUNK = 8 << 20  # bytes between progress updates
+_HOST = "<" if sys.byteorder == "little" else ">"
+
+
+class OfflineError(Exception):
+    """A capture file that cannot be read at all; str() is one line naming the
+    file and, where it applies, the byte offset."""
+
+
+@dataclass
+class Report:
+    overall: EpochSnapshot
+    epochs: list[EpochSnapshot] = field(default_factory=list)
+    skipped: dict[int, list[int]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)
+
+    def to_json(self, top: int | None = None) -> dict:
+        """The `netspectra analyze --json` object (docs/offline.md)."""
+        return {
+            "files": self.files,
+            "overall": _snapshot_json(self.overall, top),
+            "epochs": [_snapshot_json(s, top) for s in self.epochs],
+            "skipped_linktypes": {str(k): {"packets": v[0], "bytes": v[1]} for k, v in sorted(self.skipped.items())},
+            "errors": self.errors,
+        }
+
+
+def _snapshot_json(s: EpochSnapshot, top: int | None) -> dict:
+    d = s.to_json()
+    if top is not None:
+        d["flows"].sort(key=lambda f: f["bytes"], reverse=True)
+        d["flows_total"] = len(d["flows"])
+        d["flows"] = d["flows"][:top]
+    return d
+
+
+class _Damage(Exception):
+    def __init__(self, offset: int, what: str):
+        super().__init__(what)
+        self.offset = offset
+        self.what = what
+
+
+# ---------------------------------------------------------------- file headers
+
+
+class _File:
+    """An open, memory-mapped capture whose file header has been checked."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.format = ""
+        self.mm = None
+        self.size = 0
+        try:
+            with open(path, "rb") as f:
+                self.size = os.fstat(f.fileno()).st_size
+                if self.size == 0:
+                    raise OfflineError(f"{path}: byte 0: empty file, not a capture")
+                self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as e:
+            raise OfflineError(f"{path}: cannot read: {e.strerror or e}") from None
+        except ValueError as e:  # mmap of something that is not a regular file
+            raise OfflineError(f"{path}: cannot map: {e}") from None
+        try:
+            self._open()
+        except _Damage as d:
+            self.close()
+            raise OfflineError(f"{path}: byte {d.offset}: {d.what}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        mm = self.mm
+        if self.size < 4:
+            raise _Damage(0, f"not a pcap or pcapng file (only {self.size} bytes)")
+        (magic,) = struct.unpack_from("<I", mm, 0)
+        if magic in _PCAP_MAGIC:
+            order, frac = _PCAP_MAGIC[magic]
+            self.format = "pcap"
+            if self.size < 24:
+                raise _Damage(0, f"truncated pcap file header ({self.size} of 24 bytes)")
+            major, minor, _, _, snaplen, lt = struct.unpack_from(order + "HHiIII", mm, 4)
+            if major != 2:
+                raise _Damage(4, f"unsupported pcap version {major}.{minor}")
+            if lt & _LT_RESERVED:
+                raise _Damage(20, f"link type field 0x{lt:08x} has reserved bits set (0x{lt & _LT_RESERVED:08x})")
+            self.reader = _sketch.PcapReader(mm, False, order != _HOST, 24, frac)
+            self.reader.add_iface(lt & _LT_MASK, snaplen)
+        elif magic == _PCAPNG_SHB:
+            self.format = "pcapng"
+            self.reader = _sketch.PcapReader(mm, True, False, 0)
+            self.section(0)
+        else:
+            raise _Damage(0, f"not a pcap or pcapng file (magic 0x{magic:08x})")
+
+    def section(self, pos: int) -> None:
+        """Read the pcapng section header block at pos: byte order, version."""
+        mm, avail = self.mm, self.size - pos
+        if avail < 12:
+            raise _Damage(pos, f"truncated section header block ({avail} of 28 bytes)")
+        (bom,) = struct.unpack_from("<I", mm, pos + 8)
+        if bom == _PCAPNG_BOM:
+            order = "<"
+        elif bom == 0x4D3C2B1A:
+            order = ">"
+        else:
+            raise _Damage(pos + 8, f"bad pcapng byte-order magic 0x{bom:08x}")
+        (blen,) = struct.unpack_from(order + "I", mm, pos + 4)
+        self._check_block(pos, blen, order, 28, "section header")
+        major, minor = struct.unpack_from(order + "HH", mm, pos + 12)
+        if major != 1:
+            raise _Damage(pos + 12, f"unsupported pcapng version {major}.{minor}")
+        for _ in _options(mm, pos + 24, pos + blen - 4, order):
+            pass
+        self.order = order
+        self.reader.swap = order != _HOST
+        self.reader.pos = pos + blen
+
+    def interface(self, pos: int) -> None:
+        """Read a pcapng interface description block: link type, snaplen,
+        if_tsresol (option 9) and if_tsoffset (option 14)."""
+        mm, order = self.mm, self.order
+        (blen,) = struct.unpack_from(order + "I", mm, pos + 4)
+        self._check_block(pos, blen, order, 20, "interface description")
+        lt, _, snaplen = struct.unpack_from(order + "HHI", mm, pos + 8)
+        mul, div, shift, offset_ns = 1000, 1, -1, 0  # default resolution: microseconds
+        for code, off, ln in _options(mm, pos + 16, pos + blen - 4, order):
+            if code == 9 and ln >= 1:
+                v = mm[off]
+                if v & 0x80:
+                    shift = v & 0x7F
+                    if shift > 63:
+                        raise _Damage(off, f"unsupported if_tsresol 2^-{shift}")
+                else:
+                    if v > 19:
+                        raise _Damage(off, f"unsupported if_tsresol 10^-{v}")
+                    shift = -1
+                    mul, div = (10 ** (9 - v), 1) if v <= 9 else (1, 10 ** (v - 9))
+            elif code == 14 and ln >= 8:
+                (secs,) = struct.unpack_from(order + "q", mm, off)
+                offset_ns = secs * 1_000_000_000
+                if not -(1 << 63) <= offset_ns < (1 << 63):
+                    raise _Damage(off, f"if_tsoffset {secs} s out of range")
+        self.reader.add_iface(lt, snaplen, mul, div, shift, offset_ns)
+        self.reader.pos = pos + blen
+
+    def _check_block(self, pos: int, blen: int, order: str, minimum: int, what: str) -> None:
+        avail = self.size - pos
+        if blen % 4 or blen < minimum:
+            raise _Damage(pos + 4, f"bad {what} block length {blen}")
+        if blen > avail:
+            raise _Damage(pos, f"truncated {what} block ({avail} of {blen} bytes)")
+        (trail,) = struct.unpack_from(order + "I", self.mm, pos + blen - 4)
+        if trail != blen:
+            raise _Damage(pos + blen - 4, f"{what} block length mismatch ({blen} at start, {trail} at end)")
+
+    def close(self) -> None:
+        r = getattr(self, "reader", None)
+        if r is not None:
+            r.release()
+        if self.mm is not None:
+            try:
+                self.mm.close()
+            except BufferError:  # a view still alive: the GC closes it
+                pass
+            self.mm = None
+
+
+def _options(mm, off: int, end: int, order: str):
+    """(code, value offset, length) of each option in [off, end)."""
+    while off + 4 <= end:
+        code, ln = struct.unpack_from(order + "HH", mm, off)
+        if code == 0:
+            return
+        if off + 4 + ln > end:
+            raise _Damage(off, f"option {code} of length {ln} overruns its block ({end - off - 4} bytes left)")
+        yield code, off + 4, ln
+        off += 4 + ((ln + 3) & ~3)
+
+
+def _damage_text(code: int, a: int, b: int) -> str:
+    S = _sketch
+    if code == S.PCAP_E_TRUNC_HDR:
+        return f"truncated record header ({a} of {b} bytes)"
+    if code == S.PCAP_E_TRUNC_REC:
+        return f"truncated record ({a} of {b} bytes)"
+    if code == S.PCAP_E_BLOCK_LEN:
+        return f"bad block length {a}"
+    if code == S.PCAP_E_BLOCK_TRUNC:
+        return f"truncated block ({a} of {b} bytes)"
+    if code == S.PCAP_E_BLOCK_TRAILER:
+        return f"block length mismatch ({a} at start, {b} at end)"
+    if code == S.PCAP_E_BLOCK_SHORT:
+        return f"packet block (type {a}) too short: {b} bytes"
+    if code == S.PCAP_E_CAPLEN_BLOCK:
+        return f"captured length {a} exceeds the block's {b} data bytes"
+    if code == S.PCAP_E_IFACE:
+        return f"packet of interface {a}, but the section defines {b}"
+    return f"damage (code {code})"
+
+
+# ---------------------------------------------------------------- progress
+
+
+class _Progress:
+    def __init__(self, total: int, out=None):
+        self.total = max(total, 1)
+        self.out = out or sys.stderr
+        self.done = 0
+        self.last = 0.0
+        self.t0 = time.monotonic()
+
+    def update(self, done: int, force: bool = False) -> None:
+        self.done = done
+        now = time.monotonic()
+        if not force and now - self.last < 0.1:
+            return
+        self.last = now
+        frac = min(done / self.total, 1.0)
+        width = 30
+        fill = int(frac * width)
+        rate = done / max(now - self.t0, 1e-9) / 1e6
+        self.out.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {frac * 100:5.1f}%  {rate:7.1f} MB/s")
+        self.out.flush()
+
+    def close(self) -> None:
+        self.update(self.done, force=True)
+        self.out.write("\n")
+        self.out.flush()
+
+
+# ---------------------------------------------------------------- analysis
+
+
+class _Run:
+    def __init__(self, lay: Layout, epoch_ns: int, on_epoch, keep_epochs: bool):
+        self.lay = lay
+        self.epoch_ns = epoch_ns
+        self.on_epoch = on_epoch
+        self.keep = keep_epochs
+        self.sk = SketchSet(lay)
+        self.eng = _sketch.PcapEngine(lay.config, self.sk.cm, self.sk.ss, epoch_ns)
+        self.overall_sk = SketchSet(lay) if epoch_ns else self.sk
+        self.overall_totals = np.zeros((abi.NCOUNTERS, 2), dtype=np.uint64)
+        self.epochs: list[EpochSnapshot] = []
+        self.k = 0  # index of the current epoch
+        self.lost = 0
+
+    def cut(self) -> None:
+        """Close the current epoch (if it counted anything) and start the one
+        holding the pending record."""
+        e = self.eng
+        totals = e.take_totals()
+        if totals[abi.C["all"], 0]:
+            flows = e.current_flows(analysis.FLOW_RECORD)
+            start = (e.t0 + self.k * self.epoch_ns) / 1e9
+            snap = _snapshot(self.k, start, start + self.epoch_ns / 1e9, totals, flows, self.sk)
+            self.overall_totals += totals
+            self.overall_sk.merge(self.sk)
+            self.lost += e.end_epoch()
+            if self.on_epoch is not None:
+                self.on_epoch(snap)
+            if self.keep:
+                self.epochs.append(snap)
+            self.sk = SketchSet(self.lay)
+            e.set_sketch(self.sk.cm, self.sk.ss)
+
+    def next_epoch(self) -> None:
+        e = self.eng
+        self.cut()
+        self.k = (e.pending_ts - e.t0) // self.epoch_ns
+        e.epoch_end = e.t0 + (self.k + 1) * self.epoch_ns
+
+    def finish(self) -> EpochSnapshot:
+        e = self.eng
+        rng = e.time_range
+        start, end = (rng[0] / 1e9, rng[1] / 1e9) if rng else (0.0, 0.0)
+        if self.epoch_ns:
+            self.cut()
+            flows = e.total_flows(analysis.FLOW_RECORD)
+            totals = self.overall_totals
+        else:
+            flows = e.current_flows(analysis.FLOW_RECORD)
+            totals = e.take_totals()
+        if self.lost:  # out of memory while merging epochs: never silent
+            totals[abi.C["flow_untracked"], 0] += np.uint64(self.lost)
+        return _snapshot(0, start, end, totals, flows, self.overall_sk)
+
+
+def _heavy(sketch: SketchSet, flows: np.ndarray) -> dict[str, HeavyHitters]:
+    """Heavy hitters of every Count-Min task with a threshold.  Offline, every
+    key is known (the flow table is exact and unbounded), so every flow's key
+    is a candidate: the same keys the kernel's candidate reports would yield."""
+    out = {}
+    keys = np.ascontiguousarray(flows["key"]) if len(flows) else np.zeros(0, abi.KEY)
+    for t in sketch.layout.kind(COUNTMIN):
+        spec = t.spec
+        if not (spec.hh_packets or spec.hh_bytes):
+            continue
+        if spec.fields == 0x1F:  # the whole 5-tuple: flow keys are already unique
+            cand = keys
+        else:
+            cand = analysis.unique_keys(analysis.mask_keys(keys, spec.fields)) if len(keys) else keys
+        if len(cand):  # pre-filter in bulk; verify() then sees only the hits
+            pk, by = sketch.query(spec.name, cand)
+            sel = np.zeros(len(cand), dtype=bool)
+            if spec.hh_packets:
+                sel |= pk >= np.uint64(spec.hh_packets)
+            if spec.hh_bytes:
+                sel |= by >= np.uint64(spec.hh_bytes)
+            cand = np.ascontiguousarray(cand[sel])
+        hh = sketch.verify(spec.name, cand)
+        order = np.argsort(hh.packets, kind="stable")[::-1]
+        out[spec.name] = HeavyHitters(hh.keys[order], hh.packets[order], hh.bytes[order])
+    return out
+
+
+def _snapshot(seq: int, start: float, end: float, totals, flows, sk: SketchSet) -> EpochSnapshot:
+    heavy = _heavy(sk, flows)
+    extra = np.concatenate([h.keys for h in heavy.values()]) if heavy else None
+    return EpochSnapshot(
+        seq=seq,
+        start=start,
+        end=end,
+        totals=totals,
+        flows=flows,
+        sketch=sk,
+        heavy=heavy,
+        spreaders=analysis.spreaders(sk, flows, extra),
+        candidates=0,
+    )
+
+
+def _layout(config: Config | None) -> Layout:
+    # One "CPU": the thresholds in the config record are the totals.
+    tasks = config.tasks if config is not None else default_tasks()
+    return make_layout(tasks, 1)
+
+
+def analyze(
+    paths: list[str],
+    config: Config | None = None,
+    epoch_s: float | None = None,
+    progress: bool = False,
+    *,
+    on_epoch: Callable[[EpochSnapshot], None] | None = None,
+    keep_epochs: bool = True,
+) -> Report:
+    """Analyse capture files as one stream (in the order given).
+
+    epoch_s: also cut the stream into epochs of capture time, epoch k
+    covering [t0 + k*epoch_s, t0 + (k+1)*epoch_s) where t0 is the first
+    counted packet's timestamp; only non-empty epochs are reported, each with
+    seq = k.  on_epoch is called with each epoch's snapshot as it closes;
+    keep_epochs=False does not keep them in Report.epochs (bounded memory on
+    long captures).  progress: draw a progress bar on stderr.
+
+    Raises OfflineError when a file cannot be read at all (checked for every
+    file before any is analysed); damage after a file's header is reported in
+    Report.errors and the records before it are counted.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [os.fspath(p) for p in paths]
+    if epoch_s is not None and not epoch_s > 0:
+        raise ValueError(f"epoch_s must be > 0, got {epoch_s}")
+    epoch_ns = int(round(epoch_s * 1e9)) if epoch_s else 0
+    files: list[_File] = []
+    try:
+        for p in paths:
+            files.append(_File(p))
+        run = _Run(_layout(config), epoch_ns, on_epoch, keep_epochs)
+        bar = _Progress(sum(f.size for f in files)) if progress else None
+        rep = Report(overall=None)  # type: ignore[arg-type]
+        base = 0
+        for f in files:
+            info = _read(f, run, rep, bar, base)
+            rep.files.append(info)
+            base += f.size
+            f.close()
+        rep.overall = run.finish()
+        rep.epochs = run.epochs
+        if bar:
+            bar.close()
+        return rep
+    finally:
+        for f in files:
+            f.close()
+
+
+def _read(f: _File, run: _Run, rep: Report, bar: _Progress | None, base: int) -> dict:
+    S = _sketch
+    r = f.reader
+    lts: dict[int, list[int]] = {}
+
+    def drop_ifaces():
+        for lt, pk, by in r.take_ifaces():
+            lts.setdefault(lt, [0, 0])
+            if pk:
+                slot = rep.skipped.setdefault(lt, [0, 0])
+                slot[0] += pk
+                slot[1] += by
+
+    def chunk():
+        r.yield_pos = r.pos + _PROGRESS_CHUNK if bar else f.size
+
+    chunk()
+    while True:
+        try:
+            rc = r.run(run.eng)
+            if rc == S.PCAP_DONE:
+                break
+            if rc == S.PCAP_EPOCH:
+                run.next_epoch()
+            elif rc == S.PCAP_YIELD:
+                bar.update(base + r.pos)
+                chunk()
+            elif rc == S.PCAP_BLOCK:
+                (btype,) = struct.unpack_from(f.order + "I", f.mm, r.pos)
+                if btype == 1:
+                    f.interface(r.pos)
+                else:  # a new section: its own byte order and interfaces
+                    drop_ifaces()
+                    f.section(r.pos)
+            else:
+                code, off, a, b = r.error
+                rep.errors.append(f"{f.path}: byte {off}: {_damage_text(code, a, b)}")
+                break
+        except _Damage as d:
+            rep.errors.append(f"{f.path}: byte {d.offset}: {d.what}")
+            break
+    drop_ifaces()
+    if bar:
+        bar.update(base + f.size)
+    packets, nbytes, odd = r.counts
+    info = {
+        "path": f.path,
+        "format": f.format,
+        "packets": packets,
+        "bytes": nbytes,
+        "linktypes": sorted(lts),
+    }
+    if odd:
+        info["orig_len_below_caplen"] = odd
+    return info

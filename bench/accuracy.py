@@ -15,7 +15,7 @@ computed with np.unique on the same keys:
                   precision and recall over every key of the epoch
 
 When the defaults miss a goal, a grid of larger variants of the missing kind
-(SuperSpread depth/width/registers, or Count-Min depth/width) is scored the
+(SuperSpread pool width/registers, or Count-Min depth/width) is scored the
 same way and the smallest (by kernel memory per CPU and map set) that meets
 the goals is reported.  Goals are reported with "within"; nothing fails.
 
@@ -47,7 +47,8 @@ GOAL_SPREAD_MRE = 0.05
 GOAL_DETECT = 0.95
 SPREAD_MIN = 100
 SPREAD_BUCKETS = ((100, 300), (300, 1000), (1000, None))
-SS_GRID = {"depth": (2, 3, 4), "width": (1024, 2048, 4096, 8192, 16384, 32768), "registers": (256, 512, 1024, 2048)}
+# SuperSpread is a virtual HyperLogLog: width = pool registers M, registers = s per key.
+SS_GRID = {"width": tuple(1 << i for i in range(18, 25)), "registers": (128, 256, 512, 1024, 2048)}
 SEARCH_MAX_BYTES = 128 << 20  # variants above this per CPU and set are not scored
 BAND = 1.2  # informational detection scores ignoring keys within a factor BAND of the threshold
 CM_GRID = {"depth": (4, 5, 6), "width": (65536, 131072, 262144)}
@@ -394,10 +395,9 @@ class Epoch:
 
 
 def _shape(spec) -> dict:
-    d = {"depth": spec.depth, "width": spec.width}
     if spec.kind == SUPERSPREAD:
-        d["registers"] = spec.registers
-    return d
+        return {"pool_registers": spec.width, "registers_per_key": spec.registers}
+    return {"depth": spec.depth, "width": spec.width}
 
 
 def search(ep: Epoch, fixed, kind: str, grid: dict, score, goals) -> dict:

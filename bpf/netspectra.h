@@ -124,7 +124,9 @@ struct ns_totals {
 	struct ns_counter c[NS_NCOUNTERS];
 };
 
-/* Eight SuperSpread registers (one array element; byte i = register). */
+/* Eight SuperSpread registers (one array element; byte i = register).  A
+ * SuperSpread task is one pool of 1 << width_log2 registers (a virtual
+ * HyperLogLog, see ns_ss_update in sensor.c). */
 struct ns_regs {
 	__u8 r[8];
 };
@@ -142,9 +144,9 @@ struct ns_task {
 	__u64 hh_packets;   /* Count-Min: per-CPU candidate threshold, 0 = off */
 	__u64 hh_bytes;
 	__u32 kind;         /* NS_TASK_* */
-	__u32 depth;        /* rows, 1..NS_MAX_DEPTH */
-	__u32 width_log2;   /* buckets per row = 1 << width_log2 */
-	__u32 regs_log2;    /* SuperSpread: registers per bucket = 1 << regs_log2 (>= 3) */
+	__u32 depth;        /* Count-Min rows, 1..NS_MAX_DEPTH; SuperSpread: 1 (unused) */
+	__u32 width_log2;   /* Count-Min: counters per row; SuperSpread: pool registers M */
+	__u32 regs_log2;    /* SuperSpread: virtual registers per key s = 1 << regs_log2 (< M) */
 	__u32 offset;       /* first element of this task in a CPU's slice */
 	__u32 fields;       /* NS_F_* of the key (informational) */
 	__u32 elem_fields;  /* NS_F_* of the element (informational) */

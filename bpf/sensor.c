@@ -152,6 +152,13 @@ static __always_inline void ns_cm_update(struct ns_task *task, u32 t, u32 set, u
 		ns_emit(task, t, set, cpu, w, tot);
 }
 
+/*
+ * SuperSpread as a virtual HyperLogLog: the task owns one pool of
+ * M = 1 << width_log2 one-byte registers per CPU slice; a key owns
+ * s = 1 << regs_log2 virtual registers of it, register j at pool position
+ * (h1 + j * h2) mod 2^32 & (M - 1).  The element hash picks j and the rank,
+ * so a packet raises exactly one register.
+ */
 static __always_inline void ns_ss_update(struct ns_task *task, u32 set, u32 cpu, u64 kfold, u64 efold)
 {
 	u64 hk = ns_fmix(kfold ^ task->seed);
@@ -162,23 +169,14 @@ static __always_inline void ns_ss_update(struct ns_task *task, u32 set, u32 cpu,
 	u8 rank = x ? ns_ctz64(x) + 1 : 65 - rl;
 	u32 h1 = (u32)hk, h2 = (u32)(hk >> 32) | 1;
 	u32 wl = task->width_log2 & 31;
-	u32 wmask = (1U << wl) - 1;
-	u32 depth = task->depth;
-	u32 base = (set * NS_NCPUS + cpu) * NS_SS_BLOCKS + task->offset;
-
-#pragma unroll
-	for (u32 i = 0; i < NS_MAX_DEPTH; i++) {
-		if (i < depth) {
-			u32 byte = (((i << wl) + ((h1 + i * h2) & wmask)) << rl) + j;
-			u32 idx = base + (byte >> 3);
-			struct ns_regs *r = ns_ss.lookup(&idx);
-			if (!r)
-				return;
-			u8 *reg = &r->r[byte & 7];
-			if (*reg < rank)
-				*reg = rank;
-		}
-	}
+	u32 pos = (h1 + j * h2) & ((1U << wl) - 1);
+	u32 idx = (set * NS_NCPUS + cpu) * NS_SS_BLOCKS + task->offset + (pos >> 3);
+	struct ns_regs *r = ns_ss.lookup(&idx);
+	if (!r)
+		return;
+	u8 *reg = &r->r[pos & 7];
+	if (*reg < rank)
+		*reg = rank;
 }
 
 /* This CPU's record of the flow in the active set, created if absent;

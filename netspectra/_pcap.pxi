@@ -293,7 +293,7 @@ cdef Py_ssize_t _tab_merge(_FlowTab* dst, _FlowTab* src) noexcept nogil:
 
 ctypedef struct _Plan:
     # Cells one packet updates: Count-Min pair indices, SuperSpread register
-    # indices and ranks.  Computed (and prefetched) before the flow-table
+    # indices and ranks (one register per SuperSpread task).  Computed (and prefetched) before the flow-table
     # lookup so the cache misses of both overlap.
     Py_ssize_t cm[_MAX_TASKS * 8]
     Py_ssize_t ss[_MAX_TASKS * 8]
@@ -304,12 +304,13 @@ ctypedef struct _Plan:
 
 cdef inline void _sketch_plan(_Engine* e, const uint64_t* w, _Plan* pl) noexcept nogil:
     """The sketch part of ns_xdp() (sensor.c) for one parsed IP packet:
-    fold each field set once, remix per task seed, slice rows h1 + i*h2."""
+    fold each field set once, remix per task seed, slice rows h1 + i*h2
+    (SuperSpread: virtual register j at pool position h1 + j*h2)."""
     cdef uint64_t fold[_MAX_FIELDSETS]
     cdef int i, t
     cdef uint32_t d
     cdef uint64_t h, he, x
-    cdef uint32_t h1, h2, wmask, j, col, wl, rl
+    cdef uint32_t h1, h2, wmask, j, wl, rl
     cdef uint8_t rank
     cdef Py_ssize_t b
     cdef _Task* tk
@@ -341,13 +342,12 @@ cdef inline void _sketch_plan(_Engine* e, const uint64_t* w, _Plan* pl) noexcept
             h2 = <uint32_t>(h >> 32) | 1u
             wl = tk.wl & 31
             wmask = (<uint32_t>1 << wl) - 1u
-            for d in range(tk.depth):
-                col = (h1 + d * h2) & wmask
-                b = tk.offset * 8 + ((((<Py_ssize_t>d << wl) + col) << rl) + j)
-                __builtin_prefetch(&e.ss[b], 1, 1)
-                pl.ss[pl.nss] = b
-                pl.rank[pl.nss] = rank
-                pl.nss += 1
+            # Virtual HyperLogLog: one pool register per task.
+            b = tk.offset * 8 + <Py_ssize_t>((h1 + j * h2) & wmask)
+            __builtin_prefetch(&e.ss[b], 1, 1)
+            pl.ss[pl.nss] = b
+            pl.rank[pl.nss] = rank
+            pl.nss += 1
 
 
 cdef inline void _sketch_apply(_Engine* e, _Plan* pl, uint64_t length) noexcept nogil:

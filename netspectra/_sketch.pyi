@@ -1,14 +1,15 @@
 """Type stub of netspectra/_sketch.pyx: sketch hot paths (hashing, Count-Min,
-SuperSpread, per-CPU merge).  Bit-identical to bpf/sensor.c; oracle in
-netspectra/_sketch_ref.py.
+SuperSpread as a virtual HyperLogLog, per-CPU merge).  Bit-identical to
+bpf/sensor.c; oracle in netspectra/_sketch_ref.py.
 
 Hash spec v2: ns_hash(w, m, seed) = fmix64(fold(w, m) ^ seed); fold starts at
 0 and folds only the words whose mask is non-zero.
 
 Task parameters are plain ints, as produced by netspectra.sketch.task_params():
-key_wmask / elem_wmask are 5 word masks (abi.field_wmask), depth 1..8,
-width_log2 0..31, regs_log2 3..15, offset is TaskLayout.offset (counters for
-Count-Min, 8-register blocks for SuperSpread).  Keys are C-contiguous abi.KEY
+key_wmask / elem_wmask are 5 word masks (abi.field_wmask), depth 1..8
+(SuperSpread: 1), width_log2 0..31 (SuperSpread: the pool, 3..31),
+regs_log2 3..15 and below width_log2, offset is TaskLayout.offset (counters
+for Count-Min, 8-register blocks for SuperSpread).  Keys are C-contiguous abi.KEY
 arrays (or uint64 (n, 5)).  Bounds are checked before any loop runs; every
 loop over keys or array elements runs in C without the GIL.
 """
@@ -63,20 +64,22 @@ def ss_update(
     regs_log2: int,
     offset: int,
 ) -> None:
-    """Record each key's element in its SuperSpread buckets (register = max(register, rank)), in place.
+    """Virtual HyperLogLog update, in place: each key's element raises one
+    register of the task's pool of M = 2**width_log2 registers (depth must be
+    1): virtual register j = he & (s-1) of the key, s = 2**regs_log2 < M, sits
+    at pool position (h1 + j*h2) mod 2**32 & (M-1); register = max(register, rank).
 
     regs: writable C-contiguous uint8 registers (or 8-byte ns_regs blocks).
     """
 
-def ss_bucket_estimates(
+def ss_pool_estimate(
     regs: npt.NDArray,
     *,
-    depth: int,
     width_log2: int,
-    regs_log2: int,
     offset: int,
-) -> npt.NDArray[np.float64]:
-    """HyperLogLog estimate of every bucket of a SuperSpread task, shape (depth, width)."""
+) -> float:
+    """E_M: HyperLogLog estimate over the task's whole pool of 2**width_log2
+    registers (linear counting when the estimate is <= 2.5 M and a register is 0)."""
 
 def ss_estimate(
     regs: npt.NDArray,
@@ -90,18 +93,16 @@ def ss_estimate(
     offset: int,
     correct: bool = True,
 ) -> npt.NDArray[np.float64]:
-    """Distinct elements per key.  E_i: HyperLogLog of the key's bucket in row
-    i (linear counting below 2.5 m), relative standard error about
-    1.04 / sqrt(2**regs_log2) of everything hashed to that bucket.
+    """Distinct elements per key (virtual HyperLogLog, depth 1).  E_s: the
+    HyperLogLog estimate of the key's s = 2**regs_log2 virtual registers
+    (linear counting below 2.5 s).
 
-    correct=True (default): min over rows of max(E_i - noise_i, 0), where
-    noise_i = (sum of row i's bucket estimates - E_i) / (width - 1) (0 for
-    width 1) is the mean of the row's other buckets.  The bucket estimates
-    and row sums are computed once per call.  Removes the mean noise of
-    other keys, not its spread; can fall below the truth.
+    correct=True (default): n = (M*s / (M-s)) * (E_s/s - E_M/M), clamped at
+    0, with E_M the pool estimate over all M = 2**width_log2 registers
+    (computed once per call): removes the other keys' expected share of the
+    key's registers.
 
-    correct=False: min over rows of E_i.  Rows of one key differ only by
-    other keys sharing a bucket (which only raise an estimate)."""
+    correct=False: E_s alone (inflated by the other keys' elements)."""
 
 def merge_sum_u64(percpu: npt.NDArray, out: npt.NDArray | None = None, clear: bool = False) -> npt.NDArray:
     """Sum mod 2**64 over axis 0 of a C-contiguous (ncpus, ...) array viewed as uint64.

@@ -123,11 +123,19 @@ cdef int _check_cm(Py_ssize_t ncells, int depth, int width_log2, Py_ssize_t offs
 
 
 cdef int _check_ss(Py_ssize_t nregs, int depth, int width_log2, int regs_log2, Py_ssize_t offset) except -1:
-    _check_geom(depth, width_log2)
+    """A SuperSpread task is a virtual HyperLogLog: one pool of M = 2**width_log2
+    registers (M >= 8, a whole number of 8-register blocks), s = 2**regs_log2
+    virtual registers per key (s < M), depth 1."""
+    if depth != 1:
+        raise ValueError(f"SuperSpread depth must be 1 (one register pool), got {depth}")
+    if width_log2 < 3 or width_log2 > 31:
+        raise ValueError(f"SuperSpread width_log2 (pool size) must be 3..31, got {width_log2}")
     if regs_log2 < 3 or regs_log2 > 15:
         raise ValueError(f"regs_log2 must be 3..15 (the kernel masks it with 15), got {regs_log2}")
+    if regs_log2 >= width_log2:
+        raise ValueError(f"regs_log2 ({regs_log2}) must be below width_log2 ({width_log2}): s < M")
     cdef Py_ssize_t lo = offset * 8
-    cdef Py_ssize_t hi = lo + ((<Py_ssize_t>depth << width_log2) << regs_log2)
+    cdef Py_ssize_t hi = lo + (<Py_ssize_t>1 << width_log2)
     if offset < 0 or hi > nregs:
         raise ValueError(f"SuperSpread task registers [{lo}, {hi}) outside {nregs}")
     return 0
@@ -281,7 +289,9 @@ def cm_query(cells, keys, *, key_wmask, seed, depth, width_log2, offset):
 
 
 def ss_update(regs, keys, *, key_wmask, seed, elem_wmask, elem_seed, depth, width_log2, regs_log2, offset):
-    """Record the element of every key (elem_wmask/elem_seed) in its SuperSpread buckets, in place."""
+    """Virtual HyperLogLog update, in place: the element hash picks the key's
+    virtual register j and its rank; pool register (h1 + j*h2) mod 2**32 & (M-1)
+    is raised to the rank (one register per key)."""
     cdef uint64_t km[NWORDS]
     cdef uint64_t em[NWORDS]
     _masks(key_wmask, km)
@@ -293,31 +303,25 @@ def ss_update(regs, keys, *, key_wmask, seed, elem_wmask, elem_seed, depth, widt
     _check_ss(r.shape[0], d, wl, rl, off)
     cdef const uint64_t[:, ::1] w = _key_words(keys)
     cdef Py_ssize_t n = w.shape[0], k, b, base = off * 8
-    cdef Py_ssize_t idx[8]
-    cdef uint64_t he, x, j
+    cdef uint64_t hk, he, x
+    cdef uint32_t j, h1, h2
+    cdef uint32_t mask = (<uint32_t>1 << wl) - 1u
     cdef uint8_t rank
-    cdef int i
     with nogil:
         for k in range(n):
             he = ns_hash(&w[k, 0], em, es)
-            j = he & ((<uint64_t>1 << rl) - 1)
+            j = <uint32_t>(he & ((<uint64_t>1 << rl) - 1))
             x = he >> rl
             if x != 0:
                 rank = <uint8_t>(ns_ctz64(x) + 1)
             else:
                 rank = <uint8_t>(64 - rl + 1)
-            _cols(ns_hash(&w[k, 0], km, ks), d, wl, idx)
-            for i in range(d):
-                b = base + (idx[i] << rl) + <Py_ssize_t>j
-                if r[b] < rank:
-                    r[b] = rank
-
-
-cdef void _ss_buckets(const uint8_t* r, Py_ssize_t nbuckets, int rl, const double* inv2,
-                      double* out) noexcept nogil:
-    cdef Py_ssize_t b, msz = <Py_ssize_t>1 << rl
-    for b in range(nbuckets):
-        out[b] = _hll(r + (b << rl), msz, inv2)
+            hk = ns_hash(&w[k, 0], km, ks)
+            h1 = <uint32_t>hk
+            h2 = <uint32_t>(hk >> 32) | 1u
+            b = base + <Py_ssize_t>((h1 + j * h2) & mask)
+            if r[b] < rank:
+                r[b] = rank
 
 
 cdef void _inv2_table(double* inv2) noexcept:
@@ -326,44 +330,38 @@ cdef void _inv2_table(double* inv2) noexcept:
         inv2[i] = ldexp(1.0, -i)
 
 
-def ss_bucket_estimates(regs, *, depth, width_log2, regs_log2, offset):
-    """HyperLogLog estimate of every bucket of a SuperSpread task -> float64
-    array (depth, width)."""
-    cdef int d = depth, wl = width_log2, rl = regs_log2
+def ss_pool_estimate(regs, *, width_log2, offset):
+    """E_M: HyperLogLog estimate over the whole pool of M = 2**width_log2
+    registers of a SuperSpread task (linear counting when many are zero)."""
+    cdef int wl = width_log2
     cdef const uint8_t[::1] r = _u8_flat(regs, False)
     cdef Py_ssize_t off = offset
-    _check_ss(r.shape[0], d, wl, rl, off)
-    cdef Py_ssize_t nb = <Py_ssize_t>d << wl
-    out = np.empty((d, <Py_ssize_t>1 << wl), dtype=np.float64)
-    cdef double[:, ::1] o = out
+    if wl < 3 or wl > 31:
+        raise ValueError(f"SuperSpread width_log2 (pool size) must be 3..31, got {wl}")
+    if off < 0 or off * 8 + (<Py_ssize_t>1 << wl) > r.shape[0]:
+        raise ValueError(f"SuperSpread pool [{off * 8}, {off * 8 + (1 << wl)}) outside {r.shape[0]}")
     cdef double inv2[256]
+    cdef double e
     _inv2_table(inv2)
     with nogil:
-        _ss_buckets(&r[off * 8], nb, rl, inv2, &o[0, 0])
-    return out
+        e = _hll(&r[off * 8], <Py_ssize_t>1 << wl, inv2)
+    return e
 
 
 def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, offset, correct=True):
-    """Distinct-element estimate of every key -> float64 array.
+    """Distinct-element estimate of every key -> float64 array (virtual HyperLogLog).
 
-    Each row's bucket is a HyperLogLog of m = 2**regs_log2 registers (linear
-    counting below 2.5 m); E_i is the estimate of the key's bucket in row i.
-    An element sets the same register j to the same rank in every row (both
-    come from the element hash), so rows differ only by the other keys
-    sharing the bucket, whose elements the bucket counts too.
+    E_s: HyperLogLog of the key's s = 2**regs_log2 virtual registers (pool
+    positions (h1 + j*h2) mod 2**32 & (M-1), j = 0..s-1; linear counting below
+    2.5 s).  Other keys' elements that land in those registers raise it.
 
-    correct=False (plain): min over rows of E_i.  Never much below the truth
-    (the minimum picks the least shared row), but with many keys per bucket
-    every key looks as large as the elements of all keys hashed with it.
+    correct=True (default): with E_M the estimate of the whole pool of
+    M = 2**width_log2 registers (computed once per call),
+        n = (M * s / (M - s)) * (E_s / s - E_M / M), clamped at 0:
+    each register holds about E_M / M elements of all keys, so this removes
+    the expected share of the other keys.  Unbiased up to the HLL error.
 
-    correct=True (default, noise-corrected): subtract from E_i the mean of
-    the row's other buckets, noise_i = (sum_b E_i(b) - E_i) / (width - 1)
-    (0 when width == 1), clamp at 0, and take the min over rows.  Removes
-    the expected contribution of other keys; what remains is the spread of
-    that contribution between buckets (the corrected estimate can fall
-    below the truth, and the minimum over rows then biases it down).  The
-    depth * width bucket estimates and row sums are computed once per call
-    (for all keys), then each key costs `depth` bucket estimates.
+    correct=False: E_s alone (never much below the truth, inflated by noise).
     """
     cdef uint64_t km[NWORDS]
     _masks(key_wmask, km)
@@ -374,42 +372,50 @@ def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, of
     cdef Py_ssize_t off = offset
     _check_ss(r.shape[0], d, wl, rl, off)
     cdef const uint64_t[:, ::1] w = _key_words(keys)
-    cdef Py_ssize_t n = w.shape[0], k, b, base = off * 8, msz = <Py_ssize_t>1 << rl
-    cdef Py_ssize_t width = <Py_ssize_t>1 << wl
+    cdef Py_ssize_t n = w.shape[0], k, base = off * 8
+    cdef uint32_t s = <uint32_t>1 << rl, j, h1, h2
+    cdef uint32_t mask = (<uint32_t>1 << wl) - 1u
+    cdef uint64_t hk
+    cdef double M = <double>(<Py_ssize_t>1 << wl), S = <double>s
     out = np.empty(n, dtype=np.float64)
     cdef double[::1] o = out
     cdef double inv2[256]
-    cdef double rowsum[8]
-    cdef double[::1] be
-    cdef Py_ssize_t idx[8]
-    cdef double e, best, noise
-    cdef int i
+    cdef double sm, e, pool = 0.0, scale
+    cdef Py_ssize_t zeros
+    cdef uint8_t v
+    cdef double alpha
     _inv2_table(inv2)
-    if corr and n:
-        bucket_est = np.empty(<Py_ssize_t>d << wl, dtype=np.float64)
-        be = bucket_est
-        with nogil:
-            _ss_buckets(&r[base], <Py_ssize_t>d << wl, rl, inv2, &be[0])
-            for i in range(d):
-                rowsum[i] = 0.0
-                for b in range(width):
-                    rowsum[i] += be[(<Py_ssize_t>i << wl) + b]
+    if s == 16:
+        alpha = 0.673
+    elif s == 32:
+        alpha = 0.697
+    elif s == 64:
+        alpha = 0.709
+    else:
+        alpha = 0.7213 / (1.0 + 1.079 / S)
+    scale = M * S / (M - S)
     with nogil:
+        if corr and n:
+            pool = _hll(&r[base], <Py_ssize_t>1 << wl, inv2)
         for k in range(n):
-            _cols(ns_hash(&w[k, 0], km, ks), d, wl, idx)
-            best = 0.0
-            for i in range(d):
-                if corr:
-                    e = be[idx[i]]
-                    noise = (rowsum[i] - e) / <double>(width - 1) if width > 1 else 0.0
-                    e = e - noise
-                    if e < 0.0:
-                        e = 0.0
-                else:
-                    e = _hll(&r[base + (idx[i] << rl)], msz, inv2)
-                if i == 0 or e < best:
-                    best = e
-            o[k] = best
+            hk = ns_hash(&w[k, 0], km, ks)
+            h1 = <uint32_t>hk
+            h2 = <uint32_t>(hk >> 32) | 1u
+            sm = 0.0
+            zeros = 0
+            for j in range(s):
+                v = r[base + <Py_ssize_t>((h1 + j * h2) & mask)]
+                sm += inv2[v]
+                if v == 0:
+                    zeros += 1
+            e = alpha * S * S / sm
+            if e <= 2.5 * S and zeros > 0:
+                e = S * log(S / <double>zeros)
+            if corr:
+                e = scale * (e / S - pool / M)
+                if e < 0.0:
+                    e = 0.0
+            o[k] = e
     return out
 
 

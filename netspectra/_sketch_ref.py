@@ -12,7 +12,9 @@ Conventions:
     functions: key_wmask (5 ints), seed, depth, width_log2, offset, and for
     SuperSpread elem_wmask, elem_seed, regs_log2.  `offset` is the task's
     TaskLayout.offset: in counters for Count-Min, in 8-register blocks for
-    SuperSpread.
+    SuperSpread.  SuperSpread is a virtual HyperLogLog: width_log2 is the
+    pool of M = 2**width_log2 registers, regs_log2 the s = 2**regs_log2
+    virtual registers of each key, depth is always 1.
   - Count-Min state: a list of [packets, bytes] lists, one per counter.
   - SuperSpread state: a bytearray of registers.
   - Hash spec v2: ns_hash(w, m, seed) = fmix64(fold(w, m) ^ seed), where
@@ -109,14 +111,29 @@ def ss_rank(he: int, regs_log2: int) -> tuple[int, int]:
     return j, tz + 1
 
 
+def ss_positions(hk: int, width_log2: int, regs_log2: int) -> list[int]:
+    """Pool position of each of a key's s = 2**regs_log2 virtual registers:
+    position j = (h1 + j*h2) mod 2^32, masked to the pool size M = 2**width_log2,
+    with h1 = low 32 bits of the key hash, h2 = high 32 bits | 1."""
+    h1 = hk & M32
+    h2 = ((hk >> 32) | 1) & M32
+    mask = (1 << width_log2) - 1
+    return [((h1 + j * h2) & M32) & mask for j in range(1 << regs_log2)]
+
+
 def ss_update(regs, words, *, key_wmask, seed, elem_wmask, elem_seed, depth, width_log2, regs_log2, offset) -> None:
-    width = 1 << width_log2
+    """Virtual HyperLogLog: the element picks the key's virtual register j and
+    its rank; one pool register is raised to the rank.  depth must be 1."""
+    if depth != 1:
+        raise ValueError(f"SuperSpread depth must be 1, got {depth}")
     hk = ns_hash(words, key_wmask, seed)
     he = ns_hash(words, elem_wmask, elem_seed)
     j, rank = ss_rank(he, regs_log2)
-    for i, c in enumerate(columns(hk, depth, width_log2)):
-        b = offset * abi.REGS_PER_BLOCK + ((i * width + c) << regs_log2) + j
-        regs[b] = max(regs[b], rank)
+    h1 = hk & M32
+    h2 = ((hk >> 32) | 1) & M32
+    pos = ((h1 + j * h2) & M32) & ((1 << width_log2) - 1)
+    b = offset * abi.REGS_PER_BLOCK + pos
+    regs[b] = max(regs[b], rank)
 
 
 def hll_alpha(m: int) -> float:
@@ -130,8 +147,8 @@ def hll_alpha(m: int) -> float:
 
 
 def hll_estimate(bucket) -> float:
-    """HyperLogLog estimate of one bucket of m registers, with the linear
-    counting correction for small cardinalities."""
+    """HyperLogLog estimate of m registers, with the linear counting
+    correction for small cardinalities (estimate <= 2.5 m and a zero register)."""
     m = len(bucket)
     s = 0.0
     zeros = 0
@@ -145,55 +162,37 @@ def hll_estimate(bucket) -> float:
     return e
 
 
-def ss_bucket_estimates(regs, *, depth, width_log2, regs_log2, offset) -> list[list[float]]:
-    """HyperLogLog estimate of every bucket of a SuperSpread task: one list of
-    width estimates per row."""
-    width = 1 << width_log2
-    m = 1 << regs_log2
-    base = offset * abi.REGS_PER_BLOCK
-    out = []
-    for i in range(depth):
-        row = []
-        for c in range(width):
-            b = base + ((i * width + c) << regs_log2)
-            row.append(hll_estimate(regs[b : b + m]))
-        out.append(row)
-    return out
+def ss_pool_estimate(regs, *, width_log2, offset) -> float:
+    """E_M: HyperLogLog estimate of the task's whole pool of M registers (the
+    distinct key-element pairs of all keys)."""
+    b = offset * abi.REGS_PER_BLOCK
+    return hll_estimate(regs[b : b + (1 << width_log2)])
 
 
 def ss_estimate(
-    regs, words, *, key_wmask, seed, depth, width_log2, regs_log2, offset, correct=True, buckets=None
+    regs, words, *, key_wmask, seed, depth, width_log2, regs_log2, offset, correct=True, pool=None
 ) -> float:
-    """Distinct elements of a key.
+    """Distinct elements of a key (virtual HyperLogLog).
 
-    E_i = HyperLogLog estimate of the key's bucket in row i.
-    correct=False (plain): min over rows of E_i.
-    correct=True (noise-corrected): the bucket also counts the elements of
-    every other key hashed there; the mean of the row's other buckets,
-        noise_i = (sum over the row's buckets of E - E_i) / (width - 1)
-    (0 when width == 1), estimates that noise, and the result is
-        min over rows of max(E_i - noise_i, 0).
-    The row sums are added left to right in bucket order (the Cython code
-    does the same, so both give the same doubles).  `buckets` may pass
-    ss_bucket_estimates() of the same registers to avoid recomputing it.
-    """
-    width = 1 << width_log2
-    m = 1 << regs_log2
+    E_s = HyperLogLog estimate over the key's s virtual registers (read in
+    order j = 0..s-1).  correct=False: E_s (counts the other keys' elements
+    that landed in the key's registers too).  correct=True: with the pool
+    estimate E_M over all M registers,
+        n = (M * s / (M - s)) * (E_s / s - E_M / M), clamped at 0.
+    `pool` may pass ss_pool_estimate() of the same registers."""
+    if depth != 1:
+        raise ValueError(f"SuperSpread depth must be 1, got {depth}")
+    base = offset * abi.REGS_PER_BLOCK
     hk = ns_hash(words, key_wmask, seed)
-    if correct and buckets is None:
-        buckets = ss_bucket_estimates(regs, depth=depth, width_log2=width_log2, regs_log2=regs_log2, offset=offset)
-    best = math.inf
-    for i, c in enumerate(columns(hk, depth, width_log2)):
-        b = offset * abi.REGS_PER_BLOCK + ((i * width + c) << regs_log2)
-        e = hll_estimate(regs[b : b + m])
-        if correct:
-            total = 0.0
-            for x in buckets[i]:
-                total += x
-            noise = (total - e) / (width - 1) if width > 1 else 0.0
-            e = max(e - noise, 0.0)
-        best = min(best, e)
-    return best
+    e_s = hll_estimate([regs[base + p] for p in ss_positions(hk, width_log2, regs_log2)])
+    if not correct:
+        return e_s
+    m_pool = 1 << width_log2
+    s = 1 << regs_log2
+    if pool is None:
+        pool = ss_pool_estimate(regs, width_log2=width_log2, offset=offset)
+    n = (m_pool * s / (m_pool - s)) * (e_s / s - pool / m_pool)
+    return max(n, 0.0)
 
 
 def merge_sum(percpu) -> list[int]:

@@ -38,10 +38,15 @@ class EpochSnapshot:
         row = self.totals[abi.C[name]]
         return int(row[0]), int(row[1])
 
-    def to_json(self) -> dict:
-        """The --json record of an epoch (fields documented in docs/json.md)."""
+    def to_json(self, max_flows: int | None = None) -> dict:
+        """The --json record of an epoch (fields documented in docs/json.md).
+        max_flows: only the largest flows by bytes (flows_total says how many)."""
         fl = self.flows
-        return {
+        extra = {}
+        if max_flows is not None and len(fl) > max_flows:
+            fl = fl[np.argsort(fl["bytes"], kind="stable")[::-1][:max_flows]]
+            extra["flows_total"] = len(self.flows)
+        return extra | {
             "epoch": self.seq,
             "start": round(self.start, 6),
             "end": round(self.end, 6),

@@ -89,11 +89,9 @@ class Report:
 
 
 def _snapshot_json(s: EpochSnapshot, top: int | None) -> dict:
-    d = s.to_json()
+    d = s.to_json(max_flows=top)
     if top is not None:
-        d["flows"].sort(key=lambda f: f["bytes"], reverse=True)
-        d["flows_total"] = len(d["flows"])
-        d["flows"] = d["flows"][:top]
+        d.setdefault("flows_total", len(s.flows))
     return d
 
 

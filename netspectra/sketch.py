@@ -11,7 +11,7 @@ registers by max.
     sk.update(keys, lengths)                  # full 5-tuples, frame lengths
     pk, by = sk.query("top_src", keys)        # Count-Min estimates
     est = sk.spread("scanners", keys)         # distinct elements per key (noise-corrected)
-    raw = sk.spread("scanners", keys, corrected=False)  # plain HLL minimum over rows
+    raw = sk.spread("scanners", keys, corrected=False)  # raw HLL of the key's virtual registers
     hh = sk.verify("top_src", candidate_keys) # heavy hitters of the epoch
 
 Per-CPU kernel slices: SketchSet.from_percpu(lay, cm_percpu, ss_percpu) sums /
@@ -142,24 +142,20 @@ class SketchSet:
     def spread(self, name: str, keys: np.ndarray, corrected: bool = True) -> np.ndarray:
         """SuperSpread distinct-element estimates of keys (float64).
 
-        A bucket's HyperLogLog counts the elements of every key hashed to it
-        (relative standard error about 1.04 / sqrt(registers) of that union).
+        A SuperSpread task is a virtual HyperLogLog: one pool of M = width
+        registers shared by all keys; each key owns s = registers virtual
+        registers scattered over the pool, and a packet raises one of them.
+        E_s is the HyperLogLog estimate over the key's s registers, E_M the
+        estimate over the whole pool (every key's elements).
 
-        corrected=True (default, noise-corrected): from each row's bucket
-        estimate subtract the mean estimate of the row's other buckets (the
-        elements other keys are expected to add), clamp at 0, take the minimum
-        over rows.  Use this when many keys share a bucket (e.g. the default
-        width 1024 with tens of thousands of sources): it removes the mean
-        noise, not its spread between buckets, so a small key in a noisier
-        than average bucket can still pass a threshold, and estimates can fall
-        below the truth (the minimum over rows then biases them down; heavy
-        keys also raise the mean other keys are corrected by).
+        corrected=True (default): n = (M * s / (M - s)) * (E_s / s - E_M / M),
+        clamped at 0.  Each register also holds about E_M / M elements of the
+        other keys; this removes that share.  Error: the HLL error of the key
+        (about 1.04 / sqrt(s)) plus the random share of other keys in its
+        registers, which grows with E_M * s / M; a larger pool lowers it.
 
-        corrected=False (plain): minimum over rows of the bucket estimates.
-        An element sets the same register to the same rank in every row, so
-        rows differ only by other keys sharing the bucket; the minimum picks
-        the least shared row.  Never much below the truth, but every key looks
-        at least as large as the noise of its least loaded row."""
+        corrected=False: E_s alone.  Never much below the truth, but every key
+        looks at least as large as the noise in its registers."""
         _, p = self._task(name, SUPERSPREAD)
         return _sketch.ss_estimate(self.ss, keys, correct=corrected, **_ss_query_params(p))
 

@@ -1,7 +1,9 @@
 """Sketch tasks as data: what the config file names, and how it lands in the kernel.
 
 A task is a Count-Min (packets and bytes per key) or a SuperSpread (distinct
-elements per key).  layout() places the tasks of a configuration in the shared
+elements per key).  A SuperSpread task is a virtual HyperLogLog: one pool of
+`width` one-byte registers shared by all keys, `registers` virtual registers
+per key scattered over it; its depth is always 1.  layout() places the tasks of a configuration in the shared
 sketch arrays and returns the ns_config record the XDP program reads, plus the
 per-CPU array sizes that become -D flags.  The offline analyzer and the
 Cython merge code use the same Layout, so kernel, live and offline arrays have
@@ -26,9 +28,9 @@ class TaskSpec:
     kind: str  # COUNTMIN or SUPERSPREAD
     key: tuple[str, ...]  # field names, see abi.FIELD_BITS
     element: tuple[str, ...] = ()  # SuperSpread only: what is counted distinct
-    depth: int = 4
-    width: int = 65536  # buckets per row, a power of two
-    registers: int = 64  # SuperSpread: registers per bucket, a power of two >= 8
+    depth: int = 4  # Count-Min rows (SuperSpread: unused, laid out as 1)
+    width: int = 65536  # Count-Min: counters per row; SuperSpread: pool registers M; a power of two
+    registers: int = 64  # SuperSpread: virtual registers per key s, a power of two, 8 <= s < width
     seed: int = 0
     elem_seed: int = 0
     hh_packets: int = 0  # Count-Min: heavy-hitter threshold per epoch, 0 = off
@@ -104,7 +106,7 @@ def layout(specs: list[TaskSpec] | tuple[TaskSpec, ...], ncpus: int = 1) -> Layo
         t = cfg[0]["tasks"][i]
         t["key_wmask"] = abi.field_wmask(s.fields)
         t["seed"] = s.seed
-        t["depth"] = s.depth
+        t["depth"] = s.depth if s.kind == COUNTMIN else 1
         t["width_log2"] = s.width.bit_length() - 1
         t["fields"] = s.fields
         t["key_set"] = fieldset(s.fields)
@@ -117,7 +119,12 @@ def layout(specs: list[TaskSpec] | tuple[TaskSpec, ...], ncpus: int = 1) -> Layo
             placed.append(TaskLayout(i, s, cm_cells, size))
             cm_cells += size
         elif s.kind == SUPERSPREAD:
-            size = s.depth * s.width * s.registers // abi.REGS_PER_BLOCK
+            if s.width < abi.REGS_PER_BLOCK or not 8 <= s.registers < s.width:
+                raise ValueError(
+                    f"task {s.name}: superspread needs a pool of >= {abi.REGS_PER_BLOCK} registers (width) "
+                    f"and 8 <= registers < width, got width {s.width}, registers {s.registers}"
+                )
+            size = s.width // abi.REGS_PER_BLOCK  # one pool of M = width registers
             t["kind"] = abi.TASK_SS
             t["elem_wmask"] = abi.field_wmask(s.elem_fields)
             t["elem_seed"] = s.elem_seed

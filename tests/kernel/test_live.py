@@ -119,8 +119,7 @@ def test_heavy_hitters_and_spreaders_live(veth):
             "superspread",
             ("src_ip",),
             ("dst_ip",),
-            depth=2,
-            width=256,
+            width=4096,  # pool registers (virtual HyperLogLog)
             registers=64,
             seed=12,
             elem_seed=13,

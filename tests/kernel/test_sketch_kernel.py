@@ -39,15 +39,12 @@ SMALL_TASKS = (
         SUPERSPREAD,
         ("src_ip",),
         ("dst_ip", "dst_port"),
-        depth=2,
-        width=256,
+        width=4096,  # pool registers (virtual HyperLogLog)
         registers=64,
         seed=13,
         elem_seed=14,
     ),
-    TaskSpec(
-        "fanin", SUPERSPREAD, ("dst_ip", "proto"), ("src_ip",), depth=3, width=256, registers=64, seed=15, elem_seed=16
-    ),
+    TaskSpec("fanin", SUPERSPREAD, ("dst_ip", "proto"), ("src_ip",), width=2048, registers=128, seed=15, elem_seed=16),
 )
 
 
@@ -221,9 +218,7 @@ def hh_tasks():
         TaskSpec("hh_src", COUNTMIN, ("src_ip",), depth=4, width=1024, seed=21, hh_packets=T_SRC),
         TaskSpec("hh_flow", COUNTMIN, FIVE, depth=4, width=1024, seed=22, hh_packets=T_FLOW),
         TaskSpec("hh_dst", COUNTMIN, ("dst_ip",), depth=4, width=1024, seed=23, hh_bytes=B_DST),
-        TaskSpec(
-            "spread", SUPERSPREAD, ("src_ip",), ("dst_ip",), depth=2, width=256, registers=64, seed=24, elem_seed=25
-        ),
+        TaskSpec("spread", SUPERSPREAD, ("src_ip",), ("dst_ip",), width=1024, registers=64, seed=24, elem_seed=25),
     )
 
 

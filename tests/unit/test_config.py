@@ -49,7 +49,7 @@ def error_of(tmp_path, text: str, env=None, ncpus=NCPUS) -> str:
 def test_no_file_gives_defaults():
     cfg = load_config(None, env={}, ncpus=NCPUS)
     assert cfg.sensor == SensorConfig(
-        epoch_s=5.0, mode="auto", flow_capacity=131072, ringbuf_pages=64, top=10, max_kernel_memory=1 << 30
+        epoch_s=5.0, mode="auto", flow_capacity=131072, ringbuf_pages=64, top=10, max_kernel_memory=4 << 30
     )
     assert [t.name for t in cfg.tasks] == ["src", "flow", "spread_dst", "fanin_src"]
     src, flow, spread, fanin = cfg.tasks
@@ -59,7 +59,7 @@ def test_no_file_gives_defaults():
     assert (spread.kind, spread.key, spread.element) == (SUPERSPREAD, ("src_ip",), ("dst_ip",))
     assert (fanin.kind, fanin.key, fanin.element) == (SUPERSPREAD, ("dst_ip",), ("src_ip",))
     for t in (spread, fanin):
-        assert (t.depth, t.width, t.registers, t.spread_threshold) == (2, 1024, 256, 100)
+        assert (t.depth, t.width, t.registers, t.spread_threshold) == (1, 1 << 22, 512, 100)
         assert (t.hh_packets, t.hh_bytes) == (0, 0)
     assert cfg.spreader_thresholds == {"spread_dst": 100, "fanin_src": 100}
     assert cfg == Config()
@@ -124,9 +124,8 @@ def test_full_file(tmp_path):
             kind: superspread
             key: src_ip
             element: [dst_ip, dst_port]
-            depth: 8
-            width: 64
-            registers: 8
+            width: 1024
+            registers: 16
             seed: 18446744073709551615
             elem_seed: 0
             spreader_threshold: 1
@@ -138,7 +137,7 @@ def test_full_file(tmp_path):
     assert (ports.hh_packets, ports.hh_bytes) == (0, 5000)
     assert scan.key == ("src_ip",)  # a single field may be a plain string
     assert scan.element == ("dst_ip", "dst_port")
-    assert (scan.depth, scan.width, scan.registers) == (8, 64, 8)
+    assert (scan.depth, scan.width, scan.registers) == (1, 1024, 16)
     assert (scan.seed, scan.elem_seed, scan.spread_threshold) == (2**64 - 1, 0, 1)
     assert cfg.spreader_thresholds == {"scan": 1}
     assert cfg.task("scan") is scan
@@ -368,8 +367,15 @@ ERRORS = [
     ("tasks: [" + CM + ", width: 1000}]", "tasks[0].width: 1000 is not a power of two (e.g. 512 or 1024)"),
     ("tasks: [" + CM + ", width: 32}]", "tasks[0].width: 32 is out of range 64..4194304"),
     ("tasks: [" + CM + ", width: 8388608}]", "tasks[0].width: 8388608 is out of range 64..4194304"),
-    ("tasks: [" + SS + ", registers: 4}]", "tasks[0].registers: 4 is out of range 8..4096"),
-    ("tasks: [" + SS + ", registers: 8192}]", "tasks[0].registers: 8192 is out of range 8..4096"),
+    ("tasks: [" + SS + ", registers: 8}]", "tasks[0].registers: 8 is out of range 16..4096"),
+    ("tasks: [" + SS + ", registers: 8192}]", "tasks[0].registers: 8192 is out of range 16..4096"),
+    (
+        "tasks: [" + SS + ", width: 1024, registers: 1024}]",
+        "tasks[0].registers: 1024 must be less than width 1024 (the register pool shared by all keys)",
+    ),
+    ("tasks: [" + SS + ", depth: 2}]", "tasks[0].depth: only for countmin tasks"),
+    ("tasks: [" + SS + ", width: 512}]", "tasks[0].width: 512 is out of range 1024..67108864"),
+    ("tasks: [" + SS + ", width: 134217728}]", "tasks[0].width: 134217728 is out of range 1024..67108864"),
     ("tasks: [" + SS + ", registers: 100}]", "tasks[0].registers: 100 is not a power of two (e.g. 64 or 128)"),
     ("tasks: [" + CM + ", seed: -1}]", "tasks[0].seed: -1 is out of range 0..18446744073709551615"),
     (
@@ -451,8 +457,8 @@ def test_kernel_memory_parts():
         mem = kernel_memory(cfg, ncpus)
         # two countmin tasks of 4 x 65536 cells of 16 bytes, two sets, every CPU
         assert mem["cm"] == 2 * ncpus * (2 * 4 * 65536) * 16
-        # two superspread tasks of 2 x 1024 buckets x 256 one-byte registers
-        assert mem["ss"] == 2 * ncpus * (2 * 2 * 1024 * 256)
+        # two superspread tasks, each one pool of 2**22 one-byte registers
+        assert mem["ss"] == 2 * ncpus * (2 * (1 << 22))
         assert mem["sketches"] == mem["cm"] + mem["ss"]
         assert mem["flows"] == 2 * 131072 * (40 + 40 * ncpus + 64)
         assert mem["counters"] == 2 * ncpus * abi.NCOUNTERS * 16
@@ -468,7 +474,7 @@ def test_kernel_memory_matches_layout_minimums(tmp_path):
 
 
 def test_memory_guard_refuses(tmp_path):
-    text = "tasks: [{name: big, kind: countmin, key: [src_ip], depth: 8, width: 4194304}]\n"
+    text = "sensor: {max_kernel_memory: 1GiB}\ntasks: [{name: big, kind: countmin, key: [src_ip], depth: 8, width: 4194304}]\n"
     msg = error_of(tmp_path, text, ncpus=1)
     # 8 * 2**22 cells * 16 B * 2 sets = 1 GiB, plus the SuperSpread minimum
     assert msg.startswith(f"{tmp_path / 'config.yaml'}: sketches need 1.0 GiB (1073750016 B) of kernel memory")
@@ -479,17 +485,23 @@ def test_memory_guard_refuses(tmp_path):
 
 def test_memory_guard_counts_cpus(tmp_path):
     text = "sensor: {max_kernel_memory: 64MiB}\n"
-    assert load_text(tmp_path, text, ncpus=1)  # 18 MiB of sketches
-    msg = error_of(tmp_path, text, ncpus=4)  # 72 MiB
-    assert "sketches need 72.0 MiB of kernel memory on 4 CPUs (cm 64.0 MiB, ss 8.0 MiB)" in msg
+    assert load_text(tmp_path, text, ncpus=1)  # 32 MiB of sketches
+    msg = error_of(tmp_path, text, ncpus=4)  # 128 MiB
+    assert "sketches need 128.0 MiB of kernel memory on 4 CPUs (cm 64.0 MiB, ss 64.0 MiB)" in msg
     assert "more than sensor.max_kernel_memory 64.0 MiB" in msg
 
 
 def test_memory_guard_exact_bytes_when_rounding_hides_the_excess(tmp_path):
-    msg = error_of(tmp_path, "", ncpus=57)  # the defaults need 18 MiB per CPU: 1026 MiB
-    assert "sketches need 1.0 GiB (1075838976 B) of kernel memory on 57 CPUs" in msg
+    msg = error_of(tmp_path, "sensor: {max_kernel_memory: 1GiB}\n", ncpus=33)  # 32 MiB per CPU: 1056 MiB
+    assert "sketches need 1.0 GiB (1107296256 B) of kernel memory on 33 CPUs" in msg
     assert "more than sensor.max_kernel_memory 1.0 GiB (1073741824 B)" in msg
-    assert load_config(None, env={}, ncpus=56)
+    assert load_text(tmp_path, "sensor: {max_kernel_memory: 1GiB}\n", ncpus=32)
+
+
+def test_defaults_fit_128_cpus():
+    assert load_config(None, env={}, ncpus=128)
+    with pytest.raises(ConfigError, match="on 129 CPUs"):
+        load_config(None, env={}, ncpus=129)
 
 
 def test_memory_guard_limit_can_be_raised(tmp_path):

@@ -120,7 +120,7 @@ SMALL = Config(
     tasks=(
         TaskSpec("src", COUNTMIN, ("src_ip",), depth=3, width=256, hh_packets=3),
         TaskSpec("flow", COUNTMIN, ("src_ip", "dst_ip", "src_port", "dst_port", "proto"), depth=2, width=512),
-        TaskSpec("spread", SUPERSPREAD, ("src_ip",), ("dst_ip",), depth=2, width=64, registers=16),
+        TaskSpec("spread", SUPERSPREAD, ("src_ip",), ("dst_ip",), width=1024, registers=16),
     )
 )
 
@@ -425,7 +425,7 @@ def test_heavy_hitters_and_spreaders(tmp_path):
     cfg = Config(
         tasks=(
             TaskSpec("src", COUNTMIN, ("src_ip",), depth=4, width=1024, hh_packets=30),
-            TaskSpec("spread", SUPERSPREAD, ("src_ip",), ("dst_ip",), depth=2, width=64, registers=64,
+            TaskSpec("spread", SUPERSPREAD, ("src_ip",), ("dst_ip",), width=4096, registers=64,
                      spread_threshold=20),
         )
     )  # fmt: skip

@@ -28,14 +28,15 @@ def test_default_layout_folds_three_field_sets():
 def test_arrays_do_not_overlap():
     specs = [
         TaskSpec("a", "countmin", ("src_ip",), depth=3, width=1024),
-        TaskSpec("b", "superspread", ("dst_ip",), ("src_ip",), depth=2, width=256, registers=64),
+        TaskSpec("b", "superspread", ("dst_ip",), ("src_ip",), width=4096, registers=64),
         TaskSpec("c", "countmin", ("dst_port",), depth=2, width=64),
     ]
     lay = layout(specs)
     cm = [(t.offset, t.offset + t.size) for t in lay.kind("countmin")]
     assert cm == [(0, 3 * 1024), (3 * 1024, 3 * 1024 + 2 * 64)]
     (ss,) = lay.kind("superspread")
-    assert (ss.offset, ss.size) == (0, 2 * 256 * 64 // 8)
+    assert (ss.offset, ss.size) == (0, 4096 // 8)  # one pool of 4096 one-byte registers
+    assert lay.config[0]["tasks"][ss.index]["depth"] == 1
     assert lay.cm_cells >= cm[-1][1] and lay.ss_blocks >= ss.size
 
 

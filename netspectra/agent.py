@@ -138,7 +138,7 @@ class Agent:
             flows=flows,
             sketch=sk,
             heavy=heavy,
-            spreaders=analysis.spreaders(sk, flows, extra),
+            spreaders=analysis.spreaders(sk, flows, extra, complete=not totals[abi.C["flow_untracked"], 0]),
             candidates=len(cands),
         )
         self.seq += 1

@@ -61,22 +61,28 @@ def mask_keys(keys: np.ndarray, fields: int) -> np.ndarray:
 _ALL_FIELDS = abi.field_wmask(0x1F)
 
 
-def unique_keys(keys: np.ndarray) -> np.ndarray:
-    """Distinct keys in first-seen order.  Sorts 64-bit hashes rather than
-    40-byte keys (several times faster); equal hashes are checked byte by
-    byte, and a true collision falls back to comparing whole keys."""
+def unique_keys(keys: np.ndarray, return_counts: bool = False):
+    """Distinct keys in first-seen order (and how often each occurs).  Sorts
+    64-bit hashes rather than 40-byte keys (several times faster); equal hashes
+    are checked byte by byte, and a true collision falls back to comparing
+    whole keys."""
+    keys = np.ascontiguousarray(keys, dtype=abi.KEY).reshape(-1)
     if len(keys) == 0:
-        return keys
-    keys = np.ascontiguousarray(keys, dtype=abi.KEY)
+        return (keys, np.zeros(0, np.int64)) if return_counts else keys
     h = _sketch.hash_keys(keys, _ALL_FIELDS, 0)
-    order = np.argsort(h, kind="stable")
+    order = np.argsort(h)
     dup = h[order[1:]] == h[order[:-1]]
     raw = keys.view(np.dtype((np.void, abi.KEY.itemsize)))
     if dup.any() and not np.array_equal(raw[order[1:]][dup], raw[order[:-1]][dup]):
-        _, idx = np.unique(raw, return_index=True)
+        _, idx, counts = np.unique(raw, return_index=True, return_counts=True)
+    else:
+        starts = np.flatnonzero(np.concatenate(([True], ~dup)))
+        idx = np.minimum.reduceat(order, starts)  # first occurrence of each
+        counts = np.diff(np.append(starts, len(keys)))
+    if not return_counts:
         return keys[np.sort(idx)]
-    first = np.concatenate(([True], ~dup))
-    return keys[np.sort(order[first])]
+    first = np.argsort(idx)
+    return keys[idx[first]], counts[first]
 
 
 def heavy_hitters(sketch: SketchSet, candidates: np.ndarray) -> dict[str, HeavyHitters]:
@@ -93,20 +99,30 @@ def heavy_hitters(sketch: SketchSet, candidates: np.ndarray) -> dict[str, HeavyH
     return out
 
 
-def spreaders(sketch: SketchSet, flows: np.ndarray, extra_keys: np.ndarray | None = None) -> dict[str, tuple]:
+def spreaders(
+    sketch: SketchSet, flows: np.ndarray, extra_keys: np.ndarray | None = None, complete: bool = True
+) -> dict[str, tuple]:
     """Per SuperSpread task with a threshold: (keys, estimates) of the keys
     whose distinct count reaches it, largest first.  Keys to test come from the
-    epoch's exact flows (every key seen while the table had room) and any
-    extra keys (heavy-hitter candidates)."""
+    epoch's exact flows and any extra keys (heavy-hitter candidates).
+
+    complete: the flows are every flow of the epoch (no flow_untracked).  Then
+    a key needs at least `threshold` flows to have `threshold` distinct
+    elements, so keys with fewer are not estimated: no true spreader is
+    skipped, and the estimator cannot report those keys falsely."""
     out = {}
     for t in sketch.layout.kind(SUPERSPREAD):
         thr = t.spec.spread_threshold
         if not thr:
             continue
         pool = flows["key"] if len(flows) else np.zeros(0, abi.KEY)
-        if extra_keys is not None and len(extra_keys):
-            pool = np.concatenate([pool, extra_keys])
-        keys = unique_keys(mask_keys(pool, t.spec.fields))
+        if complete:
+            keys, nflows = unique_keys(mask_keys(pool, t.spec.fields), return_counts=True)
+            keys = keys[nflows >= thr]
+        else:
+            if extra_keys is not None and len(extra_keys):
+                pool = np.concatenate([pool, extra_keys])
+            keys = unique_keys(mask_keys(pool, t.spec.fields))
         if len(keys) == 0:
             out[t.spec.name] = (keys, np.zeros(0))
             continue

@@ -62,3 +62,33 @@ def test_json_record_fields():
         100,
     )
     assert set(j["totals"]) == set(abi.COUNTERS)
+
+
+def test_unique_keys_counts_and_order():
+    from netspectra.analysis import unique_keys
+
+    keys = np.zeros(6, abi.KEY)
+    keys["sport"] = [5, 3, 5, 9, 3, 5]
+    u, c = unique_keys(keys, return_counts=True)
+    assert list(u["sport"]) == [5, 3, 9] and list(c) == [3, 2, 1]
+    assert list(unique_keys(keys)["sport"]) == [5, 3, 9]
+
+
+def test_spreaders_skip_keys_with_too_few_flows_only_when_complete():
+    from netspectra.analysis import spreaders
+    from netspectra.tasks import TaskSpec
+
+    lay = layout([TaskSpec("s", "superspread", ("src_ip",), ("dst_ip",), depth=1, width=1024, registers=64,
+                           spread_threshold=5)])  # fmt: skip
+    flows = np.zeros(7, analysis.FLOW_RECORD)
+    flows["key"]["src"][:, 15] = [1, 1, 1, 1, 1, 2, 2]  # src 1: 5 flows, src 2: 2 flows
+    flows["key"]["dst"][:, 15] = np.arange(7)
+    # the sketch saw 300 destinations from each (as if flows had been lost)
+    pkts = np.zeros(600, abi.KEY)
+    pkts["src"][:, 15] = np.repeat([1, 2], 300)
+    pkts["dst"][:, 14] = np.tile(np.arange(300) // 256, 2)
+    pkts["dst"][:, 15] = np.tile(np.arange(300) % 256, 2)
+    sk = SketchSet(lay)
+    sk.update(pkts, 60)
+    assert [int(k["src"][15]) for k in spreaders(sk, flows, complete=True)["s"][0]] == [1]
+    assert sorted(int(k["src"][15]) for k in spreaders(sk, flows, complete=False)["s"][0]) == [1, 2]

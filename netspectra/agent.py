@@ -29,6 +29,7 @@ class EpochSnapshot:
     heavy: dict[str, HeavyHitters] = field(default_factory=dict)
     spreaders: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     candidates: int = 0  # candidate reports received from the kernel
+    processing_s: float = 0.0  # time to flip, read and analyse the epoch
 
     @property
     def duration(self) -> float:
@@ -119,6 +120,7 @@ class Agent:
 
     def epoch(self) -> EpochSnapshot:
         """Close the current epoch: flip, then read and clear the idle set."""
+        t0 = time.perf_counter()
         p = self.program
         idle = p.flip()
         end = self.clock()
@@ -140,6 +142,7 @@ class Agent:
             heavy=heavy,
             spreaders=analysis.spreaders(sk, flows, extra, complete=not totals[abi.C["flow_untracked"], 0]),
             candidates=len(cands),
+            processing_s=time.perf_counter() - t0,
         )
         self.seq += 1
         self.epoch_start = end

@@ -39,6 +39,7 @@ __all__ = [
     "kernel_memory",
     "load_config",
     "parse_config",
+    "parse_address",
     "parse_duration",
     "parse_epoch",
     "parse_size",
@@ -94,7 +95,17 @@ DEFAULT_TASKS = (
 )
 
 _TOP_KEYS = ("sensor", "tasks")
-_SENSOR_KEYS = ("epoch", "mode", "flow_capacity", "ringbuf_pages", "top", "max_kernel_memory", "timestamps")
+_SENSOR_KEYS = (
+    "epoch",
+    "mode",
+    "flow_capacity",
+    "ringbuf_pages",
+    "top",
+    "max_kernel_memory",
+    "timestamps",
+    "metrics_address",
+)
+DEFAULT_METRICS_ADDRESS = "127.0.0.1:9781"
 TIMESTAMPS = ("precise", "coarse")
 _TASK_KEYS = (
     "name",
@@ -134,6 +145,7 @@ class SensorConfig:
     top: int = DEFAULT_TOP  # rows shown in views
     max_kernel_memory: int = DEFAULT_MAX_KERNEL_MEMORY  # bytes, guard on the sketch arrays
     timestamps: str = "precise"  # flow first/last seen: precise (ns) or coarse (kernel tick, cheaper)
+    metrics_address: str = DEFAULT_METRICS_ADDRESS  # Prometheus /metrics listen host:port; "" = off
 
 
 @dataclass(frozen=True)
@@ -241,6 +253,25 @@ def parse_size(value) -> int:
     if n <= 0:
         raise ValueError(f"{_show(value)} must be more than 0 bytes")
     return n
+
+
+def parse_address(value) -> tuple[str, int]:
+    """(host, port) from "host:port" or "[v6]:port"; port 1..65535.  Raises ValueError."""
+    bad = f"{_show(value)} is not host:port (e.g. 127.0.0.1:9781, [::1]:9781, 0.0.0.0:9781)"
+    if not isinstance(value, str):
+        raise ValueError(bad)
+    host, sep, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if not host or ":" not in host:
+            raise ValueError(bad)
+    elif ":" in host:
+        raise ValueError(bad)
+    if not sep or not host or not port.isascii() or not port.isdigit() or any(c.isspace() for c in host):
+        raise ValueError(bad)
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"{_show(value)}: port {int(port)} is out of range 1..65535")
+    return host, int(port)
 
 
 def _show(value) -> str:
@@ -506,6 +537,17 @@ class _Builder:
                 kw["max_kernel_memory"] = parse_size(raw)
             except ValueError as e:
                 raise _Fail("sensor.max_kernel_memory", str(e)) from None
+        if "metrics_address" in m:
+            raw = self._expand(m["metrics_address"], "sensor.metrics_address")
+            if raw is None:
+                raw = ""
+            if raw != "":
+                try:
+                    parse_address(raw)
+                except ValueError as e:
+                    raise _Fail("sensor.metrics_address", str(e)) from None
+                raw = raw.strip()
+            kw["metrics_address"] = raw
         return SensorConfig(**kw)
 
     def _tasks(self, value) -> tuple[TaskSpec, ...]:
@@ -662,6 +704,9 @@ def defaults_yaml() -> str:
         "  # Refuse a configuration whose sketch arrays (both sets, every possible",
         "  # CPU) need more kernel memory than this; bytes or 512MiB, 2GiB, ...",
         "  max_kernel_memory: 4GiB",
+        "  # Prometheus metrics (docs/metrics.md) served at http://ADDRESS/metrics;",
+        '  # host:port ([::1]:9781 for IPv6), "" to serve none.',
+        f'  metrics_address: "{DEFAULT_METRICS_ADDRESS}"',
         "",
         f"# Sketch tasks, at most {abi.MAX_TASKS}.  Fields: {', '.join(abi.FIELD_BITS)}.",
         "# `tasks: []` runs no sketches; leaving `tasks` out gives these four.",

@@ -100,16 +100,44 @@ def check_free(iface: str, ifindex: int) -> None:
 
 
 def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, out=sys.stdout, err=sys.stderr) -> None:
-    from .agent import Agent
-    from .kernel import libbpf
-    from .kernel.program import KernelError, Program, possible_cpus
-    from .view import human_bytes, render
+    from .kernel.program import possible_cpus
 
     check_privileges()
     ifindex = ifindex_of(iface)
     check_free(iface, ifindex)
     ncpus = possible_cpus()
     lay = layout(cfg.tasks, ncpus)
+    collector, server = start_metrics(iface, cfg, lay)
+    try:
+        _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, out, err)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def start_metrics(iface: str, cfg: Config, lay):
+    """The sensor's metrics collector and, unless sensor.metrics_address is
+    "", the HTTP server exposing it (a registry of its own, not the global one)."""
+    from .metrics import SensorCollector, registry_for, serve
+
+    collector = SensorCollector(iface, lay, cfg.sensor.top, cfg.sensor.flow_capacity)
+    address = cfg.sensor.metrics_address
+    if not address:
+        return collector, None
+    try:
+        server, _ = serve(address, registry_for(collector))
+    except OSError as e:
+        raise SensorError(f"cannot serve metrics on {address} (sensor.metrics_address): {e.strerror or e}") from None
+    return collector, server
+
+
+def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, out, err) -> None:
+    from .agent import Agent
+    from .kernel import libbpf
+    from .kernel.program import KernelError, Program
+    from .view import human_bytes, render
+
     try:
         prog = Program(
             lay, cfg.sensor.flow_capacity, cfg.sensor.ringbuf_pages, ncpus, cfg.sensor.timestamps == "coarse"
@@ -117,6 +145,7 @@ def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, ou
     except KernelError as e:
         raise SensorError(str(e)) from None
     mem = prog.sizes.memory()
+    collector.kernel_memory = dict(mem)
     try:
         link = libbpf.xdp_link(prog.prog_fd, ifindex, mode)
     except OSError as e:
@@ -146,7 +175,9 @@ def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, ou
     print(
         f"netspectra: attached to {iface} (ifindex {ifindex}, {mode} mode, bpf_link), epoch {epoch_s:g}s, "
         f"kernel memory {human_bytes(sum(mem.values()))} "
-        f"({', '.join(f'{k} {human_bytes(v)}' for k, v in mem.items())}); Ctrl-C to stop",
+        f"({', '.join(f'{k} {human_bytes(v)}' for k, v in mem.items())}), "
+        f"metrics {f'http://{cfg.sensor.metrics_address}/metrics' if cfg.sensor.metrics_address else 'off'}; "
+        "Ctrl-C to stop",
         file=err,
         flush=True,
     )
@@ -157,6 +188,7 @@ def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, ou
     tty = out.isatty()
 
     def show(snap) -> None:
+        collector.observe(snap)
         if as_json:
             out.write(json.dumps(snap.to_json(), separators=(",", ":")) + "\n")
         else:

@@ -90,11 +90,25 @@ def test_defaults_yaml_round_trip(tmp_path):
 
 def test_defaults_yaml_mentions_every_option():
     text = defaults_yaml()
-    for opt in ("epoch", "mode", "flow_capacity", "ringbuf_pages", "top", "max_kernel_memory"):
+    for opt in ("epoch", "mode", "flow_capacity", "ringbuf_pages", "top", "max_kernel_memory", "metrics_address"):
         assert f"  {opt}:" in text
     for opt in ("name", "kind", "key", "element", "depth", "width", "registers", "heavy_hitter", "spreader_threshold"):
         assert f" {opt}:" in text
     assert "seed" in text and "elem_seed" in text
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", "127.0.0.1:9781"),
+        ("sensor: {metrics_address: '0.0.0.0:9100'}", "0.0.0.0:9100"),
+        ("sensor: {metrics_address: '[::1]:9100'}", "[::1]:9100"),
+        ("sensor: {metrics_address: ''}", ""),
+        ("sensor: {metrics_address: '${NSP_METRICS:-localhost:1}'}", "localhost:1"),
+    ],
+)
+def test_metrics_address(tmp_path, text, expected):
+    assert load_text(tmp_path, text).sensor.metrics_address == expected
 
 
 # --- a full file ---------------------------------------------------------------
@@ -298,13 +312,30 @@ ERRORS = [
     ),
     ("sensor: {max_kernel_memory: 0}", "sensor.max_kernel_memory: 0 must be more than 0 bytes"),
     ("sensor: [1, 2]", "sensor: expected a mapping, got a list"),
+    (
+        "sensor: {metrics_address: localhost}",
+        "sensor.metrics_address: 'localhost' is not host:port (e.g. 127.0.0.1:9781, [::1]:9781, 0.0.0.0:9781)",
+    ),
+    (
+        "sensor: {metrics_address: 9781}",
+        "sensor.metrics_address: 9781 is not host:port (e.g. 127.0.0.1:9781, [::1]:9781, 0.0.0.0:9781)",
+    ),
+    (
+        "sensor: {metrics_address: '::1:9781'}",
+        "sensor.metrics_address: '::1:9781' is not host:port (e.g. 127.0.0.1:9781, [::1]:9781, 0.0.0.0:9781)",
+    ),
+    (
+        "sensor: {metrics_address: '0.0.0.0:70000'}",
+        "sensor.metrics_address: '0.0.0.0:70000': port 70000 is out of range 1..65535",
+    ),
+    ("sensor: {metrics_address: '0.0.0.0:0'}", "sensor.metrics_address: '0.0.0.0:0': port 0 is out of range 1..65535"),
     ("- 1", "expected a mapping with sensor and tasks, got a list"),
     # structure and typos
     ("sensr: {}", "sensr: unknown option (did you mean 'sensor'?)"),
     ("sensor: {epcoh: 5s}", "sensor.epcoh: unknown option (did you mean 'epoch'?)"),
     (
         "sensor: {zzz: 1}",
-        "sensor.zzz: unknown option (valid: epoch, mode, flow_capacity, ringbuf_pages, top, max_kernel_memory, timestamps)",
+        "sensor.zzz: unknown option (valid: epoch, mode, flow_capacity, ringbuf_pages, top, max_kernel_memory, timestamps, metrics_address)",
     ),
     (
         "tasks: [" + CM + "}, " + CM.replace("a,", "b,") + ", widht: 1024}]",

@@ -1,0 +1,283 @@
+"""Prometheus metrics of a live sensor, computed at scrape time.
+
+SensorCollector is a client_python custom collector: the agent thread hands it
+each EpochSnapshot with observe(); an HTTP thread calls collect() on a scrape,
+which builds fresh metric families from that state.  Nothing is registered in
+the global REGISTRY (tests and the sensor each use their own CollectorRegistry).
+
+Resources stay bounded whatever the traffic (DESIGN contract 5): cumulative
+counters are a fixed array of plain ints, and per-key series (heavy hitters,
+spreaders) are the top-K of the last epoch only, so a key that leaves the
+top-K leaves the exposition at the next scrape.  docs/metrics.md lists every
+metric.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from . import abi
+from .agent import EpochSnapshot, key_json
+from .tasks import COUNTMIN, SUPERSPREAD, Layout
+
+# Label values of netspectra_packets_total{proto}: the kernel's protocol slots,
+# plus non_ip (frames that did not parse as IPv4/IPv6, so have no protocol slot).
+PROTO_LABELS = tuple(name.removeprefix("proto_") for name in abi.PROTO_CLASSES) + ("non_ip",)
+OUTCOME_LABELS = tuple(name.removeprefix("out_") for name in abi.OUTCOMES)
+EVENTS = ("frag_first", "frag_later", "l4_trunc", "ipv6_ext_trunc", "ipv6_ext_limit", "ipv4_options")
+_PROTO_ROWS = [abi.C[n] for n in abi.PROTO_CLASSES]
+_OUTCOME_ROWS = [abi.C[n] for n in abi.OUTCOMES]
+_EVENT_ROWS = [abi.C[n] for n in EVENTS]
+
+
+def version() -> str:
+    try:
+        from importlib.metadata import version as v
+
+        return v("netspectra")
+    except Exception:  # not installed (running from a source tree)
+        return "unknown"
+
+
+def key_label(k, layout: Layout, task: str) -> str:
+    """'src_ip=10.0.0.1 dst_port=80': the task's key fields, in its order."""
+    return " ".join(f"{name}={value}" for name, value in key_json(k, layout, task).items())
+
+
+@dataclass(frozen=True)
+class _Epoch:
+    """What the last epoch contributes to a scrape: gauges only, top-K bounded."""
+
+    flows: int
+    duration: float
+    processing: float
+    end: float
+    error_bounds: tuple[tuple[str, float, float], ...]  # (task, packets, bytes)
+    heavy: dict[str, tuple[int, list[tuple[str, int, int]]]] = field(default_factory=dict)  # task -> (n, top)
+    spreaders: dict[str, tuple[int, list[tuple[str, float]]]] = field(default_factory=dict)
+
+
+class SensorCollector(Collector):
+    """Metrics of one sensor on one interface.  observe() from the agent
+    thread, collect() from any thread (a lock guards the swap of state)."""
+
+    def __init__(
+        self,
+        interface: str,
+        layout: Layout,
+        top: int,
+        flow_capacity: int,
+        kernel_memory: dict[str, int] | None = None,
+    ):
+        self.interface = interface
+        self.layout = layout
+        self.top = top
+        self.flow_capacity = flow_capacity
+        self.kernel_memory = dict(kernel_memory or {})
+        self.version = version()
+        self._lock = threading.Lock()
+        self._totals = [[0, 0] for _ in range(abi.NCOUNTERS)]  # cumulative, plain ints (no uint64 wrap)
+        self._epochs = 0
+        self._last: _Epoch | None = None
+        self._cm_tasks = [t.spec.name for t in layout.kind(COUNTMIN)]
+        self._ss_tasks = [t.spec.name for t in layout.kind(SUPERSPREAD)]
+
+    # ------------------------------------------------------------ agent side
+
+    def observe(self, snap: EpochSnapshot, processing_s: float | None = None) -> None:
+        """Fold one epoch in.  processing_s: time to read and analyse it
+        (default: snap.processing_s)."""
+        k = self.top
+        lay = snap.sketch.layout
+        bounds = tuple(
+            (name, snap.sketch.error_bound(name), snap.sketch.error_bound(name, bytes=True)) for name in self._cm_tasks
+        )
+        heavy = {}
+        for name in self._cm_tasks:
+            hh = snap.heavy.get(name)
+            if hh is None or not len(hh.keys):
+                heavy[name] = (0, [])
+                continue
+            order = np.argsort(-hh.packets.astype(np.float64), kind="stable")[:k]
+            rows = [(key_label(hh.keys[i], lay, name), int(hh.packets[i]), int(hh.bytes[i])) for i in order]
+            heavy[name] = (len(hh.keys), rows)
+        spreaders = {}
+        for name in self._ss_tasks:
+            keys, est = snap.spreaders.get(name, (None, None))
+            if keys is None or not len(keys):
+                spreaders[name] = (0, [])
+                continue
+            order = np.argsort(-np.asarray(est, np.float64), kind="stable")[:k]
+            spreaders[name] = (len(keys), [(key_label(keys[i], lay, name), float(est[i])) for i in order])
+        last = _Epoch(
+            flows=len(snap.flows),
+            duration=snap.end - snap.start,
+            processing=snap.processing_s if processing_s is None else processing_s,
+            end=snap.end,
+            error_bounds=bounds,
+            heavy=heavy,
+            spreaders=spreaders,
+        )
+        add = snap.totals.tolist()  # python ints
+        with self._lock:
+            for acc, (p, b) in zip(self._totals, add):
+                acc[0] += p
+                acc[1] += b
+            self._epochs += 1
+            self._last = last
+
+    # ------------------------------------------------------------ scrape side
+
+    def collect(self):
+        with self._lock:
+            tot = [list(r) for r in self._totals]
+            epochs = self._epochs
+            last = self._last
+        ifc = self.interface
+
+        g = GaugeMetricFamily("netspectra_build_info", "Build of the sensor (value is 1).", labels=["version", "abi"])
+        g.add_metric([self.version, str(abi.ABI_VERSION)], 1)
+        yield g
+
+        pk = CounterMetricFamily(
+            "netspectra_packets_total",
+            "Packets seen, by IP protocol (non_ip: not parsed as IP).",
+            labels=["interface", "proto"],
+        )
+        by = CounterMetricFamily(
+            "netspectra_bytes_total",
+            "Bytes seen, by IP protocol (non_ip: not parsed as IP).",
+            labels=["interface", "proto"],
+        )
+        ip_p = tot[abi.C["out_ipv4"]][0] + tot[abi.C["out_ipv6"]][0]
+        ip_b = tot[abi.C["out_ipv4"]][1] + tot[abi.C["out_ipv6"]][1]
+        rows = [tot[i] for i in _PROTO_ROWS] + [[tot[abi.C["all"]][0] - ip_p, tot[abi.C["all"]][1] - ip_b]]
+        for label, (p, b) in zip(PROTO_LABELS, rows):
+            pk.add_metric([ifc, label], p)
+            by.add_metric([ifc, label], b)
+        yield pk
+        yield by
+
+        c = CounterMetricFamily(
+            "netspectra_parse_outcome_packets_total",
+            "Packets by parse outcome (exactly one per packet).",
+            labels=["interface", "outcome"],
+        )
+        for label, i in zip(OUTCOME_LABELS, _OUTCOME_ROWS):
+            c.add_metric([ifc, label], tot[i][0])
+        yield c
+
+        c = CounterMetricFamily(
+            "netspectra_packet_events_total", "Packets with a notable parse event.", labels=["interface", "event"]
+        )
+        for label, i in zip(EVENTS, _EVENT_ROWS):
+            c.add_metric([ifc, label], tot[i][0])
+        yield c
+
+        for name, row, doc in (
+            ("netspectra_flows_untracked_packets_total", "flow_untracked", "Packets not tracked as exact flows (flow table full)."),
+            ("netspectra_candidates_lost_total", "cand_lost", "Heavy-hitter candidate reports lost (ring buffer full)."),
+        ):  # fmt: skip
+            c = CounterMetricFamily(name, doc, labels=["interface"])
+            c.add_metric([ifc], tot[abi.C[row]][0])
+            yield c
+
+        c = CounterMetricFamily("netspectra_epochs_total", "Epochs read and analysed.", labels=["interface"])
+        c.add_metric([ifc], epochs)
+        yield c
+
+        g = GaugeMetricFamily(
+            "netspectra_kernel_memory_bytes", "Kernel memory of the sensor's maps.", labels=["interface", "map"]
+        )
+        for name, n in self.kernel_memory.items():
+            g.add_metric([ifc, name], n)
+        yield g
+
+        if last is None:
+            return
+
+        def gauge(name: str, doc: str, value: float):
+            g = GaugeMetricFamily(name, doc, labels=["interface"])
+            g.add_metric([ifc], value)
+            return g
+
+        yield gauge("netspectra_flows", "Exact flows in the last epoch.", last.flows)
+        yield gauge(
+            "netspectra_flow_table_fill_ratio",
+            "Exact flows in the last epoch / flow table capacity.",
+            last.flows / self.flow_capacity if self.flow_capacity else 0.0,
+        )
+        yield gauge("netspectra_epoch_duration_seconds", "Length of the last epoch.", last.duration)
+        yield gauge("netspectra_epoch_processing_seconds", "Time to read and analyse the last epoch.", last.processing)
+        yield gauge(
+            "netspectra_last_epoch_timestamp_seconds", "Unix time the last epoch ended (lag: time() - this).", last.end
+        )
+
+        g = GaugeMetricFamily(
+            "netspectra_sketch_error_bound",
+            "Count-Min error bound e/width*N of the last epoch (probability 1-e^-depth).",
+            labels=["interface", "task", "unit"],
+        )
+        for task, p, b in last.error_bounds:
+            g.add_metric([ifc, task, "packets"], p)
+            g.add_metric([ifc, task, "bytes"], b)
+        yield g
+
+        n = GaugeMetricFamily(
+            "netspectra_heavy_hitters", "Heavy hitters in the last epoch.", labels=["interface", "task"]
+        )
+        hp = GaugeMetricFamily(
+            "netspectra_heavy_hitter_packets",
+            "Packets of a heavy hitter in the last epoch (Count-Min estimate; top-K by packets).",
+            labels=["interface", "task", "key"],
+        )
+        hb = GaugeMetricFamily(
+            "netspectra_heavy_hitter_bytes",
+            "Bytes of a heavy hitter in the last epoch (Count-Min estimate; top-K by packets).",
+            labels=["interface", "task", "key"],
+        )
+        for task, (count, top) in last.heavy.items():
+            n.add_metric([ifc, task], count)
+            for key, p, b in top:
+                hp.add_metric([ifc, task, key], p)
+                hb.add_metric([ifc, task, key], b)
+        yield n
+        yield hp
+        yield hb
+
+        n = GaugeMetricFamily("netspectra_spreaders", "Spreaders in the last epoch.", labels=["interface", "task"])
+        sd = GaugeMetricFamily(
+            "netspectra_spreader_distinct",
+            "Distinct elements of a spreader key in the last epoch (estimate; top-K).",
+            labels=["interface", "task", "key"],
+        )
+        for task, (count, top) in last.spreaders.items():
+            n.add_metric([ifc, task], count)
+            for key, e in top:
+                sd.add_metric([ifc, task, key], e)
+        yield n
+        yield sd
+
+
+def registry_for(collector: SensorCollector) -> CollectorRegistry:
+    """A registry holding only `collector` (never the process-global REGISTRY)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(collector)
+    return reg
+
+
+def serve(address: str, registry: CollectorRegistry):
+    """Serve /metrics of `registry` on host:port in a daemon thread.
+    Returns (server, thread); server.shutdown() stops it.  OSError if the
+    address cannot be bound."""
+    from .config import parse_address
+
+    host, port = parse_address(address)
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    return server, thread

@@ -26,6 +26,7 @@ from decimal import Decimal, InvalidOperation
 import yaml
 
 from . import abi
+from .alerts.rules import AlertsConfig, default_alerts, parse_alerts
 from .tasks import COUNTMIN, SUPERSPREAD, TaskSpec, layout
 
 __all__ = [
@@ -94,7 +95,7 @@ DEFAULT_TASKS = (
     ("fanin_src", SUPERSPREAD, ("dst_ip",), ("src_ip",)),
 )
 
-_TOP_KEYS = ("sensor", "tasks")
+_TOP_KEYS = ("sensor", "tasks", "alerts")
 _SENSOR_KEYS = (
     "epoch",
     "mode",
@@ -153,6 +154,7 @@ class Config:
     sensor: SensorConfig = field(default_factory=SensorConfig)
     tasks: tuple[TaskSpec, ...] = field(default_factory=lambda: default_tasks())
     source: str = field(default="<defaults>", compare=False)  # file the config came from
+    alerts: AlertsConfig = field(default_factory=lambda: default_alerts(default_tasks()))  # docs/alerts.md
 
     @property
     def spreader_thresholds(self) -> dict[str, int]:
@@ -503,14 +505,15 @@ class _Builder:
     # --- sections
 
     def _config(self, data) -> Config:
-        top = self._mapping(data, "", _TOP_KEYS, "a mapping with sensor and tasks")
+        top = self._mapping(data, "", _TOP_KEYS, "a mapping with sensor, tasks and alerts")
         sensor = self._sensor(top.get("sensor"))
         raw_tasks = top.get("tasks")
         if raw_tasks is None:
             tasks = default_tasks()
         else:
             tasks = self._tasks(raw_tasks)
-        return Config(sensor, tasks, self.source)
+        alerts = parse_alerts(self, top.get("alerts"), tasks)
+        return Config(sensor, tasks, self.source, alerts)
 
     def _sensor(self, value) -> SensorConfig:
         m = self._mapping(value, "sensor", _SENSOR_KEYS)
@@ -734,4 +737,22 @@ def defaults_yaml() -> str:
                 f"    registers: {ss['registers']}       # virtual registers per key, a power of two 16..4096, < width"
             )
             lines.append(f"    spreader_threshold: {DEFAULT_SPREADER_THRESHOLD}   # distinct count reported")
+    lines += [
+        "",
+        "# Alert rules and notifiers (docs/alerts.md).  Leaving `rules` out gives",
+        "# the default rules below (those whose task exists); `rules: []` none.",
+        "alerts:",
+        "  repeat_interval: 5m   # re-notify a firing alert this often while it holds",
+        "  history: 1000         # alert events kept in memory",
+        "  notifiers: []         # alertmanager, webhook, email; see docs/alerts.md",
+        "  rules:",
+        "    - {name: heavy_source, kind: heavy_hitter, severity: warning, task: src, metric: rate_bps, threshold: 100e6}",
+        "    - {name: heavy_flow, kind: heavy_hitter, severity: info, task: flow, metric: rate_bps, threshold: 50e6}",
+        "    - {name: scanner, kind: super_spreader, severity: warning, task: spread_dst, threshold: 500}",
+        "    - {name: ddos_victim, kind: fan_in, severity: critical, task: fanin_src, threshold: 1000}",
+        "    - {name: traffic_spike, kind: traffic_spike, severity: warning, metric: bytes, factor: 5, min_rate: 1e6,",
+        "       warmup: 12, smoothing: 0.1}",
+        "    - {name: flow_table_full, kind: flow_table, severity: warning, threshold: 0.9}",
+        "    - {name: sensor_health, kind: sensor_health, severity: critical, threshold: 0.5}",
+    ]
     return "\n".join(lines) + "\n"

@@ -87,6 +87,39 @@ class SensorCollector(Collector):
         self._last: _Epoch | None = None
         self._cm_tasks = [t.spec.name for t in layout.kind(COUNTMIN)]
         self._ss_tasks = [t.spec.name for t in layout.kind(SUPERSPREAD)]
+        self._fired: dict[str, int] = {}  # rule -> alerts that started firing
+        self._failed: dict[str, int] = {}  # notifier -> notifications given up
+        self._active: dict[tuple[str, str], int] = {}  # (rule, severity) -> alerts firing now
+
+    # ------------------------------------------------------------ alerts side
+
+    def alerting(self, rules=(), notifiers=()) -> None:
+        """Declare the alert rules ((name, severity) pairs) and notifier names,
+        so their series exist (at 0) before anything fires or fails."""
+        with self._lock:
+            for name, severity in rules:
+                self._fired.setdefault(name, 0)
+                self._active.setdefault((name, severity), 0)
+            for name in notifiers:
+                self._failed.setdefault(name, 0)
+
+    def observe_alerts(self, events, active) -> None:
+        """Fold in one epoch's alert events and the alerts firing after it
+        (alerts.engine.Event lists)."""
+        counts: dict[tuple[str, str], int] = {}
+        for ev in active:
+            k = (ev.labels["rule"], ev.labels["severity"])
+            counts[k] = counts.get(k, 0) + 1
+        with self._lock:
+            for ev in events:
+                if ev.status == "firing" and not ev.repeat:
+                    self._fired[ev.rule] = self._fired.get(ev.rule, 0) + 1
+            self._active = {k: 0 for k in self._active} | counts
+
+    def notification_failed(self, notifier: str) -> None:
+        """Count a notification given up (any thread)."""
+        with self._lock:
+            self._failed[notifier] = self._failed.get(notifier, 0) + 1
 
     # ------------------------------------------------------------ agent side
 
@@ -139,6 +172,7 @@ class SensorCollector(Collector):
             tot = [list(r) for r in self._totals]
             epochs = self._epochs
             last = self._last
+            fired, failed, active = dict(self._fired), dict(self._failed), dict(self._active)
         ifc = self.interface
 
         g = GaugeMetricFamily("netspectra_build_info", "Build of the sensor (value is 1).", labels=["version", "abi"])
@@ -197,6 +231,23 @@ class SensorCollector(Collector):
         )
         for name, n in self.kernel_memory.items():
             g.add_metric([ifc, name], n)
+        yield g
+
+        c = CounterMetricFamily("netspectra_alerts_fired", "Alerts that started firing, by rule.", labels=["rule"])
+        for rule, n in sorted(fired.items()):
+            c.add_metric([rule], n)
+        yield c
+        c = CounterMetricFamily(
+            "netspectra_notifications_failed",
+            "Notifications given up after retries (or dropped, queue full), by notifier.",
+            labels=["notifier"],
+        )
+        for name, n in sorted(failed.items()):
+            c.add_metric([name], n)
+        yield c
+        g = GaugeMetricFamily("netspectra_alerts_active", "Alerts firing now.", labels=["rule", "severity"])
+        for (rule, sev), n in sorted(active.items()):
+            g.add_metric([rule, sev], n)
         yield g
 
         if last is None:

@@ -132,8 +132,22 @@ def start_metrics(iface: str, cfg: Config, lay):
     return collector, server
 
 
+def start_alerts(iface: str, cfg: Config, collector, err=sys.stderr):
+    """The alert engine of cfg.alerts and its notification dispatcher (started)."""
+    from .alerts.engine import Engine
+    from .alerts.notify import Dispatcher, make_notifier
+
+    al = cfg.alerts
+    engine = Engine(al, interface=iface, flow_capacity=cfg.sensor.flow_capacity)
+    notifiers = [make_notifier(spec, al.repeat_interval) for spec in al.notifiers]
+    collector.alerting([(r.name, r.severity) for r in al.rules], [n.name for n in notifiers])
+    dispatcher = Dispatcher(notifiers, on_failure=collector.notification_failed, log=err)
+    return engine, dispatcher.start()
+
+
 def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, out, err) -> None:
     from .agent import Agent
+    from .alerts.engine import render_active
     from .kernel import libbpf
     from .kernel.program import KernelError, Program
     from .view import human_bytes, render
@@ -186,13 +200,20 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
     handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     agent = Agent(prog, lay)
     tty = out.isatty()
+    engine, dispatcher = start_alerts(iface, cfg, collector, err)
 
     def show(snap) -> None:
         collector.observe(snap)
+        events = engine.evaluate(snap, time.time())
+        dispatcher.submit(events)
+        active = engine.active()
+        collector.observe_alerts(events, active)
         if as_json:
-            out.write(json.dumps(snap.to_json(), separators=(",", ":")) + "\n")
+            rec = snap.to_json() | {"alerts": [ev.to_json() for ev in active]}
+            out.write(json.dumps(rec, separators=(",", ":")) + "\n")
         else:
-            out.write(("\x1b[H\x1b[2J" if tty else "\n") + render(snap, iface, mem, cfg.sensor.top) + "\n")
+            text = render(snap, iface, mem, cfg.sensor.top) + "\n" + render_active(active, cfg.sensor.top)
+            out.write(("\x1b[H\x1b[2J" if tty else "\n") + text + "\n")
         out.flush()
         info.update(last_epoch=snap.seq, last_epoch_end=snap.end, last_packets=snap.counter("all")[0])
         tmp = state.with_suffix(".tmp")
@@ -204,6 +225,7 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
     except BrokenPipeError:
         pass  # reader of --json went away: detach quietly
     finally:
+        dispatcher.close()
         os.close(link)
         prog.close()
         state.unlink(missing_ok=True)

@@ -1,0 +1,332 @@
+"""The alert engine: pure evaluation of epoch snapshots against the rules.
+
+Engine.evaluate(snapshot, now) returns the notification events of that epoch
+(no threads, no I/O; the clock is the `now` argument).  An alert's identity is
+(rule, task, key, interface, sensor); its lifecycle:
+
+    pending   the condition holds for fewer than `for` consecutive epochs
+    firing    it held `for` epochs: a "firing" event, repeated every
+              repeat_interval while it keeps holding
+    resolved  the condition stopped: a "resolved" event with ends_at (only
+              for alerts that fired; a pending alert is just dropped)
+
+Events are also kept in a bounded history (a deque of `history` entries).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .rules import AlertsConfig, Rule
+
+# Per rule and epoch, at most this many keys are considered (the largest
+# values), so the set of active alerts stays bounded whatever the traffic.
+MAX_KEYS_PER_RULE = 100
+
+_UNITS = {"packets": "packets", "bytes": "bytes", "rate_bps": "bit/s"}
+
+
+@dataclass(frozen=True)
+class Event:
+    """A notification: an alert starting or repeating (firing) or ending (resolved)."""
+
+    status: str  # firing | resolved
+    labels: dict  # alertname, rule, task, key, interface, sensor, severity
+    value: float
+    threshold: float
+    starts_at: float  # unix time the condition was first seen
+    ends_at: float | None = None  # resolved: unix time it was seen gone
+    summary: str = ""
+    description: str = ""
+    repeat: bool = False  # a repeat notification of an alert already firing
+
+    @property
+    def rule(self) -> str:
+        return self.labels["rule"]
+
+    @property
+    def identity(self) -> tuple:
+        lb = self.labels
+        return (lb["rule"], lb["task"], lb["key"], lb["interface"], lb["sensor"])
+
+    def to_json(self) -> dict:
+        return {
+            "status": self.status,
+            "labels": dict(self.labels),
+            "value": self.value,
+            "threshold": self.threshold,
+            "starts_at": round(self.starts_at, 6),
+            "ends_at": None if self.ends_at is None else round(self.ends_at, 6),
+            "summary": self.summary,
+            "description": self.description,
+        }
+
+
+@dataclass
+class _Alert:
+    labels: dict
+    value: float
+    threshold: float
+    starts_at: float
+    summary: str
+    description: str
+    held: int = 0  # consecutive epochs the condition held
+    firing: bool = False
+    last_sent: float = 0.0
+
+    def event(self, status: str, ends_at: float | None = None, repeat: bool = False) -> Event:
+        return Event(
+            status,
+            dict(self.labels),
+            self.value,
+            self.threshold,
+            self.starts_at,
+            ends_at,
+            self.summary,
+            self.description,
+            repeat,
+        )
+
+
+@dataclass
+class _Spike:
+    baseline: float | None = None
+    epochs: int = 0
+
+
+@dataclass(frozen=True)
+class _Hit:
+    task: str
+    key: str
+    value: float
+    threshold: float
+    summary: str
+    description: str = ""
+
+
+def _fmt(v: float) -> str:
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{suffix}"
+    return f"{v:.4g}"
+
+
+@dataclass
+class Engine:
+    config: AlertsConfig
+    interface: str = ""
+    sensor: str = field(default_factory=socket.gethostname)
+    flow_capacity: int = 0  # flow_table rules need it
+
+    def __post_init__(self):
+        self._active: dict[tuple, _Alert] = {}
+        self._spikes: dict[str, _Spike] = {r.name: _Spike() for r in self.config.rules}
+        self.history: deque[Event] = deque(maxlen=self.config.history)
+
+    # ------------------------------------------------------------ public
+
+    def evaluate(self, snap, now: float) -> list[Event]:
+        """Evaluate every rule on one epoch; the events to notify, in rule order."""
+        repeat_s = self.config.repeat_interval
+        seen: set[tuple] = set()
+        events: list[Event] = []
+        for rule in self.config.rules:
+            for hit in self._check(rule, snap)[:MAX_KEYS_PER_RULE]:
+                ident = (rule.name, hit.task, hit.key, self.interface, self.sensor)
+                if ident in seen:  # dedup: one alert per identity and epoch
+                    continue
+                seen.add(ident)
+                a = self._active.get(ident)
+                if a is None:
+                    labels = {
+                        "alertname": rule.name,
+                        "rule": rule.name,
+                        "task": hit.task,
+                        "key": hit.key,
+                        "interface": self.interface,
+                        "sensor": self.sensor,
+                        "severity": rule.severity,
+                    }
+                    a = self._active[ident] = _Alert(labels, hit.value, hit.threshold, now, hit.summary, "")
+                a.value, a.threshold, a.summary = hit.value, hit.threshold, hit.summary
+                a.description = hit.description or hit.summary
+                a.held += 1
+                if not a.firing and a.held >= rule.for_epochs:
+                    a.firing, a.last_sent = True, now
+                    events.append(a.event("firing"))
+                elif a.firing and now - a.last_sent >= repeat_s:
+                    a.last_sent = now
+                    events.append(a.event("firing", repeat=True))
+        for ident in [i for i in self._active if i not in seen]:
+            a = self._active.pop(ident)
+            if a.firing:
+                events.append(a.event("resolved", ends_at=now))
+        self.history.extend(events)
+        return events
+
+    def active(self) -> list[Event]:
+        """Alerts firing now (as firing events), by rule then key."""
+        return [a.event("firing") for a in self._active.values() if a.firing]
+
+    def pending(self) -> list[Event]:
+        return [a.event("pending") for a in self._active.values() if not a.firing]
+
+    # ------------------------------------------------------------ rules
+
+    def _check(self, rule: Rule, snap) -> list[_Hit]:
+        return getattr(self, "_" + rule.kind)(rule, snap)
+
+    def _keys(self, snap, task: str, keys) -> list[str]:
+        from ..metrics import key_label
+
+        return [key_label(k, snap.sketch.layout, task) for k in keys]
+
+    def _heavy_hitter(self, rule: Rule, snap) -> list[_Hit]:
+        hh = snap.heavy.get(rule.task)
+        if hh is None or not len(hh.keys):
+            return []
+        if rule.metric == "packets":
+            vals = hh.packets.astype(np.float64)
+        else:
+            vals = hh.bytes.astype(np.float64)
+            if rule.metric == "rate_bps":
+                vals = vals * 8.0 / snap.duration
+        idx = np.flatnonzero(vals > rule.threshold)
+        idx = idx[np.argsort(-vals[idx], kind="stable")][:MAX_KEYS_PER_RULE]
+        unit = _UNITS[rule.metric]
+        labels = self._keys(snap, rule.task, hh.keys[idx])
+        return [
+            _Hit(
+                rule.task,
+                key,
+                float(vals[i]),
+                rule.threshold,
+                f"heavy hitter {key} ({rule.task}): {_fmt(vals[i])} {unit} > {_fmt(rule.threshold)} {unit}",
+                f"Task {rule.task}: key {key} had {_fmt(vals[i])} {unit} in the epoch "
+                f"(Count-Min estimate), over the threshold {_fmt(rule.threshold)} {unit} of rule {rule.name}.",
+            )
+            for i, key in zip(idx, labels)
+        ]
+
+    def _spread(self, rule: Rule, snap, what: str) -> list[_Hit]:
+        keys, est = snap.spreaders.get(rule.task, (None, None))
+        if keys is None or not len(keys):
+            return []
+        vals = np.asarray(est, np.float64)
+        idx = np.flatnonzero(vals > rule.threshold)
+        idx = idx[np.argsort(-vals[idx], kind="stable")][:MAX_KEYS_PER_RULE]
+        labels = self._keys(snap, rule.task, keys[idx])
+        return [
+            _Hit(
+                rule.task,
+                key,
+                float(vals[i]),
+                rule.threshold,
+                f"{what} {key} ({rule.task}): {vals[i]:.0f} distinct > {rule.threshold:g}",
+                f"Task {rule.task}: key {key} reached about {vals[i]:.0f} distinct elements in the epoch "
+                f"(estimate), over the threshold {rule.threshold:g} of rule {rule.name}.",
+            )
+            for i, key in zip(idx, labels)
+        ]
+
+    def _super_spreader(self, rule: Rule, snap) -> list[_Hit]:
+        return self._spread(rule, snap, "super-spreader")
+
+    def _fan_in(self, rule: Rule, snap) -> list[_Hit]:
+        return self._spread(rule, snap, "fan-in victim")
+
+    def _traffic_spike(self, rule: Rule, snap) -> list[_Hit]:
+        st = self._spikes.setdefault(rule.name, _Spike())
+        p, b = snap.counter("all")
+        rate = (p if rule.metric == "packets" else b) / snap.duration
+        hits = []
+        if st.baseline is not None and st.epochs >= rule.warmup:
+            limit = max(rule.factor * st.baseline, rule.min_rate)
+            if rate > limit:
+                unit = f"{rule.metric}/s"
+                hits.append(
+                    _Hit(
+                        "",
+                        "",
+                        rate,
+                        limit,
+                        f"traffic spike: {_fmt(rate)} {unit} > {rule.factor:g} x baseline {_fmt(st.baseline)} {unit}",
+                        f"The {rule.metric} rate {_fmt(rate)} {unit} is over {rule.factor:g} times the moving "
+                        f"baseline {_fmt(st.baseline)} {unit} (and over min_rate {_fmt(rule.min_rate)}).",
+                    )
+                )
+        st.baseline = rate if st.baseline is None else st.baseline + rule.smoothing * (rate - st.baseline)
+        st.epochs += 1
+        return hits
+
+    def _flow_table(self, rule: Rule, snap) -> list[_Hit]:
+        hits = []
+        if self.flow_capacity:
+            fill = len(snap.flows) / self.flow_capacity
+            if fill >= rule.threshold:
+                hits.append(
+                    _Hit(
+                        "",
+                        "fill",
+                        fill,
+                        rule.threshold,
+                        f"flow table {fill:.0%} full (threshold {rule.threshold:.0%})",
+                        f"{len(snap.flows)} exact flows of capacity {self.flow_capacity} (sensor.flow_capacity).",
+                    )
+                )
+        untracked = snap.counter("flow_untracked")[0]
+        if untracked > 0:
+            hits.append(
+                _Hit(
+                    "",
+                    "untracked",
+                    float(untracked),
+                    0.0,
+                    f"flow table overflowing: {untracked} packets untracked",
+                    f"{untracked} packets found the flow table full in the epoch; raise sensor.flow_capacity.",
+                )
+            )
+        return hits
+
+    def _sensor_health(self, rule: Rule, snap) -> list[_Hit]:
+        hits = []
+        lost = snap.counter("cand_lost")[0]
+        if lost > 0:
+            hits.append(
+                _Hit(
+                    "",
+                    "candidates_lost",
+                    float(lost),
+                    0.0,
+                    f"{lost} heavy-hitter candidate reports lost",
+                    "The candidate ring buffer was full; raise sensor.ringbuf_pages.",
+                )
+            )
+        frac = snap.processing_s / snap.duration
+        if frac > rule.threshold:
+            hits.append(
+                _Hit(
+                    "",
+                    "processing_time",
+                    frac,
+                    rule.threshold,
+                    f"epoch processing took {frac:.0%} of the epoch (threshold {rule.threshold:.0%})",
+                    f"Reading and analysing the epoch took {snap.processing_s:.3f}s of {snap.duration:.3f}s.",
+                )
+            )
+        return hits
+
+
+def render_active(active: list[Event], top: int = 10) -> str:
+    """The live view's alerts section."""
+    lines = [f"alerts firing: {len(active)}"]
+    order = sorted(active, key=lambda e: (-("info", "warning", "critical").index(e.labels["severity"]), e.rule))
+    for ev in order[:top]:
+        lines.append(f"  {ev.labels['severity']:<8} {ev.rule:<20} {ev.summary}")
+    if len(active) > top:
+        lines.append(f"  ... and {len(active) - top} more")
+    return "\n".join(lines)

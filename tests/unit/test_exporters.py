@@ -50,6 +50,7 @@ METRICS = frozenset(
         "netspectra_heavy_hitters",
         "netspectra_spreaders",
         "netspectra_alerts_fired_total",
+        "netspectra_alerts_active",
         "netspectra_notifications_failed_total",
     }
 )

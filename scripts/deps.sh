@@ -9,7 +9,7 @@
 set -euo pipefail
 
 release=$(uname -r)
-pkgs=(python3-bpfcc libbpf1 iproute2 tcpreplay tshark nfdump prometheus prometheus-alertmanager)
+pkgs=(python3-bpfcc libbpf1 iproute2 procps tcpreplay tshark nfdump prometheus prometheus-alertmanager)
 need=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")

@@ -420,6 +420,14 @@ class _Builder:
 
     # --- helpers
 
+    def _parsed(self, value, path: str, parse):
+        """Expand `value`, then parse it with `parse` (which raises ValueError
+        with the reason); failures name `path`."""
+        try:
+            return parse(self._expand(value, path))
+        except ValueError as e:
+            raise _Fail(path, str(e)) from None
+
     def _expand(self, value, path: str):
         if not isinstance(value, str) or "$" not in value:
             return value
@@ -519,11 +527,7 @@ class _Builder:
         m = self._mapping(value, "sensor", _SENSOR_KEYS)
         kw = {}
         if "epoch" in m:
-            raw = self._expand(m["epoch"], "sensor.epoch")
-            try:
-                kw["epoch_s"] = parse_epoch(raw)
-            except ValueError as e:
-                raise _Fail("sensor.epoch", str(e)) from None
+            kw["epoch_s"] = self._parsed(m["epoch"], "sensor.epoch", parse_epoch)
         if "mode" in m:
             kw["mode"] = self._choice(m["mode"], "sensor.mode", MODES)
         if "flow_capacity" in m:
@@ -535,11 +539,7 @@ class _Builder:
         if "timestamps" in m:
             kw["timestamps"] = self._choice(m["timestamps"], "sensor.timestamps", TIMESTAMPS)
         if "max_kernel_memory" in m:
-            raw = self._expand(m["max_kernel_memory"], "sensor.max_kernel_memory")
-            try:
-                kw["max_kernel_memory"] = parse_size(raw)
-            except ValueError as e:
-                raise _Fail("sensor.max_kernel_memory", str(e)) from None
+            kw["max_kernel_memory"] = self._parsed(m["max_kernel_memory"], "sensor.max_kernel_memory", parse_size)
         if "metrics_address" in m:
             raw = self._expand(m["metrics_address"], "sensor.metrics_address")
             if raw is None:

@@ -30,6 +30,13 @@ MAX_KEYS_PER_RULE = 100
 _UNITS = {"packets": "packets", "bytes": "bytes", "rate_bps": "bit/s"}
 
 
+def _over(vals: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices of the values above threshold, largest first, at most
+    MAX_KEYS_PER_RULE (the bound on alerts per rule and epoch)."""
+    idx = np.flatnonzero(vals > threshold)
+    return idx[np.argsort(-vals[idx], kind="stable")][:MAX_KEYS_PER_RULE]
+
+
 @dataclass(frozen=True)
 class Event:
     """A notification: an alert starting or repeating (firing) or ending (resolved)."""
@@ -195,8 +202,7 @@ class Engine:
             vals = hh.bytes.astype(np.float64)
             if rule.metric == "rate_bps":
                 vals = vals * 8.0 / snap.duration
-        idx = np.flatnonzero(vals > rule.threshold)
-        idx = idx[np.argsort(-vals[idx], kind="stable")][:MAX_KEYS_PER_RULE]
+        idx = _over(vals, rule.threshold)
         unit = _UNITS[rule.metric]
         labels = self._keys(snap, rule.task, hh.keys[idx])
         return [
@@ -217,8 +223,7 @@ class Engine:
         if keys is None or not len(keys):
             return []
         vals = np.asarray(est, np.float64)
-        idx = np.flatnonzero(vals > rule.threshold)
-        idx = idx[np.argsort(-vals[idx], kind="stable")][:MAX_KEYS_PER_RULE]
+        idx = _over(vals, rule.threshold)
         labels = self._keys(snap, rule.task, keys[idx])
         return [
             _Hit(

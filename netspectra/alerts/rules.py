@@ -122,11 +122,7 @@ def parse_alerts(b, value, tasks: tuple[TaskSpec, ...]) -> AlertsConfig:
     m = b._mapping(value, "alerts", _SECTION_KEYS)
     kw = {}
     if "repeat_interval" in m:
-        raw = b._expand(m["repeat_interval"], "alerts.repeat_interval")
-        try:
-            kw["repeat_interval"] = parse_duration(raw)
-        except ValueError as e:
-            raise _Fail("alerts.repeat_interval", str(e)) from None
+        kw["repeat_interval"] = b._parsed(m["repeat_interval"], "alerts.repeat_interval", parse_duration)
         if kw["repeat_interval"] <= 0:
             raise _Fail("alerts.repeat_interval", "must be more than 0")
     if "history" in m:
@@ -258,11 +254,7 @@ def _notifier(b, value, path: str) -> NotifierSpec:
     kw = {"name": name, "kind": kind}
     for opt in ("timeout", "backoff"):
         if opt in m:
-            raw = b._expand(m[opt], f"{path}.{opt}")
-            try:
-                kw[opt] = parse_duration(raw)
-            except ValueError as e:
-                raise _Fail(f"{path}.{opt}", str(e)) from None
+            kw[opt] = b._parsed(m[opt], f"{path}.{opt}", parse_duration)
     if kw.get("timeout", 1.0) <= 0:
         raise _Fail(f"{path}.timeout", "must be more than 0")
     if "retries" in m:

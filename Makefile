@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST ?= $(PY) -m pytest
 
-.PHONY: help deps venv build test test-unit test-kernel lint demo bench clean
+.PHONY: help deps venv build proto test test-unit test-kernel lint demo bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,11 @@ venv: $(VENV)/.built ## create .venv with netspectra (editable) and test tools
 
 build: venv ## rebuild the Cython extension in place
 	$(PY) setup.py -q build_ext --inplace
+
+# The gRPC stubs in netspectra/api/v1 are committed (DO NOT EDIT headers);
+# tests/unit/test_api_stubs.py fails when they differ from this output.
+proto: venv ## regenerate netspectra/api/v1 from proto/netspectra/v1/*.proto
+	$(PY) scripts/gen_proto.py
 
 test: deps venv lint ## set up, lint and run every test (kernel tests need root)
 	$(PYTEST) -q tests

@@ -27,6 +27,8 @@ import yaml
 
 from . import abi
 from .alerts.rules import AlertsConfig, default_alerts, parse_alerts
+from .api.settings import ApiConfig, parse_api
+from .api.settings import defaults_yaml_lines as api_defaults_yaml_lines
 from .tasks import COUNTMIN, SUPERSPREAD, TaskSpec, layout
 
 __all__ = [
@@ -95,7 +97,7 @@ DEFAULT_TASKS = (
     ("fanin_src", SUPERSPREAD, ("dst_ip",), ("src_ip",)),
 )
 
-_TOP_KEYS = ("sensor", "tasks", "alerts")
+_TOP_KEYS = ("sensor", "tasks", "alerts", "api")
 _SENSOR_KEYS = (
     "epoch",
     "mode",
@@ -155,6 +157,7 @@ class Config:
     tasks: tuple[TaskSpec, ...] = field(default_factory=lambda: default_tasks())
     source: str = field(default="<defaults>", compare=False)  # file the config came from
     alerts: AlertsConfig = field(default_factory=lambda: default_alerts(default_tasks()))  # docs/alerts.md
+    api: ApiConfig = field(default_factory=ApiConfig)  # docs/api.md
 
     @property
     def spreader_thresholds(self) -> dict[str, int]:
@@ -513,7 +516,7 @@ class _Builder:
     # --- sections
 
     def _config(self, data) -> Config:
-        top = self._mapping(data, "", _TOP_KEYS, "a mapping with sensor, tasks and alerts")
+        top = self._mapping(data, "", _TOP_KEYS, "a mapping with sensor, tasks, alerts and api")
         sensor = self._sensor(top.get("sensor"))
         raw_tasks = top.get("tasks")
         if raw_tasks is None:
@@ -521,7 +524,7 @@ class _Builder:
         else:
             tasks = self._tasks(raw_tasks)
         alerts = parse_alerts(self, top.get("alerts"), tasks)
-        return Config(sensor, tasks, self.source, alerts)
+        return Config(sensor, tasks, self.source, alerts, parse_api(self, top.get("api")))
 
     def _sensor(self, value) -> SensorConfig:
         m = self._mapping(value, "sensor", _SENSOR_KEYS)
@@ -754,5 +757,7 @@ def defaults_yaml() -> str:
         "       warmup: 12, smoothing: 0.1}",
         "    - {name: flow_table_full, kind: flow_table, severity: warning, threshold: 0.9}",
         "    - {name: sensor_health, kind: sensor_health, severity: critical, threshold: 0.5}",
+        "",
+        *api_defaults_yaml_lines(),
     ]
     return "\n".join(lines) + "\n"

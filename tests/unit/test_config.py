@@ -329,7 +329,7 @@ ERRORS = [
         "sensor.metrics_address: '0.0.0.0:70000': port 70000 is out of range 1..65535",
     ),
     ("sensor: {metrics_address: '0.0.0.0:0'}", "sensor.metrics_address: '0.0.0.0:0': port 0 is out of range 1..65535"),
-    ("- 1", "expected a mapping with sensor, tasks and alerts, got a list"),
+    ("- 1", "expected a mapping with sensor, tasks, alerts and api, got a list"),
     # structure and typos
     ("sensr: {}", "sensr: unknown option (did you mean 'sensor'?)"),
     ("sensor: {epcoh: 5s}", "sensor.epcoh: unknown option (did you mean 'epoch'?)"),

@@ -1,0 +1,213 @@
+"""The epochs a sensor keeps for queries, and the live feeds of epochs and alerts.
+
+The epoch loop calls History.add(snapshot) and History.alerts(events, active);
+query threads read windows of the last N epochs.  Memory is bounded: at most
+keep_epochs snapshots (each holds its merged sketches and exact flows), a
+small cache of merged windows, and bounded subscriber queues.  A subscriber
+that falls a whole queue behind is dropped (told so) rather than allowed to
+hold memory.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+
+import numpy as np
+
+from .. import abi
+
+SUBSCRIBER_QUEUE = 256
+CACHE_BYTES = 256 << 20  # merged windows and derived rankings kept (LRU, by size)
+CACHE_ENTRIES = 64
+
+_CLOSED = object()
+
+
+class Subscription:
+    """A bounded feed of items for one stream.  get() returns an item, None on
+    timeout, or raises Overflow / Closed."""
+
+    class Overflow(Exception):
+        pass
+
+    class Closed(Exception):
+        pass
+
+    def __init__(self, size: int = SUBSCRIBER_QUEUE):
+        self._q: queue.Queue = queue.Queue(size)
+        self.overflowed = False
+
+    def put(self, item) -> None:
+        try:
+            self._q.put_nowait(item)
+        except queue.Full:
+            self.overflowed = True
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._q.put_nowait(_CLOSED)
+                return
+            except queue.Full:
+                try:
+                    self._q.get_nowait()
+                except queue.Empty:
+                    pass
+
+    def get(self, timeout: float):
+        if self.overflowed:
+            raise Subscription.Overflow
+        try:
+            item = self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _CLOSED:
+            raise Subscription.Closed
+        return item
+
+
+class History:
+    """The last `keep` EpochSnapshots, cumulative counters since start, the
+    alerts firing now, and the subscribers of both feeds.  Thread-safe."""
+
+    def __init__(self, keep: int, layout, max_streams: int = 32):
+        self.keep = keep
+        self.layout = layout
+        self.max_streams = max_streams
+        self._lock = threading.Lock()
+        self._snaps: deque = deque(maxlen=keep)
+        self._cache: OrderedDict = OrderedDict()  # key -> (value, bytes)
+        self._cache_bytes = 0
+        self._cache_lock = threading.Lock()
+        self._inflight: dict = {}
+        self._per_epoch: dict = {}  # (seq, name) -> value, dropped with the epoch
+        self.completed = 0
+        self.cumulative = np.zeros((abi.NCOUNTERS, 2), np.uint64)
+        self.active_alerts: list = []
+        self._epoch_subs: set[Subscription] = set()
+        self._alert_subs: set[Subscription] = set()
+        self.closed = False
+
+    # --- the writer side (the epoch loop)
+
+    def add(self, snap) -> None:
+        with self._lock:
+            self._snaps.append(snap)
+            kept = {s.seq for s in self._snaps}
+            self._per_epoch = {k: v for k, v in self._per_epoch.items() if k[0] in kept}
+            self.completed += 1
+            self.cumulative += snap.totals.astype(np.uint64)
+            subs = list(self._epoch_subs)
+        for s in subs:
+            s.put(snap)
+
+    def alerts(self, events, active) -> None:
+        with self._lock:
+            self.active_alerts = list(active)
+            subs = list(self._alert_subs)
+        for ev in events:
+            for s in subs:
+                s.put(ev)
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            subs = self._epoch_subs | self._alert_subs
+        for s in subs:
+            s.close()
+
+    # --- readers
+
+    def snapshots(self) -> list:
+        with self._lock:
+            return list(self._snaps)
+
+    def latest(self):
+        with self._lock:
+            return self._snaps[-1] if self._snaps else None
+
+    def window(self, n: int, last: int | None = None) -> list:
+        """The last n kept snapshots ending at epoch `last` (default: the
+        newest), oldest first; fewer when fewer are kept.  [] when `last` is
+        no longer (or not yet) kept."""
+        snaps = self.snapshots()
+        if last is not None:
+            idx = [i for i, s in enumerate(snaps) if s.seq == last]
+            if not idx:
+                return []
+            snaps = snaps[: idx[0] + 1]
+        return snaps[-n:]
+
+    def cached(self, key: tuple, compute: Callable):
+        """compute() once per key.  Keys name the epochs they depend on, so a
+        result never goes stale; it just ages out of the LRU.  Concurrent
+        askers of one key wait for a single computation; other keys proceed."""
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key][0]
+            gate = self._inflight.setdefault(key, threading.Lock())
+        with gate:
+            with self._cache_lock:
+                if key in self._cache:
+                    return self._cache[key][0]
+            value = compute()
+            size = _nbytes(value)
+            with self._cache_lock:
+                self._inflight.pop(key, None)
+                self._cache[key] = (value, size)
+                self._cache_bytes += size
+                while len(self._cache) > 1 and (self._cache_bytes > CACHE_BYTES or len(self._cache) > CACHE_ENTRIES):
+                    _, (_, old) = self._cache.popitem(last=False)
+                    self._cache_bytes -= old
+            return value
+
+    def per_epoch(self, seq: int, name: str, compute: Callable):
+        """compute() once per kept epoch (an index over its flows, ...)."""
+        with self._lock:
+            if (seq, name) in self._per_epoch:
+                return self._per_epoch[(seq, name)]
+        value = compute()
+        with self._lock:
+            if any(s.seq == seq for s in self._snaps):
+                self._per_epoch[(seq, name)] = value
+        return value
+
+    # --- feeds
+
+    def subscribe(self, feed: str, replay: bool) -> tuple[Subscription, list]:
+        """A new subscription to "epochs" or "alerts" and, if replay, what is
+        kept now (snapshots, or the alerts firing), taken atomically with it so
+        nothing is missed or sent twice.  Raises OverflowError at max_streams."""
+        sub = Subscription()
+        with self._lock:
+            subs = self._epoch_subs if feed == "epochs" else self._alert_subs
+            if len(self._epoch_subs) + len(self._alert_subs) >= self.max_streams:
+                raise OverflowError(f"too many open streams (api.max_streams = {self.max_streams})")
+            if self.closed:
+                sub.close()
+            subs.add(sub)
+            backlog = (list(self._snaps) if feed == "epochs" else list(self.active_alerts)) if replay else []
+        return sub, backlog
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._epoch_subs.discard(sub)
+            self._alert_subs.discard(sub)
+
+
+def _nbytes(value) -> int:
+    """Approximate memory of a cached value: its numpy arrays."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, (tuple, list)):
+        return sum(_nbytes(v) for v in value)
+    cm, ss = getattr(value, "cm", None), getattr(value, "ss", None)  # a SketchSet
+    if isinstance(cm, np.ndarray) and isinstance(ss, np.ndarray):
+        return cm.nbytes + ss.nbytes
+    return 64

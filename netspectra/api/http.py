@@ -1,0 +1,334 @@
+"""The read-only HTTP/JSON face of the query API, for curl and dashboards.
+
+    GET /v1/status                  GetStatus
+    GET /v1/tasks                   ListTasks
+    GET /v1/top?task=src&metric=packets&limit=10&epochs=1
+    GET /v1/estimate?task=src&src_ip=10.0.0.1
+    GET /v1/spreaders?task=spread_dst&limit=10
+    GET /v1/flows?src=10.0.0.0/8&dst_port=80-443&proto=tcp&order_by=packets&page_size=100&page_token=...
+    GET /v1/trace?src_ip=..&dst_ip=..&src_port=..&dst_port=..&proto=tcp
+    GET /healthz
+
+Answers are the gRPC response messages in protobuf's JSON mapping (field
+names as in the .proto, times as RFC 3339), except that 64-bit integers are
+JSON numbers rather than strings, so Grafana and jq can do arithmetic on
+them.  Errors: {"error": "<field>: <why>", "code": "INVALID_ARGUMENT"} with
+HTTP 400 (401 without the token, 503 before the first epoch).  The same TLS
+and token settings as the gRPC server apply.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+
+from .queries import ApiError, Queries
+from .settings import ApiConfig
+from .v1 import sensor_pb2 as pb
+
+MAX_URL = 8192
+_HTTP_STATUS = {
+    "INVALID_ARGUMENT": 400,
+    "UNAUTHENTICATED": 401,
+    "NOT_FOUND": 404,
+    "RESOURCE_EXHAUSTED": 429,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+}
+_INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}  # fmt: skip
+PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132, "gre": 47}
+
+
+# --- JSON -----------------------------------------------------------------------
+
+
+def to_json(msg) -> dict:
+    """protobuf JSON mapping, 64-bit integers as numbers, defaults included."""
+    d = json_format.MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return _numbers(msg.DESCRIPTOR, d)
+
+
+def _numbers(desc, d: dict) -> dict:
+    for f in desc.fields:
+        if f.name not in d:
+            continue
+        v = d[f.name]
+        if f.message_type is not None and f.message_type.GetOptions().map_entry:
+            vf = f.message_type.fields_by_name["value"]
+            if vf.type in _INT64:
+                d[f.name] = {k: int(x) for k, x in v.items()}
+            elif vf.message_type is not None and not vf.message_type.full_name.startswith("google.protobuf."):
+                d[f.name] = {k: _numbers(vf.message_type, x) for k, x in v.items()}
+        elif f.type in _INT64:
+            d[f.name] = [int(x) for x in v] if isinstance(v, list) else int(v)
+        elif f.message_type is not None and not f.message_type.full_name.startswith("google.protobuf."):
+            d[f.name] = [_numbers(f.message_type, x) for x in v] if isinstance(v, list) else _numbers(f.message_type, v)
+    return d
+
+
+# --- query parameters -> request messages -------------------------------------------
+
+
+def _uint(name: str, text: str, hi: int = 1 << 32) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) >= hi:
+        raise ApiError(name, f"{text!r} is not an integer 0..{hi - 1}")
+    return int(text)
+
+
+def _bool(name: str, text: str) -> bool:
+    t = text.lower()
+    if t in ("1", "true", "yes", "on", ""):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise ApiError(name, f"{text!r} is not true or false")
+
+
+def parse_proto(name: str, text: str) -> int:
+    t = text.strip().lower()
+    if t in PROTOCOLS:
+        return PROTOCOLS[t]
+    try:
+        return _uint(name, t, 256)
+    except ApiError:
+        raise ApiError(name, f"{text!r} is not a protocol number 0..255 or one of {', '.join(PROTOCOLS)}") from None
+
+
+def parse_ports(name: str, text: str) -> pb.PortRange:
+    """'80' or '1024-65535'."""
+    lo, sep, hi = text.partition("-")
+    try:
+        r = pb.PortRange(lo=_uint(name, lo.strip(), 65536), hi=_uint(name, hi.strip(), 65536) if sep else 0)
+    except ApiError:
+        raise ApiError(name, f"{text!r} is not a port or range (80, 1024-65535)") from None
+    return r
+
+
+def _enum(name: str, text: str, prefix: str, enum) -> int:
+    key = f"{prefix}{text.strip().upper()}"
+    names = [v.name[len(prefix) :].lower() for v in enum.DESCRIPTOR.values if not v.name.endswith("UNSPECIFIED")]
+    if key not in enum.keys() or key.endswith("UNSPECIFIED"):
+        raise ApiError(name, f"{text!r} is not one of {', '.join(names)}")
+    return enum.Value(key)
+
+
+def _key(params: dict, key: pb.Key) -> None:
+    for n in ("src_ip", "dst_ip"):
+        if n in params:
+            setattr(key, n, params[n])
+    for n in ("src_port", "dst_port"):
+        if n in params:
+            setattr(key, n, _uint(n, params[n], 65536))
+    if "proto" in params:
+        key.proto = parse_proto("proto", params["proto"])
+
+
+def _top(p):
+    r = pb.TopKeysRequest(task=p.get("task", ""))
+    if "metric" in p:
+        r.metric = _enum("metric", p["metric"], "METRIC_", pb.Metric)
+    r.limit = _uint("limit", p["limit"]) if "limit" in p else 0
+    r.epochs = _uint("epochs", p["epochs"]) if "epochs" in p else 0
+    return r
+
+
+def _estimate(p):
+    r = pb.EstimateKeyRequest(task=p.get("task", ""))
+    _key(p, r.key)
+    r.epochs = _uint("epochs", p["epochs"]) if "epochs" in p else 0
+    return r
+
+
+def _spreaders(p):
+    r = pb.TopSpreadersRequest(task=p.get("task", ""))
+    r.limit = _uint("limit", p["limit"]) if "limit" in p else 0
+    r.epochs = _uint("epochs", p["epochs"]) if "epochs" in p else 0
+    return r
+
+
+def _flows(p):
+    r = pb.ListFlowsRequest()
+    for n in ("src", "dst", "host"):
+        if n in p:
+            setattr(r.filter, n, p[n])
+    for n in ("src_port", "dst_port", "port"):
+        if n in p:
+            getattr(r.filter, n).CopyFrom(parse_ports(n, p[n]))
+    if "proto" in p:
+        r.filter.proto = parse_proto("proto", p["proto"])
+    if "order_by" in p:
+        r.order_by = _enum("order_by", p["order_by"], "FLOW_ORDER_", pb.FlowOrder)
+    if "ascending" in p:
+        r.ascending = _bool("ascending", p["ascending"])
+    r.page_size = _uint("page_size", p["page_size"]) if "page_size" in p else 0
+    r.page_token = p.get("page_token", "")
+    r.epochs = _uint("epochs", p["epochs"]) if "epochs" in p else 0
+    return r
+
+
+def _trace(p):
+    r = pb.TraceFlowRequest()
+    _key(p, r.key)
+    return r
+
+
+_KEY_PARAMS = ("src_ip", "dst_ip", "src_port", "dst_port", "proto")
+# path -> (Queries method, request builder, accepted parameters)
+ROUTES = {
+    "/v1/status": ("GetStatus", lambda p: pb.GetStatusRequest(), ()),
+    "/v1/tasks": ("ListTasks", lambda p: pb.ListTasksRequest(), ()),
+    "/v1/top": ("TopKeys", _top, ("task", "metric", "limit", "epochs")),
+    "/v1/estimate": ("EstimateKey", _estimate, ("task", *_KEY_PARAMS, "epochs")),
+    "/v1/spreaders": ("TopSpreaders", _spreaders, ("task", "limit", "epochs")),
+    "/v1/flows": (
+        "ListFlows",
+        _flows,
+        (
+            "src",
+            "dst",
+            "host",
+            "src_port",
+            "dst_port",
+            "port",
+            "proto",
+            "order_by",
+            "ascending",
+            "page_size",
+            "page_token",
+            "epochs",
+        ),
+    ),  # fmt: skip
+    "/v1/trace": ("TraceFlow", _trace, _KEY_PARAMS),
+}
+
+
+def answer(queries: Queries, target: str) -> tuple[int, dict]:
+    """(HTTP status, JSON body) for a GET of `target` (path and query)."""
+    url = urlsplit(target)
+    if url.path in ("/healthz", "/"):
+        return 200, {"status": "SERVING", "paths": sorted(ROUTES)}
+    route = ROUTES.get(url.path.rstrip("/"))
+    if route is None:
+        return 404, {"error": f"no such path {url.path} (paths: {', '.join(sorted(ROUTES))})", "code": "NOT_FOUND"}
+    method, build, accepted = route
+    try:
+        raw = parse_qs(url.query, keep_blank_values=True, strict_parsing=False, max_num_fields=64)
+    except ValueError as e:
+        return 400, {"error": f"query string: {e}", "code": "INVALID_ARGUMENT"}
+    try:
+        params = {}
+        for k, v in raw.items():
+            if k not in accepted:
+                valid = ", ".join(accepted) or "none"
+                raise ApiError(k, f"unknown parameter for {url.path} (parameters: {valid})")
+            if len(v) > 1:
+                raise ApiError(k, "given more than once")
+            params[k] = v[0]
+        return 200, to_json(getattr(queries, method)(build(params)))
+    except ApiError as e:
+        return _HTTP_STATUS.get(e.code, 400), {"error": str(e), "code": e.code}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "netspectra"
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle keep-alive connection gives its thread back
+
+    def log_message(self, format, *args):  # quiet: the sensor's stderr is for the sensor
+        pass
+
+    def _send(self, status: int, body: dict, extra: dict | None = None) -> None:
+        data = (json.dumps(body, separators=(",", ":")) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def do_GET(self):
+        srv = self.server
+        if len(self.path) > MAX_URL:
+            return self._send(414, {"error": f"URL longer than {MAX_URL} bytes", "code": "INVALID_ARGUMENT"})
+        if srv.token and not urlsplit(self.path).path == "/healthz":
+            got = self.headers.get("Authorization", "")
+            if not (got and hmac.compare_digest(got.encode(), srv.token)):
+                why = "wrong bearer token" if got else "missing bearer token (Authorization: Bearer <token>)"
+                return self._send(401, {"error": why, "code": "UNAUTHENTICATED"}, {"WWW-Authenticate": "Bearer"})
+        try:
+            status, body = answer(srv.queries, self.path)
+        except Exception as e:  # a bug: one line, keep serving
+            status, body = 500, {"error": f"{type(e).__name__}: {e}", "code": "INTERNAL"}
+        self._send(status, body)
+
+    do_HEAD = do_GET
+
+    def _refuse(self):
+        self._send(405, {"error": "read-only: use GET", "code": "INVALID_ARGUMENT"}, {"Allow": "GET, HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    max_connections = 64  # beyond this, accept() waits: bounded threads
+
+    def server_activate(self):
+        super().server_activate()
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request, client_address):
+        self._slots.acquire()
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        try:
+            super().shutdown_request(request)
+        finally:
+            self._slots.release()
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def serve_http(cfg: ApiConfig, queries: Queries) -> _Server:
+    """Start the HTTP/JSON server on cfg.http_address in a thread; raises
+    ApiServerError (one line) when it cannot."""
+    from .server import ApiServerError
+
+    host, _, port = cfg.http_address.rpartition(":")  # validated by the config (tests may use port 0)
+    host = host.strip("[]")
+    try:
+        srv = (_Server6 if ":" in host else _Server)((host, int(port)), _Handler)
+    except OSError as e:
+        raise ApiServerError(f"cannot serve HTTP on {cfg.http_address} (api.http_address): {e.strerror or e}") from None
+    srv.queries = queries
+    srv.token = f"Bearer {cfg.token}".encode() if cfg.token else b""
+    if cfg.tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            ctx.load_cert_chain(cfg.tls.cert, cfg.tls.key)
+            if cfg.tls.client_ca:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(cfg.tls.client_ca)
+        except (OSError, ssl.SSLError) as e:
+            srv.server_close()
+            raise ApiServerError(f"cannot load TLS files (api.tls): {e}") from None
+        # handshake in the request's thread, not in accept(): a slow client cannot stall the server
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
+    threading.Thread(target=srv.serve_forever, name="api-http", daemon=True).start()
+    return srv

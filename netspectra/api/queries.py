@@ -1,0 +1,610 @@
+"""The answers of the query API, as protobuf messages, from a History.
+
+Transport-free: the gRPC servicer and the HTTP/JSON endpoint both call
+Queries.<method>(request) and map ApiError to their own status codes.  Every
+argument problem is an ApiError naming the request field.
+
+Work that depends only on a window of epochs (merging its sketches, ranking
+its keys, aggregating and sorting its flows) is cached under the window's
+epoch numbers, so 50 clients asking for the top keys cost one ranking per
+epoch, and a page token stays valid as long as its epochs are kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import json
+import math
+import time
+
+import numpy as np
+
+from .. import abi, analysis
+from ..agent import key_json
+from ..metrics import version
+from ..packets import addr_str
+from ..tasks import COUNTMIN, SUPERSPREAD
+from .history import History
+from .v1 import sensor_pb2 as pb
+
+MAX_LIMIT = 10000  # keys or flows in one answer
+DEFAULT_LIMIT = 10
+DEFAULT_PAGE = 100
+MAX_KEYS_STREAM = 1000
+SPREAD_CANDIDATES = 10000  # keys (most exact flows first) whose spread is estimated for TopSpreaders
+KEY_FIELDS = ("src_ip", "dst_ip", "src_port", "dst_port", "proto")
+
+
+class ApiError(Exception):
+    """A request that cannot be answered: code is a grpc.StatusCode name,
+    field the request field at fault ("" when none)."""
+
+    def __init__(self, field: str, message: str, code: str = "INVALID_ARGUMENT"):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.code = code
+
+
+# --- conversions ------------------------------------------------------------------
+
+
+def _ts(msg, seconds: float) -> None:
+    msg.FromNanoseconds(int(round(seconds * 1e9)))
+
+
+def key_pb(k, names=KEY_FIELDS) -> pb.Key:
+    """abi.KEY record -> Key message with the named fields set."""
+    out = pb.Key()
+    for name in names:
+        if name == "src_ip":
+            out.src_ip = addr_str(k["src"])
+        elif name == "dst_ip":
+            out.dst_ip = addr_str(k["dst"])
+        elif name == "src_port":
+            out.src_port = int(k["sport"])
+        elif name == "dst_port":
+            out.dst_port = int(k["dport"])
+        elif name == "proto":
+            out.proto = int(k["proto"])
+    return out
+
+
+def parse_ip(text: str, field: str) -> bytes:
+    try:
+        ip = ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise ApiError(field, f"{text!r} is not an IP address") from None
+    return (b"\x00" * 10 + b"\xff\xff" + ip.packed) if ip.version == 4 else ip.packed
+
+
+def _set_fields(m: pb.Key) -> list[str]:
+    out = [n for n in ("src_ip", "dst_ip") if getattr(m, n)]
+    return out + [n for n in ("src_port", "dst_port", "proto") if m.HasField(n)]
+
+
+def key_from_pb(m: pb.Key, names: tuple[str, ...], field: str, what: str) -> np.ndarray:
+    """A Key message giving exactly `names` -> (1,) abi.KEY (other fields zero)."""
+    given = _set_fields(m)
+    for n in given:
+        if n not in names:
+            raise ApiError(f"{field}.{n}", f"not a field of {what} (fields: {', '.join(names)})")
+    for n in names:
+        if n not in given:
+            raise ApiError(f"{field}.{n}", f"required by {what} (fields: {', '.join(names)})")
+    k = np.zeros(1, abi.KEY)
+    if "src_ip" in names:
+        k["src"][0] = np.frombuffer(parse_ip(m.src_ip, f"{field}.src_ip"), np.uint8)
+    if "dst_ip" in names:
+        k["dst"][0] = np.frombuffer(parse_ip(m.dst_ip, f"{field}.dst_ip"), np.uint8)
+    for n, col, hi in (("src_port", "sport", 65535), ("dst_port", "dport", 65535), ("proto", "proto", 255)):
+        if n in names:
+            v = getattr(m, n)
+            if v > hi:
+                raise ApiError(f"{field}.{n}", f"{v} is out of range 0..{hi}")
+            k[col] = v
+    return k
+
+
+def _range(first, last) -> pb.EpochRange:
+    r = pb.EpochRange(first=first.seq, last=last.seq)
+    _ts(r.start, first.start)
+    _ts(r.end, last.end)
+    return r
+
+
+def flow_pb(f) -> pb.Flow:
+    out = pb.Flow(
+        key=key_pb(f["key"]),
+        packets=int(f["packets"]),
+        bytes=int(f["bytes"]),
+        tcp_flags=int(f["tcp_flags"]),
+        icmp_type=int(f["icmp_type"]),
+        icmp_code=int(f["icmp_code"]),
+    )
+    out.first_seen.FromNanoseconds(int(f["first_ns"]))
+    out.last_seen.FromNanoseconds(int(f["last_ns"]))
+    return out
+
+
+def alert_pb(ev) -> pb.Alert:
+    lb = ev.labels
+    out = pb.Alert(
+        status=ev.status,
+        rule=lb.get("rule", ""),
+        severity=lb.get("severity", ""),
+        task=lb.get("task", ""),
+        key=lb.get("key", ""),
+        value=float(ev.value),
+        threshold=float(ev.threshold),
+        summary=ev.summary,
+        description=ev.description,
+        repeat=ev.repeat,
+        labels={k: str(v) for k, v in lb.items()},
+    )
+    _ts(out.starts_at, ev.starts_at)
+    if ev.ends_at is not None:
+        _ts(out.ends_at, ev.ends_at)
+    return out
+
+
+def _counter(row) -> pb.Counter:
+    return pb.Counter(packets=int(row[0]), bytes=int(row[1]))
+
+
+def _limit(value: int, field: str, default: int, hi: int = MAX_LIMIT) -> int:
+    if value > hi:
+        raise ApiError(field, f"{value} is more than the maximum {hi}")
+    return value or default
+
+
+# --- flows ----------------------------------------------------------------------------
+
+
+def aggregate_flows(parts: list[np.ndarray]) -> np.ndarray:
+    """Flows of several epochs -> one record per 5-tuple (packets and bytes
+    summed, first seen the earliest, last seen the latest, flags ORed)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return np.zeros(0, analysis.FLOW_RECORD)
+    if len(parts) == 1:
+        return parts[0]
+    fl = np.concatenate(parts)
+    raw = np.ascontiguousarray(fl["key"]).view(np.dtype((np.void, abi.KEY.itemsize)))
+    _, first, inv = np.unique(raw, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    out = fl[first].copy()
+    out["packets"] = np.bincount(inv, weights=fl["packets"].astype(np.float64)).astype(np.uint64)
+    out["bytes"] = np.bincount(inv, weights=fl["bytes"].astype(np.float64)).astype(np.uint64)
+    np.minimum.at(out["first_ns"], inv, fl["first_ns"])
+    np.maximum.at(out["last_ns"], inv, fl["last_ns"])
+    np.bitwise_or.at(out["tcp_flags"], inv, fl["tcp_flags"])
+    return out
+
+
+def _cidr(text: str, field: str) -> tuple[np.ndarray, np.ndarray]:
+    """(net, mask) as 16 bytes each for an IP or CIDR prefix in key form."""
+    try:
+        net = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ApiError(field, f"{text!r} is not an IP address or CIDR prefix (e.g. 10.0.0.0/8)") from None
+    prefix = net.prefixlen + (96 if net.version == 4 else 0)
+    packed = (
+        (b"\x00" * 10 + b"\xff\xff" + net.network_address.packed) if net.version == 4 else net.network_address.packed
+    )
+    bits = np.unpackbits(np.frombuffer(packed, np.uint8))
+    mask_bits = np.zeros(128, np.uint8)
+    mask_bits[:prefix] = 1
+    return np.packbits(bits & mask_bits), np.packbits(mask_bits)
+
+
+def _in_cidr(addrs: np.ndarray, net_mask) -> np.ndarray:
+    net, mask = net_mask
+    return ((addrs & mask) == net).all(axis=1)
+
+
+def _port_range(r: pb.PortRange, field: str) -> tuple[int, int]:
+    lo, hi = r.lo, r.hi or r.lo
+    if lo > 65535 or hi > 65535:
+        raise ApiError(field, f"{max(lo, hi)} is out of range 0..65535")
+    if hi < lo:
+        raise ApiError(field, f"empty range {lo}-{hi} (hi below lo)")
+    return lo, hi
+
+
+def filter_flows(flows: np.ndarray, f: pb.FlowFilter) -> np.ndarray:
+    """Indices of the flows matching every set field of the filter."""
+    keep = np.ones(len(flows), bool)
+    keys = flows["key"]
+    for name, cols in (("src", ("src",)), ("dst", ("dst",)), ("host", ("src", "dst"))):
+        text = getattr(f, name)
+        if text:
+            nm = _cidr(text, f"filter.{name}")
+            hit = np.zeros(len(flows), bool)
+            for c in cols:
+                hit |= _in_cidr(keys[c], nm)
+            keep &= hit
+    for name, cols in (("src_port", ("sport",)), ("dst_port", ("dport",)), ("port", ("sport", "dport"))):
+        if f.HasField(name):
+            lo, hi = _port_range(getattr(f, name), f"filter.{name}")
+            hit = np.zeros(len(flows), bool)
+            for c in cols:
+                hit |= (keys[c] >= lo) & (keys[c] <= hi)
+            keep &= hit
+    if f.HasField("proto"):
+        if f.proto > 255:
+            raise ApiError("filter.proto", f"{f.proto} is out of range 0..255")
+        keep &= keys["proto"] == f.proto
+    return np.flatnonzero(keep)
+
+
+_ORDER_COLUMN = {
+    pb.FLOW_ORDER_UNSPECIFIED: "bytes",
+    pb.FLOW_ORDER_BYTES: "bytes",
+    pb.FLOW_ORDER_PACKETS: "packets",
+    pb.FLOW_ORDER_FIRST_SEEN: "first_ns",
+    pb.FLOW_ORDER_LAST_SEEN: "last_ns",
+}
+
+
+def _encode_token(d: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(d, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> dict:
+    try:
+        d = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not isinstance(d, dict) or not all(isinstance(d.get(k), int) for k in ("last", "offset")):
+            raise ValueError
+        return d
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError("page_token", "malformed (pass next_page_token of the previous answer unchanged)") from None
+
+
+# --- the queries ------------------------------------------------------------------------
+
+
+class Queries:
+    """Every RPC of the Sensor service, over a History.  `info` is what the
+    sensor knows statically: interface, ifindex, xdp_mode, pid, started,
+    epoch_s, kernel_memory (dict) and config (a Config)."""
+
+    def __init__(self, history: History, info: dict):
+        self.h = history
+        self.info = info
+        self.layout = history.layout
+
+    # --- helpers
+
+    def _window(self, epochs: int, field: str = "epochs", last: int | None = None) -> list:
+        if epochs > self.h.keep:
+            raise ApiError(field, f"{epochs} is more than the epochs kept ({self.h.keep}, api.keep_epochs)")
+        snaps = self.h.window(epochs or 1, last)
+        if not snaps:
+            if last is not None:
+                raise ApiError("page_token", f"expired: epoch {last} is no longer kept; ask again without page_token")
+            raise ApiError("", "no epoch has completed yet; try again after the first epoch", "UNAVAILABLE")
+        return snaps
+
+    def _task(self, name: str, kind: str | None, rpc: str):
+        if not name:
+            raise ApiError("task", f"required (tasks: {', '.join(t.spec.name for t in self.layout.tasks)})")
+        try:
+            t = self.layout.by_name(name)
+        except KeyError:
+            raise ApiError(
+                "task", f"no task named {name!r} (tasks: {', '.join(t.spec.name for t in self.layout.tasks)})"
+            ) from None
+        if kind and t.spec.kind != kind:
+            fit = [x.spec.name for x in self.layout.kind(kind)]
+            raise ApiError(
+                "task", f"{name!r} is a {t.spec.kind} task; {rpc} needs a {kind} task ({', '.join(fit) or 'none'})"
+            )
+        return t
+
+    def _sketch(self, snaps: list):
+        if len(snaps) == 1:
+            return snaps[0].sketch
+
+        def merge():
+            sk = snaps[0].sketch.copy()
+            for s in snaps[1:]:
+                sk.merge(s.sketch)
+            return sk
+
+        return self.h.cached(("sketch", snaps[0].seq, snaps[-1].seq), merge)
+
+    def _flows(self, snaps: list) -> np.ndarray:
+        if len(snaps) == 1:
+            return snaps[0].flows
+        return self.h.cached(("flows", snaps[0].seq, snaps[-1].seq), lambda: aggregate_flows([s.flows for s in snaps]))
+
+    def _heavy_keys(self, snaps: list, task: str | None = None) -> np.ndarray:
+        parts = [hh.keys for s in snaps for name, hh in s.heavy.items() if task in (None, name)]
+        return np.concatenate(parts) if parts else np.zeros(0, abi.KEY)
+
+    # --- status and tasks
+
+    def GetStatus(self, req: pb.GetStatusRequest) -> pb.Status:
+        info, cfg = self.info, self.info["config"]
+        mem = info.get("kernel_memory", {})
+        cum = self.h.cumulative
+        out = pb.Status(
+            version=version(),
+            interface=info.get("interface", ""),
+            ifindex=info.get("ifindex", 0),
+            xdp_mode=info.get("xdp_mode", ""),
+            pid=info.get("pid", 0),
+            epochs_completed=self.h.completed,
+            epochs_kept=len(self.h.snapshots()),
+            keep_epochs=self.h.keep,
+            kernel_memory={k: int(v) for k, v in mem.items()},
+            kernel_memory_total=int(sum(mem.values())),
+            flow_untracked=_counter(cum[abi.C["flow_untracked"]]),
+            candidates_lost=int(cum[abi.C["cand_lost"], 0]),
+            total=_counter(cum[abi.C["all"]]),
+            counters={name: _counter(row) for name, row in zip(abi.COUNTERS, cum)},
+            config=pb.ConfigSummary(
+                source=cfg.source,
+                flow_capacity=cfg.sensor.flow_capacity,
+                ringbuf_pages=cfg.sensor.ringbuf_pages,
+                timestamps=cfg.sensor.timestamps,
+                top=cfg.sensor.top,
+                tasks=len(cfg.tasks),
+                alert_rules=len(cfg.alerts.rules),
+                metrics_address=cfg.sensor.metrics_address,
+                tls=cfg.api.tls is not None,
+                client_auth=bool(cfg.api.tls and cfg.api.tls.client_ca),
+                token_auth=bool(cfg.api.token),
+            ),
+        )
+        _ts(out.started, info.get("started", time.time()))
+        out.epoch_length.FromNanoseconds(int(info.get("epoch_s", cfg.sensor.epoch_s) * 1e9))
+        latest = self.h.latest()
+        if latest is not None:
+            out.latest.CopyFrom(self.summary(latest))
+        return out
+
+    def ListTasks(self, req: pb.ListTasksRequest) -> pb.ListTasksResponse:
+        out = pb.ListTasksResponse()
+        for t in self.layout.tasks:
+            s = t.spec
+            cm = s.kind == COUNTMIN
+            out.tasks.add(
+                name=s.name,
+                kind=s.kind,
+                key=list(s.key),
+                element=list(s.element),
+                depth=s.depth if cm else 1,
+                width=s.width,
+                heavy_hitter_packets=s.hh_packets if cm else 0,
+                heavy_hitter_bytes=s.hh_bytes if cm else 0,
+                spreader_threshold=0 if cm else s.spread_threshold,
+                registers_per_key=0 if cm else s.registers,
+            )
+        return out
+
+    # --- sketches
+
+    def _ranked(self, t, snaps: list) -> dict:
+        """Every key of a Count-Min task seen in the window (exact flows masked
+        to the task's key, plus heavy-hitter candidates, which also cover
+        untracked flows), with merged estimates, ranked both ways."""
+        name = t.spec.name
+
+        def rank():
+            sk = self._sketch(snaps)
+            fl = self._flows(snaps)
+            pool = [analysis.mask_keys(fl["key"], t.spec.fields)] if len(fl) else []
+            pool.append(self._heavy_keys(snaps, name))
+            keys = analysis.unique_keys(np.concatenate(pool))
+            pk, by = sk.query(name, keys) if len(keys) else (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+            by_bytes = np.lexsort((pk, by))[::-1][:MAX_LIMIT]
+            by_packets = np.lexsort((by, pk))[::-1][:MAX_LIMIT]
+            return {
+                "keys": keys,
+                "packets": pk,
+                "bytes": by,
+                pb.METRIC_BYTES: by_bytes,
+                pb.METRIC_PACKETS: by_packets,
+                "bound": (sk.error_bound(name), sk.error_bound(name, bytes=True)),
+            }
+
+        return self.h.cached(("top", name, snaps[0].seq, snaps[-1].seq), rank)
+
+    def TopKeys(self, req: pb.TopKeysRequest) -> pb.TopKeysResponse:
+        t = self._task(req.task, COUNTMIN, "TopKeys")
+        if req.metric not in (pb.METRIC_UNSPECIFIED, pb.METRIC_BYTES, pb.METRIC_PACKETS):
+            raise ApiError("metric", f"unknown value {req.metric}")
+        limit = _limit(req.limit, "limit", DEFAULT_LIMIT)
+        snaps = self._window(req.epochs)
+        metric = req.metric or pb.METRIC_BYTES
+        r = self._ranked(t, snaps)
+        out = pb.TopKeysResponse(
+            task=t.spec.name,
+            metric=metric,
+            epochs=_range(snaps[0], snaps[-1]),
+            packets_error_bound=r["bound"][0],
+            bytes_error_bound=r["bound"][1],
+            confidence=1 - math.exp(-t.spec.depth),
+        )
+        for i in r[metric][:limit]:
+            out.keys.add(key=key_pb(r["keys"][i], t.spec.key), packets=int(r["packets"][i]), bytes=int(r["bytes"][i]))
+        return out
+
+    def EstimateKey(self, req: pb.EstimateKeyRequest) -> pb.EstimateKeyResponse:
+        t = self._task(req.task, None, "EstimateKey")
+        key = key_from_pb(req.key, t.spec.key, "key", f"task {t.spec.name!r}")
+        snaps = self._window(req.epochs)
+        sk = self._sketch(snaps)
+        name = t.spec.name
+        out = pb.EstimateKeyResponse(
+            task=name, kind=t.spec.kind, key=key_pb(key[0], t.spec.key), epochs=_range(snaps[0], snaps[-1])
+        )
+        if t.spec.kind == COUNTMIN:
+            pk, by = sk.query(name, key)
+            out.packets, out.bytes = int(pk[0]), int(by[0])
+            out.packets_error_bound = sk.error_bound(name)
+            out.bytes_error_bound = sk.error_bound(name, bytes=True)
+            out.confidence = 1 - math.exp(-t.spec.depth)
+        else:
+            out.distinct = float(sk.spread(name, key)[0])
+            out.relative_error = 1.04 / math.sqrt(t.spec.registers)
+        return out
+
+    def _spread_ranked(self, t, snaps: list) -> dict:
+        name = t.spec.name
+
+        def rank():
+            sk = self._sketch(snaps)
+            fl = self._flows(snaps)
+            keys, nflows = analysis.unique_keys(
+                analysis.mask_keys(fl["key"] if len(fl) else np.zeros(0, abi.KEY), t.spec.fields), return_counts=True
+            )
+            top = np.argsort(nflows, kind="stable")[::-1][:SPREAD_CANDIDATES]
+            extra = [s.spreaders[name][0] for s in snaps if name in s.spreaders]
+            extra.append(analysis.mask_keys(self._heavy_keys(snaps), t.spec.fields))
+            cand = analysis.unique_keys(np.concatenate([keys[top], *extra]))
+            est = sk.spread(name, cand) if len(cand) else np.zeros(0)
+            order = np.argsort(est, kind="stable")[::-1][:MAX_LIMIT]
+            cand, est = cand[order], est[order]
+            # exact flow counts of the ranked keys (0 for keys only candidates saw)
+            raw = np.ascontiguousarray(keys).view(np.dtype((np.void, abi.KEY.itemsize))).reshape(-1)
+            where = {bytes(k): int(n) for k, n in zip(raw, nflows)} if len(cand) else {}
+            craw = np.ascontiguousarray(cand).view(np.dtype((np.void, abi.KEY.itemsize))).reshape(-1)
+            flows = np.array([where.get(bytes(k), 0) for k in craw], np.uint64)
+            return {"keys": cand, "distinct": est, "flows": flows}
+
+        return self.h.cached(("spread", name, snaps[0].seq, snaps[-1].seq), rank)
+
+    def TopSpreaders(self, req: pb.TopSpreadersRequest) -> pb.TopSpreadersResponse:
+        t = self._task(req.task, SUPERSPREAD, "TopSpreaders")
+        limit = _limit(req.limit, "limit", DEFAULT_LIMIT)
+        snaps = self._window(req.epochs)
+        r = self._spread_ranked(t, snaps)
+        out = pb.TopSpreadersResponse(
+            task=t.spec.name, epochs=_range(snaps[0], snaps[-1]), relative_error=1.04 / math.sqrt(t.spec.registers)
+        )
+        for k, d, n in zip(r["keys"][:limit], r["distinct"][:limit], r["flows"][:limit]):
+            out.spreaders.add(key=key_pb(k, t.spec.key), distinct=round(float(d), 1), flows=int(n))
+        return out
+
+    # --- flows
+
+    def ListFlows(self, req: pb.ListFlowsRequest) -> pb.ListFlowsResponse:
+        size = _limit(req.page_size, "page_size", DEFAULT_PAGE)
+        if req.order_by not in _ORDER_COLUMN:
+            raise ApiError("order_by", f"unknown value {req.order_by}")
+        # a page token is bound to its filter, order and window, and pins the window's last epoch
+        fp_src = (
+            req.filter.SerializeToString(deterministic=True) + f"|{req.order_by}|{req.ascending}|{req.epochs}".encode()
+        )
+        fp = hashlib.sha256(fp_src).hexdigest()[:16]
+        last, offset = None, 0
+        if req.page_token:
+            tok = _decode_token(req.page_token)
+            if tok.get("fp") != fp:
+                raise ApiError("page_token", "was made for a different filter, order or epochs; ask again without it")
+            last, offset = tok["last"], tok["offset"]
+        filter_flows(np.zeros(0, analysis.FLOW_RECORD), req.filter)  # argument errors before any work
+        snaps = self._window(req.epochs, last=last)
+        flows = self._flows(snaps)
+
+        def select():
+            idx = filter_flows(flows, req.filter)
+            order = np.argsort(flows[_ORDER_COLUMN[req.order_by]][idx], kind="stable")
+            return idx[order if req.ascending else order[::-1]]
+
+        sel = self.h.cached(("flowsel", fp, snaps[0].seq, snaps[-1].seq), select)
+        page = sel[offset : offset + size]
+        out = pb.ListFlowsResponse(total=len(sel), epochs=_range(snaps[0], snaps[-1]))
+        unt = sum(s.totals[abi.C["flow_untracked"]].astype(np.uint64) for s in snaps)
+        out.untracked.CopyFrom(_counter(unt))
+        for i in page:
+            out.flows.append(flow_pb(flows[i]))
+        if offset + size < len(sel):
+            out.next_page_token = _encode_token({"last": snaps[-1].seq, "offset": offset + size, "fp": fp})
+        return out
+
+    def TraceFlow(self, req: pb.TraceFlowRequest) -> pb.TraceFlowResponse:
+        m = pb.Key()
+        m.CopyFrom(req.key)
+        for n in ("src_port", "dst_port"):  # ICMP flows have none: 0
+            if not m.HasField(n):
+                setattr(m, n, 0)
+        key = key_from_pb(m, KEY_FIELDS, "key", "a flow (src_ip, dst_ip, proto; ports for TCP/UDP)")
+        snaps = self.h.snapshots()
+        if not snaps:
+            raise ApiError("", "no epoch has completed yet; try again after the first epoch", "UNAVAILABLE")
+        want = key.view(np.dtype((np.void, abi.KEY.itemsize)))[0]
+        out = pb.TraceFlowResponse(key=key_pb(key[0]))
+        tp = tb = 0
+        for s in snaps:
+            fe = out.epochs.add(epoch=s.seq)
+            _ts(fe.start, s.start)
+            _ts(fe.end, s.end)
+            hit = self._find(s, want)
+            if hit is not None:
+                fe.flow.CopyFrom(flow_pb(hit))
+                tp += int(hit["packets"])
+                tb += int(hit["bytes"])
+        out.total.packets, out.total.bytes = tp, tb
+        return out
+
+    def _find(self, snap, want):
+        """The flow record of one 5-tuple in an epoch (binary search over the
+        epoch's sorted raw keys, built once per epoch)."""
+        if not len(snap.flows):
+            return None
+
+        def index():
+            raw = np.ascontiguousarray(snap.flows["key"]).view(np.dtype((np.void, abi.KEY.itemsize))).reshape(-1)
+            order = np.argsort(raw, kind="stable")
+            return raw[order], order
+
+        raw, order = self.h.per_epoch(snap.seq, "index", index)
+        i = int(np.searchsorted(raw, want))
+        if i < len(raw) and raw[i] == want:
+            return snap.flows[order[i]]
+        return None
+
+    # --- epoch summaries and streams
+
+    def summary(self, snap, max_keys: int = DEFAULT_LIMIT) -> pb.EpochSummary:
+        out = pb.EpochSummary(
+            epoch=snap.seq,
+            total=_counter(snap.totals[abi.C["all"]]),
+            counters={name: _counter(row) for name, row in zip(abi.COUNTERS, snap.totals)},
+            flows=len(snap.flows),
+            flow_untracked=_counter(snap.totals[abi.C["flow_untracked"]]),
+            candidates=snap.candidates,
+            candidates_lost=int(snap.totals[abi.C["cand_lost"], 0]),
+        )
+        _ts(out.start, snap.start)
+        _ts(out.end, snap.end)
+        out.processing.FromNanoseconds(int(snap.processing_s * 1e9))
+        for t in self.layout.tasks:
+            name = t.spec.name
+            tk = out.tasks[name]
+            if name in snap.heavy:
+                hh = snap.heavy[name]
+                for k, p, b in zip(hh.keys[:max_keys], hh.packets[:max_keys], hh.bytes[:max_keys]):
+                    tk.heavy_hitters.add(key=key_pb(k, t.spec.key), packets=int(p), bytes=int(b))
+            if name in snap.spreaders:
+                ks, es = snap.spreaders[name]
+                for k, e in zip(ks[:max_keys], es[:max_keys]):
+                    tk.spreaders.add(key=key_pb(k, t.spec.key), distinct=round(float(e), 1))
+        return out
+
+    def stream_max_keys(self, value: int) -> int:
+        return _limit(value, "max_keys", DEFAULT_LIMIT, MAX_KEYS_STREAM)
+
+
+def key_text(k: pb.Key) -> str:
+    """'src_ip=10.0.0.1 dst_port=80' for the set fields of a Key message."""
+    return " ".join(f"{n}={getattr(k, n)}" for n in _set_fields(k))
+
+
+__all__ = ["ApiError", "Queries", "aggregate_flows", "alert_pb", "filter_flows", "key_json", "key_pb", "key_text"]

@@ -1,0 +1,214 @@
+"""The gRPC server of the query API: the Sensor service, grpc.health.v1 and
+server reflection, with optional TLS, mutual TLS and a bearer token.
+
+    queries = Queries(history, info)
+    api = ApiServer(cfg.api, queries, history).start()   # raises ApiServerError
+    ...
+    api.stop()
+
+Argument problems come back as INVALID_ARGUMENT naming the field; requests are
+bounded (64 KiB messages, page and limit maxima in queries.py, api.max_streams
+open streams).  The health service answers without a token so probes work.
+"""
+
+from __future__ import annotations
+
+import hmac
+import sys
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .history import History, Subscription
+from .queries import ApiError, Queries, alert_pb
+from .settings import ApiConfig
+from .v1 import sensor_pb2 as pb
+from .v1 import sensor_pb2_grpc as pb_grpc
+
+SERVICE = pb.DESCRIPTOR.services_by_name["Sensor"].full_name
+MAX_REQUEST = 64 << 10
+UNARY_WORKERS = 16
+POLL_S = 0.5  # how often a stream checks that its client is still there
+
+
+class ApiServerError(Exception):
+    pass
+
+
+def read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class _Servicer(pb_grpc.SensorServicer):
+    def __init__(self, queries: Queries, history: History, log=sys.stderr):
+        self.q = queries
+        self.h = history
+        self.log = log
+
+    def _answer(self, name: str, req, ctx):
+        try:
+            return getattr(self.q, name)(req)
+        except ApiError as e:
+            ctx.abort(getattr(grpc.StatusCode, e.code), str(e))
+        except Exception as e:  # a bug: say so in one line, keep serving
+            print(f"netspectra: api: {name} failed: {type(e).__name__}: {e}", file=self.log, flush=True)
+            ctx.abort(grpc.StatusCode.INTERNAL, f"{name} failed: {type(e).__name__}: {e}")
+
+    def GetStatus(self, req, ctx):
+        return self._answer("GetStatus", req, ctx)
+
+    def ListTasks(self, req, ctx):
+        return self._answer("ListTasks", req, ctx)
+
+    def TopKeys(self, req, ctx):
+        return self._answer("TopKeys", req, ctx)
+
+    def EstimateKey(self, req, ctx):
+        return self._answer("EstimateKey", req, ctx)
+
+    def TopSpreaders(self, req, ctx):
+        return self._answer("TopSpreaders", req, ctx)
+
+    def ListFlows(self, req, ctx):
+        return self._answer("ListFlows", req, ctx)
+
+    def TraceFlow(self, req, ctx):
+        return self._answer("TraceFlow", req, ctx)
+
+    def StreamEpochs(self, req, ctx):
+        try:
+            max_keys = self.q.stream_max_keys(req.max_keys)
+        except ApiError as e:
+            ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        yield from self._stream(ctx, "epochs", req.replay, lambda snap: self.q.summary(snap, max_keys))
+
+    def StreamAlerts(self, req, ctx):
+        yield from self._stream(ctx, "alerts", req.replay, alert_pb)
+
+    def _stream(self, ctx, feed: str, replay: bool, convert):
+        try:
+            sub, backlog = self.h.subscribe(feed, replay)
+        except OverflowError as e:
+            ctx.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+        ctx.add_callback(sub.close)  # client gone or deadline: wake the loop below
+        try:
+            for item in backlog:
+                yield convert(item)
+            while ctx.is_active():
+                try:
+                    item = sub.get(POLL_S)
+                except Subscription.Closed:
+                    return
+                except Subscription.Overflow:
+                    ctx.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "client fell too far behind the stream; reconnect")
+                if item is not None:
+                    yield convert(item)
+        finally:
+            self.h.unsubscribe(sub)
+
+
+class _TokenAuth(grpc.ServerInterceptor):
+    """Every call but health checks needs `authorization: Bearer <token>`."""
+
+    def __init__(self, token: str):
+        self.expected = f"Bearer {token}".encode()
+
+    def intercept_service(self, continuation, details):
+        if details.method.startswith("/grpc.health.v1.Health/"):
+            return continuation(details)
+        got = ""
+        for k, v in details.invocation_metadata or ():
+            if k == "authorization":
+                got = v if isinstance(v, str) else v.decode(errors="replace")
+        if got and hmac.compare_digest(got.encode(), self.expected):
+            return continuation(details)
+        why = "wrong bearer token" if got else "missing bearer token (authorization: Bearer <token> metadata)"
+
+        def deny(request, ctx):
+            ctx.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+
+        # the handler kind must match the method's, or streaming calls get INTERNAL
+        if details.method.rsplit("/", 1)[-1].startswith("Stream"):
+            return grpc.unary_stream_rpc_method_handler(deny)
+        return grpc.unary_unary_rpc_method_handler(deny)
+
+
+class ApiServer:
+    """The gRPC server (api.address) and the HTTP/JSON endpoint (api.http_address)."""
+
+    def __init__(self, cfg: ApiConfig, queries: Queries, history: History, log=sys.stderr):
+        self.cfg = cfg
+        self.queries = queries
+        self.history = history
+        self.log = log
+        self.grpc_server = None
+        self.health = None
+        self.http = None
+        self.grpc_port = 0
+        self.http_port = 0
+
+    def start(self) -> ApiServer:
+        try:
+            if self.cfg.address:
+                self._start_grpc()
+            if self.cfg.http_address:
+                from .http import serve_http
+
+                self.http = serve_http(self.cfg, self.queries)
+                self.http_port = self.http.server_address[1]
+        except BaseException:
+            self.stop(0)
+            raise
+        return self
+
+    def _start_grpc(self) -> None:
+        cfg = self.cfg
+        interceptors = [_TokenAuth(cfg.token)] if cfg.token else []
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=UNARY_WORKERS + cfg.max_streams, thread_name_prefix="api"),
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", MAX_REQUEST),
+                ("grpc.so_reuseport", 0),  # a port in use is an error, not shared with another sensor
+            ],
+            maximum_concurrent_rpcs=UNARY_WORKERS * 8 + cfg.max_streams,
+        )
+        pb_grpc.add_SensorServicer_to_server(_Servicer(self.queries, self.history, self.log), server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        try:
+            if cfg.tls:
+                creds = grpc.ssl_server_credentials(
+                    [(read_file(cfg.tls.key), read_file(cfg.tls.cert))],
+                    root_certificates=read_file(cfg.tls.client_ca) if cfg.tls.client_ca else None,
+                    require_client_auth=bool(cfg.tls.client_ca),
+                )
+                port = server.add_secure_port(cfg.address, creds)
+            else:
+                port = server.add_insecure_port(cfg.address)
+        except OSError as e:
+            raise ApiServerError(f"cannot read TLS files (api.tls): {e.strerror or e}: {e.filename}") from None
+        except RuntimeError as e:
+            raise ApiServerError(f"cannot serve gRPC on {cfg.address} (api.address): {e}") from None
+        if not port:
+            raise ApiServerError(f"cannot serve gRPC on {cfg.address} (api.address): address in use or not local")
+        server.start()
+        for name in ("", SERVICE):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.grpc_server, self.grpc_port = server, port
+
+    def stop(self, grace: float = 1.0) -> None:
+        self.history.close()  # ends open streams
+        if self.health is not None:
+            self.health.enter_graceful_shutdown()
+        if self.grpc_server is not None:
+            self.grpc_server.stop(grace).wait(grace + 1)
+            self.grpc_server = None
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+            self.http = None

@@ -1,0 +1,104 @@
+"""The `api:` section of the config: where the query API listens and who may ask.
+
+parse_api() is called by config._Builder (like alerts.rules.parse_alerts);
+every problem is a one-line error naming the dotted key.  docs/api.md is the
+reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ADDRESS = "127.0.0.1:9782"
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:9783"
+DEFAULT_KEEP_EPOCHS = 12
+KEEP_EPOCHS_MAX = 1000
+DEFAULT_MAX_STREAMS = 32
+MAX_STREAMS_MAX = 1024
+TOKEN_MIN = 16
+
+_SECTION_KEYS = ("address", "http_address", "keep_epochs", "max_streams", "token", "tls")
+_TLS_KEYS = ("cert", "key", "client_ca")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: str  # PEM server certificate (chain)
+    key: str  # PEM private key
+    client_ca: str = ""  # PEM CA bundle: when set, clients must present a certificate it signed (mTLS)
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    address: str = DEFAULT_ADDRESS  # gRPC host:port; "" = off
+    http_address: str = DEFAULT_HTTP_ADDRESS  # HTTP/JSON host:port; "" = off
+    keep_epochs: int = DEFAULT_KEEP_EPOCHS  # completed epochs kept in memory for queries
+    max_streams: int = DEFAULT_MAX_STREAMS  # concurrent StreamEpochs/StreamAlerts calls
+    token: str = ""  # bearer token required from clients; "" = none
+    tls: TlsConfig | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.address or self.http_address)
+
+
+def parse_api(b, value) -> ApiConfig:
+    """The `api` section; `b` is the config._Builder (its helpers raise _Fail)."""
+    from ..config import _Fail, _show, parse_address
+
+    m = b._mapping(value, "api", _SECTION_KEYS)
+    kw = {}
+    for name in ("address", "http_address"):
+        if name in m:
+            raw = b._expand(m[name], f"api.{name}")
+            raw = "" if raw is None else raw
+            if raw != "":
+                b._parsed(raw, f"api.{name}", parse_address)
+                raw = raw.strip()
+            kw[name] = raw
+    if "keep_epochs" in m:
+        kw["keep_epochs"] = b._int(m["keep_epochs"], "api.keep_epochs", 1, KEEP_EPOCHS_MAX)
+    if "max_streams" in m:
+        kw["max_streams"] = b._int(m["max_streams"], "api.max_streams", 1, MAX_STREAMS_MAX)
+    if m.get("token") not in (None, ""):
+        token = b._expand(m["token"], "api.token")
+        if not isinstance(token, str) or token != token.strip() or any(c.isspace() for c in token):
+            raise _Fail("api.token", "must be a string without spaces")
+        if token and len(token) < TOKEN_MIN:
+            raise _Fail("api.token", f"too short ({len(token)} characters, at least {TOKEN_MIN})")
+        kw["token"] = token
+    if m.get("tls") is not None:
+        t = b._mapping(m["tls"], "api.tls", _TLS_KEYS)
+        files = {}
+        for name in _TLS_KEYS:
+            path = f"api.tls.{name}"
+            if name not in t or t[name] in (None, ""):
+                if name != "client_ca":
+                    raise _Fail("api.tls", f"missing {name!r} (a PEM file)")
+                continue
+            f = b._expand(t[name], path)
+            if not isinstance(f, str):
+                raise _Fail(path, f"{_show(f)} is not a file path")
+            try:
+                Path(f).read_bytes()
+            except OSError as e:
+                raise _Fail(path, f"cannot read {f}: {e.strerror or e}") from None
+            files[name] = f
+        kw["tls"] = TlsConfig(**files)
+    return ApiConfig(**kw)
+
+
+def defaults_yaml_lines() -> list[str]:
+    return [
+        "# Query API (docs/api.md): gRPC for `netspectra query`, HTTP/JSON for curl",
+        "# and dashboards.  Both listen on loopback by default; exposing them on a",
+        "# network address calls for a token and TLS.",
+        "api:",
+        f'  address: "{DEFAULT_ADDRESS}"        # gRPC host:port, "" for none',
+        f'  http_address: "{DEFAULT_HTTP_ADDRESS}"   # HTTP/JSON host:port, "" for none',
+        f"  keep_epochs: {DEFAULT_KEEP_EPOCHS}                   # completed epochs kept for queries, 1..{KEEP_EPOCHS_MAX}",
+        f"  max_streams: {DEFAULT_MAX_STREAMS}                   # concurrent watch streams",
+        f'  token: ""                         # bearer token (>= {TOKEN_MIN} chars) required of clients, e.g. ${{NETSPECTRA_TOKEN}}',
+        "  # tls: {cert: server.crt, key: server.key, client_ca: ca.crt}   # client_ca: require client certificates",
+    ]

@@ -229,3 +229,290 @@ def merge_sketch(inputs, output):
 
 def _task_names(sk) -> str:
     return ", ".join(f"{t.spec.name}:{t.spec.kind}:{t.spec.width}x{t.spec.depth}" for t in sk.layout.tasks) or "none"
+
+
+# --- netspectra query ------------------------------------------------------------
+
+
+@main.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--server", envvar="NETSPECTRA_SERVER", default="127.0.0.1:9782", show_default=True,
+    help="Sensor gRPC address host:port [env NETSPECTRA_SERVER].",
+)  # fmt: skip
+@click.option("--tls", is_flag=True, help="Use TLS (implied by --ca, --cert).")
+@click.option("--ca", type=click.Path(dir_okay=False), help="CA certificate(s) to verify the sensor (PEM).")
+@click.option("--cert", type=click.Path(dir_okay=False), help="Client certificate for mutual TLS (PEM).")
+@click.option("--key", type=click.Path(dir_okay=False), help="Private key of --cert (PEM).")
+@click.option("--server-name", default="", help="Expected name in the sensor's certificate (default: from --server).")
+@click.option("--token", envvar="NETSPECTRA_TOKEN", default="", help="Bearer token [env NETSPECTRA_TOKEN].")
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=5.0, show_default=True, help="Seconds per request.")
+@click.option("--json", "as_json", is_flag=True, help="JSON (protobuf JSON mapping) instead of tables.")
+@click.pass_context
+def query(ctx, server, tls, ca, cert, key, server_name, token, timeout, as_json):
+    """Ask a running sensor (gRPC, docs/api.md): top keys, estimates, flows, live epochs and alerts."""
+    from .api.client import Client, QueryError
+
+    try:
+        ctx.obj = Client(
+            server, token=token, tls=tls, ca=ca or "", cert=cert or "", key=key or "",
+            server_name=server_name, timeout=timeout,
+        )  # fmt: skip
+    except QueryError as e:
+        _fail(str(e))
+    ctx.obj.as_json = as_json
+    ctx.call_on_close(ctx.obj.close)
+
+
+def _ask(c, method: str, request):
+    from .api.client import QueryError
+
+    try:
+        return c.call(method, request)
+    except QueryError as e:
+        _fail(str(e))
+
+
+def _print(c, msg, text: str | None = None) -> None:
+    if c.as_json:
+        from .api.http import to_json
+
+        click.echo(json.dumps(to_json(msg), indent=1))
+    else:
+        click.echo(text)
+
+
+def _task_of(c, name: str | None, kind: str):
+    """The task named, or the first of `kind` (checked by the sensor)."""
+    from .api.v1 import sensor_pb2 as pb
+
+    tasks = _ask(c, "ListTasks", pb.ListTasksRequest()).tasks
+    if name is None:
+        fit = [t for t in tasks if t.kind == kind]
+        if not fit:
+            _fail(f"the sensor has no {kind} task")
+        return fit[0]
+    for t in tasks:
+        if t.name == name:
+            return t
+    _fail(f"task: no task named {name!r} (tasks: {', '.join(t.name for t in tasks)})")
+
+
+def _key_args(args: tuple[str, ...], fields: list[str], what: str):
+    """FIELD=VALUE arguments (or one bare VALUE for a one-field key) -> Key."""
+    from .api.http import parse_proto
+    from .api.queries import ApiError
+    from .api.v1 import sensor_pb2 as pb
+
+    k = pb.Key()
+    if len(args) == 1 and "=" not in args[0] and len(fields) == 1:
+        args = (f"{fields[0]}={args[0]}",)
+    for a in args:
+        name, sep, value = a.partition("=")
+        if not sep:
+            _fail(f"{a!r}: give keys as FIELD=VALUE ({what}: {', '.join(fields)})")
+        try:
+            if name in ("src_ip", "dst_ip"):
+                setattr(k, name, value)
+            elif name in ("src_port", "dst_port"):
+                if not value.isdigit() or int(value) > 65535:
+                    _fail(f"{name}: {value!r} is not a port 0..65535")
+                setattr(k, name, int(value))
+            elif name == "proto":
+                k.proto = parse_proto("proto", value)
+            else:
+                _fail(f"{a!r}: unknown field {name!r} ({what}: {', '.join(fields)})")
+        except ApiError as e:
+            _fail(str(e))
+    return k
+
+
+@query.command("status")
+@click.pass_obj
+def query_status(c):
+    """What the sensor watches, its configuration and losses."""
+    from .api.client import render_status
+    from .api.v1 import sensor_pb2 as pb
+
+    r = _ask(c, "GetStatus", pb.GetStatusRequest())
+    _print(c, r, None if c.as_json else render_status(r))
+
+
+@query.command("tasks")
+@click.pass_obj
+def query_tasks(c):
+    """The sketch tasks of the running configuration."""
+    from .api.client import render_tasks
+    from .api.v1 import sensor_pb2 as pb
+
+    r = _ask(c, "ListTasks", pb.ListTasksRequest())
+    _print(c, r, None if c.as_json else render_tasks(r))
+
+
+_EPOCHS = click.option("--epochs", type=click.IntRange(1, 1000), default=1, show_default=True,
+                       help="Over the last N kept epochs.")  # fmt: skip
+
+
+@query.command("top")
+@click.argument("task", required=False)
+@click.option("--by", type=click.Choice(["bytes", "packets"]), default="bytes", show_default=True)
+@click.option("-n", "--limit", type=click.IntRange(1, 10000), default=10, show_default=True)
+@_EPOCHS
+@click.pass_obj
+def query_top(c, task, by, limit, epochs):
+    """Top talkers: the largest keys of a Count-Min TASK (default: the first)."""
+    from .api.client import render_top
+    from .api.v1 import sensor_pb2 as pb
+
+    t = _task_of(c, task, "countmin")
+    metric = pb.METRIC_PACKETS if by == "packets" else pb.METRIC_BYTES
+    r = _ask(c, "TopKeys", pb.TopKeysRequest(task=t.name, metric=metric, limit=limit, epochs=epochs))
+    _print(c, r, None if c.as_json else render_top(r, list(t.key)))
+
+
+@query.command("estimate")
+@click.argument("task")
+@click.argument("key", nargs=-1, required=True)
+@_EPOCHS
+@click.pass_obj
+def query_estimate(c, task, key, epochs):
+    """Any key's estimate in TASK: KEY is FIELD=VALUE ... (or just VALUE for a one-field key).
+
+    \b
+      netspectra query estimate src 10.0.0.1
+      netspectra query estimate flow src_ip=10.0.0.1 dst_ip=10.0.0.2 src_port=1234 dst_port=80 proto=tcp"""
+    from .api.client import render_estimate
+    from .api.v1 import sensor_pb2 as pb
+
+    t = _task_of(c, task, "")
+    r = _ask(
+        c,
+        "EstimateKey",
+        pb.EstimateKeyRequest(task=t.name, key=_key_args(key, list(t.key), f"task {t.name}"), epochs=epochs),
+    )
+    _print(c, r, None if c.as_json else render_estimate(r))
+
+
+@query.command("spreaders")
+@click.argument("task", required=False)
+@click.option("-n", "--limit", type=click.IntRange(1, 10000), default=10, show_default=True)
+@_EPOCHS
+@click.pass_obj
+def query_spreaders(c, task, limit, epochs):
+    """Keys of a SuperSpread TASK (default: the first) with the most distinct elements."""
+    from .api.client import render_spreaders
+    from .api.v1 import sensor_pb2 as pb
+
+    t = _task_of(c, task, "superspread")
+    r = _ask(c, "TopSpreaders", pb.TopSpreadersRequest(task=t.name, limit=limit, epochs=epochs))
+    _print(c, r, None if c.as_json else render_spreaders(r, list(t.key)))
+
+
+_ORDERS = {"bytes": 1, "packets": 2, "first": 3, "last": 4}
+
+
+@query.command("flows")
+@click.option("--src", help="Source IP or CIDR.")
+@click.option("--dst", help="Destination IP or CIDR.")
+@click.option("--host", help="Source or destination IP or CIDR.")
+@click.option("--sport", help="Source port or range (1024-65535).")
+@click.option("--dport", help="Destination port or range.")
+@click.option("--port", help="Source or destination port or range.")
+@click.option("--proto", help="tcp, udp, icmp, icmpv6 or a number.")
+@click.option("--sort", type=click.Choice(list(_ORDERS)), default="bytes", show_default=True)
+@click.option("--asc", is_flag=True, help="Smallest / earliest first.")
+@click.option("-n", "--limit", type=click.IntRange(1, 10000), default=20, show_default=True, help="Flows per page.")
+@click.option("--page-token", default="", help="Continue after a previous page.")
+@click.option("--all", "all_pages", is_flag=True, help="Follow every page.")
+@_EPOCHS
+@click.pass_obj
+def query_flows(c, src, dst, host, sport, dport, port, proto, sort, asc, limit, page_token, all_pages, epochs):
+    """Exact flows, filtered and sorted (largest first)."""
+    from .api.client import render_flows
+    from .api.http import parse_ports, parse_proto, to_json
+    from .api.queries import ApiError
+    from .api.v1 import sensor_pb2 as pb
+
+    req = pb.ListFlowsRequest(
+        order_by=_ORDERS[sort], ascending=asc, page_size=limit, page_token=page_token, epochs=epochs
+    )
+    try:
+        for name, value in (("src", src), ("dst", dst), ("host", host)):
+            if value:
+                setattr(req.filter, name, value)
+        for name, opt, value in (("src_port", "sport", sport), ("dst_port", "dport", dport), ("port", "port", port)):
+            if value:
+                getattr(req.filter, name).CopyFrom(parse_ports(opt, value))
+        if proto:
+            req.filter.proto = parse_proto("proto", proto)
+    except ApiError as e:
+        _fail(f"--{e}")
+    flows = []
+    while True:
+        r = _ask(c, "ListFlows", req)
+        flows.extend(r.flows)
+        if not (all_pages and r.next_page_token):
+            break
+        req.page_token = r.next_page_token
+    if c.as_json:
+        d = to_json(r)
+        d["flows"] = [to_json(f) for f in flows]
+        click.echo(json.dumps(d, indent=1))
+    else:
+        click.echo(render_flows(r, len(flows), flows))
+
+
+@query.command("trace")
+@click.argument("key", nargs=-1, required=True)
+@click.pass_obj
+def query_trace(c, key):
+    """One exact flow in every kept epoch: KEY is src_ip=.. dst_ip=.. proto=.. [src_port=.. dst_port=..]."""
+    from .api.client import render_trace
+    from .api.v1 import sensor_pb2 as pb
+
+    fields = ["src_ip", "dst_ip", "src_port", "dst_port", "proto"]
+    r = _ask(c, "TraceFlow", pb.TraceFlowRequest(key=_key_args(key, fields, "a flow")))
+    _print(c, r, None if c.as_json else render_trace(r))
+
+
+def _watch(c, method: str, request, render, count: int) -> None:
+    from .api.client import QueryError
+    from .api.http import to_json
+
+    n = 0
+    try:
+        for msg in c.stream(method, request):
+            line = json.dumps(to_json(msg), separators=(",", ":")) if c.as_json else render(msg)
+            click.echo(line)
+            n += 1
+            if count and n >= count:
+                return
+    except QueryError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        return
+    _fail(f"the sensor at {c.server} closed the stream (stopped?)")
+
+
+@query.command("watch-epochs")
+@click.option("--replay", is_flag=True, help="First show the epochs the sensor keeps.")
+@click.option("--max-keys", type=click.IntRange(1, 1000), default=5, show_default=True, help="Keys per task.")
+@click.option("--count", type=click.IntRange(0), default=0, help="Stop after N epochs (0: until Ctrl-C).")
+@click.pass_obj
+def query_watch_epochs(c, replay, max_keys, count):
+    """Each epoch as the sensor completes it."""
+    from .api.client import render_epoch
+    from .api.v1 import sensor_pb2 as pb
+
+    _watch(c, "StreamEpochs", pb.StreamEpochsRequest(replay=replay, max_keys=max_keys), render_epoch, count)
+
+
+@query.command("watch-alerts")
+@click.option("--replay", is_flag=True, help="First show the alerts firing now.")
+@click.option("--count", type=click.IntRange(0), default=0, help="Stop after N alerts (0: until Ctrl-C).")
+@click.pass_obj
+def query_watch_alerts(c, replay, count):
+    """Alert notifications (firing, repeat, resolved) as the sensor raises them."""
+    from .api.client import render_alert
+    from .api.v1 import sensor_pb2 as pb
+
+    _watch(c, "StreamAlerts", pb.StreamAlertsRequest(replay=replay), render_alert, count)

@@ -108,9 +108,13 @@ def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, ou
     ncpus = possible_cpus()
     lay = layout(cfg.tasks, ncpus)
     collector, server = start_metrics(iface, cfg, lay)
+    api = None
     try:
-        _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, out, err)
+        api = start_api(cfg, lay, {"interface": iface, "ifindex": ifindex, "epoch_s": epoch_s}, err)
+        _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, api, out, err)
     finally:
+        if api is not None:
+            api.stop()
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -132,6 +136,28 @@ def start_metrics(iface: str, cfg: Config, lay):
     return collector, server
 
 
+def start_api(cfg: Config, lay, info: dict, err=sys.stderr):
+    """The query API (docs/api.md) over the epochs the sensor keeps, or None
+    when both api.address and api.http_address are ""."""
+    if not cfg.api.enabled:
+        return None
+    from .api.history import History
+    from .api.queries import Queries
+    from .api.server import ApiServer, ApiServerError
+
+    history = History(cfg.api.keep_epochs, lay, cfg.api.max_streams)
+    info = {"pid": os.getpid(), "started": time.time(), "config": cfg, **info}
+    try:
+        api = ApiServer(cfg.api, Queries(history, info), history, log=err).start()
+    except ApiServerError as e:
+        raise SensorError(str(e)) from None
+    for addr in (cfg.api.address, cfg.api.http_address):
+        host = addr.rpartition(":")[0].strip("[]")
+        if addr and host not in ("127.0.0.1", "::1", "localhost") and not (cfg.api.token or cfg.api.tls):
+            print(f"netspectra: warning: the query API on {addr} has neither a token nor TLS", file=err, flush=True)
+    return api
+
+
 def start_alerts(iface: str, cfg: Config, collector, err=sys.stderr):
     """The alert engine of cfg.alerts and its notification dispatcher (started)."""
     from .alerts.engine import Engine
@@ -145,7 +171,7 @@ def start_alerts(iface: str, cfg: Config, collector, err=sys.stderr):
     return engine, dispatcher.start()
 
 
-def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, out, err) -> None:
+def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, api, out, err) -> None:
     from .agent import Agent
     from .alerts.engine import render_active
     from .kernel import libbpf
@@ -160,6 +186,8 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
         raise SensorError(str(e)) from None
     mem = prog.sizes.memory()
     collector.kernel_memory = dict(mem)
+    if api is not None:
+        api.queries.info["kernel_memory"] = dict(mem)
     try:
         link = libbpf.xdp_link(prog.prog_fd, ifindex, mode)
     except OSError as e:
@@ -172,6 +200,8 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
 
     if mode == "auto":
         mode = libbpf.xdp_attach_mode(ifindex)  # what the kernel chose
+    if api is not None:
+        api.queries.info["xdp_mode"] = mode
     state = state_path(iface)
     state.parent.mkdir(parents=True, exist_ok=True)
     info = {
@@ -184,13 +214,15 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
         "kernel_memory": mem,
         "tasks": [t.name for t in cfg.tasks],
         "config": cfg.source,
+        "api": cfg.api.address,
     }
     state.write_text(json.dumps(info))
     print(
         f"netspectra: attached to {iface} (ifindex {ifindex}, {mode} mode, bpf_link), epoch {epoch_s:g}s, "
         f"kernel memory {human_bytes(sum(mem.values()))} "
         f"({', '.join(f'{k} {human_bytes(v)}' for k, v in mem.items())}), "
-        f"metrics {f'http://{cfg.sensor.metrics_address}/metrics' if cfg.sensor.metrics_address else 'off'}; "
+        f"metrics {f'http://{cfg.sensor.metrics_address}/metrics' if cfg.sensor.metrics_address else 'off'}, "
+        f"query API {api_text(cfg) if api is not None else 'off'}; "
         "Ctrl-C to stop",
         file=err,
         flush=True,
@@ -208,6 +240,9 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
         dispatcher.submit(events)
         active = engine.active()
         collector.observe_alerts(events, active)
+        if api is not None:
+            api.history.add(snap)
+            api.history.alerts(events, active)
         if as_json:
             rec = snap.to_json() | {"alerts": [ev.to_json() for ev in active]}
             out.write(json.dumps(rec, separators=(",", ":")) + "\n")
@@ -232,6 +267,17 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
         for s, h in handlers.items():
             signal.signal(s, h)
     print(f"netspectra: detached from {iface} after {agent.seq} epochs", file=err, flush=True)
+
+
+def api_text(cfg: Config) -> str:
+    a = cfg.api
+    parts = [f"grpc{'s' if a.tls else ''}://{a.address}"] if a.address else []
+    if a.http_address:
+        parts.append(f"http{'s' if a.tls else ''}://{a.http_address}/v1/")
+    auth = ["token"] if a.token else []
+    if a.tls and a.tls.client_ca:
+        auth.append("client certificates")
+    return " and ".join(parts) + (f" ({', '.join(auth)})" if auth else "") + f", {a.keep_epochs} epochs kept"
 
 
 def detach(iface: str, timeout: float = 10.0) -> str:

@@ -36,6 +36,7 @@ DEFAULT_PAGE = 100
 MAX_KEYS_STREAM = 1000
 SPREAD_CANDIDATES = 10000  # keys (most exact flows first) whose spread is estimated for TopSpreaders
 KEY_FIELDS = ("src_ip", "dst_ip", "src_port", "dst_port", "proto")
+PORT_PROTOCOLS = (6, 17, 132)  # protocols whose flows the parser keys by port
 
 
 class ApiError(Exception):
@@ -72,17 +73,22 @@ def key_pb(k, names=KEY_FIELDS) -> pb.Key:
     return out
 
 
+def _shown(text: str, limit: int = 64) -> str:
+    """repr() of a request string for an error message, cut short: the message
+    travels in a gRPC trailer, which clients refuse beyond 8-16 KiB."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
 def parse_ip(text: str, field: str) -> bytes:
     try:
         ip = ipaddress.ip_address(text.strip())
     except ValueError:
-        raise ApiError(field, f"{text!r} is not an IP address") from None
+        raise ApiError(field, f"{_shown(text)} is not an IP address") from None
     return (b"\x00" * 10 + b"\xff\xff" + ip.packed) if ip.version == 4 else ip.packed
 
 
 def _set_fields(m: pb.Key) -> list[str]:
-    out = [n for n in ("src_ip", "dst_ip") if getattr(m, n)]
-    return out + [n for n in ("src_port", "dst_port", "proto") if m.HasField(n)]
+    return [n for n in KEY_FIELDS if m.HasField(n)]
 
 
 def key_from_pb(m: pb.Key, names: tuple[str, ...], field: str, what: str) -> np.ndarray:
@@ -189,7 +195,7 @@ def _cidr(text: str, field: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         net = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
-        raise ApiError(field, f"{text!r} is not an IP address or CIDR prefix (e.g. 10.0.0.0/8)") from None
+        raise ApiError(field, f"{_shown(text)} is not an IP address or CIDR prefix (e.g. 10.0.0.0/8)") from None
     prefix = net.prefixlen + (96 if net.version == 4 else 0)
     packed = (
         (b"\x00" * 10 + b"\xff\xff" + net.network_address.packed) if net.version == 4 else net.network_address.packed
@@ -256,7 +262,9 @@ def _encode_token(d: dict) -> str:
 def _decode_token(token: str) -> dict:
     try:
         d = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if not isinstance(d, dict) or not all(isinstance(d.get(k), int) for k in ("last", "offset")):
+        if not isinstance(d, dict) or not all(isinstance(d.get(k), int) for k in ("first", "last", "offset")):
+            raise ValueError
+        if d["offset"] < 0:
             raise ValueError
         return d
     except (ValueError, binascii.Error, UnicodeDecodeError):
@@ -295,7 +303,7 @@ class Queries:
             t = self.layout.by_name(name)
         except KeyError:
             raise ApiError(
-                "task", f"no task named {name!r} (tasks: {', '.join(t.spec.name for t in self.layout.tasks)})"
+                "task", f"no task named {_shown(name)} (tasks: {', '.join(t.spec.name for t in self.layout.tasks)})"
             ) from None
         if kind and t.spec.kind != kind:
             fit = [x.spec.name for x in self.layout.kind(kind)]
@@ -465,7 +473,15 @@ class Queries:
             )
             top = np.argsort(nflows, kind="stable")[::-1][:SPREAD_CANDIDATES]
             extra = [s.spreaders[name][0] for s in snaps if name in s.spreaders]
-            extra.append(analysis.mask_keys(self._heavy_keys(snaps), t.spec.fields))
+            # heavy hitters of the Count-Min tasks keyed on (at least) this task's fields; masking
+            # another task's keys would invent keys (src_ip keys -> dst_ip ::)
+            fields = t.spec.fields
+            hh = [
+                self._heavy_keys(snaps, x.spec.name)
+                for x in self.layout.kind(COUNTMIN)
+                if x.spec.fields & fields == fields
+            ]
+            extra += [analysis.mask_keys(k, fields) for k in hh]
             cand = analysis.unique_keys(np.concatenate([keys[top], *extra]))
             est = sk.spread(name, cand) if len(cand) else np.zeros(0)
             order = np.argsort(est, kind="stable")[::-1][:MAX_LIMIT]
@@ -497,19 +513,21 @@ class Queries:
         size = _limit(req.page_size, "page_size", DEFAULT_PAGE)
         if req.order_by not in _ORDER_COLUMN:
             raise ApiError("order_by", f"unknown value {req.order_by}")
-        # a page token is bound to its filter, order and window, and pins the window's last epoch
+        # a page token is bound to its filter, order and window, and pins the window's epochs
         fp_src = (
             req.filter.SerializeToString(deterministic=True) + f"|{req.order_by}|{req.ascending}|{req.epochs}".encode()
         )
         fp = hashlib.sha256(fp_src).hexdigest()[:16]
-        last, offset = None, 0
+        first, last, offset = None, None, 0
         if req.page_token:
             tok = _decode_token(req.page_token)
             if tok.get("fp") != fp:
                 raise ApiError("page_token", "was made for a different filter, order or epochs; ask again without it")
-            last, offset = tok["last"], tok["offset"]
+            first, last, offset = tok["first"], tok["last"], tok["offset"]
         filter_flows(np.zeros(0, analysis.FLOW_RECORD), req.filter)  # argument errors before any work
         snaps = self._window(req.epochs, last=last)
+        if first is not None and snaps[0].seq != first:  # the window lost its oldest epoch: not the same flows
+            raise ApiError("page_token", f"expired: epoch {first} is no longer kept; ask again without page_token")
         flows = self._flows(snaps)
 
         def select():
@@ -525,16 +543,19 @@ class Queries:
         for i in page:
             out.flows.append(flow_pb(flows[i]))
         if offset + size < len(sel):
-            out.next_page_token = _encode_token({"last": snaps[-1].seq, "offset": offset + size, "fp": fp})
+            out.next_page_token = _encode_token(
+                {"first": snaps[0].seq, "last": snaps[-1].seq, "offset": offset + size, "fp": fp}
+            )
         return out
 
     def TraceFlow(self, req: pb.TraceFlowRequest) -> pb.TraceFlowResponse:
         m = pb.Key()
         m.CopyFrom(req.key)
-        for n in ("src_port", "dst_port"):  # ICMP flows have none: 0
-            if not m.HasField(n):
-                setattr(m, n, 0)
-        key = key_from_pb(m, KEY_FIELDS, "key", "a flow (src_ip, dst_ip, proto; ports for TCP/UDP)")
+        if m.HasField("proto") and m.proto not in PORT_PROTOCOLS:  # ICMP and the like: no ports, 0 in the key
+            for n in ("src_port", "dst_port"):
+                if not m.HasField(n):
+                    setattr(m, n, 0)
+        key = key_from_pb(m, KEY_FIELDS, "key", "a flow (src_ip, dst_ip, proto, and ports for TCP/UDP/SCTP)")
         snaps = self.h.snapshots()
         if not snaps:
             raise ApiError("", "no epoch has completed yet; try again after the first epoch", "UNAVAILABLE")

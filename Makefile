@@ -52,6 +52,7 @@ bench: deps venv ## run the benchmarks (JSON on stdout)
 	$(PY) -m bench.accuracy
 	$(PY) -m bench.offline
 	$(PY) -m bench.scrape
+	$(PY) -m bench.api_latency
 
 clean: ## remove build outputs and the venv
 	rm -rf $(VENV) build *.egg-info netspectra/_sketch.c netspectra/*.so

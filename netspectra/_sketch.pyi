@@ -92,6 +92,7 @@ def ss_estimate(
     regs_log2: int,
     offset: int,
     correct: bool = True,
+    pool: float | None = None,
 ) -> npt.NDArray[np.float64]:
     """Distinct elements per key (virtual HyperLogLog, depth 1).  E_s: the
     HyperLogLog estimate of the key's s = 2**regs_log2 virtual registers

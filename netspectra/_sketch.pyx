@@ -348,7 +348,7 @@ def ss_pool_estimate(regs, *, width_log2, offset):
     return e
 
 
-def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, offset, correct=True):
+def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, offset, correct=True, pool=None):
     """Distinct-element estimate of every key -> float64 array (virtual HyperLogLog).
 
     E_s: HyperLogLog of the key's s = 2**regs_log2 virtual registers (pool
@@ -362,6 +362,8 @@ def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, of
     the expected share of the other keys.  Unbiased up to the HLL error.
 
     correct=False: E_s alone (never much below the truth, inflated by noise).
+    pool: E_M computed earlier by ss_pool_estimate() of the same registers
+    (a point query then costs s register reads, not a pass over the pool).
     """
     cdef uint64_t km[NWORDS]
     _masks(key_wmask, km)
@@ -380,7 +382,8 @@ def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, of
     out = np.empty(n, dtype=np.float64)
     cdef double[::1] o = out
     cdef double inv2[256]
-    cdef double sm, e, pool = 0.0, scale
+    cdef double sm, e, scale
+    cdef double e_pool = -1.0 if pool is None else <double>float(pool)
     cdef Py_ssize_t zeros
     cdef uint8_t v
     cdef double alpha
@@ -395,8 +398,8 @@ def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, of
         alpha = 0.7213 / (1.0 + 1.079 / S)
     scale = M * S / (M - S)
     with nogil:
-        if corr and n:
-            pool = _hll(&r[base], <Py_ssize_t>1 << wl, inv2)
+        if corr and n and e_pool < 0.0:
+            e_pool = _hll(&r[base], <Py_ssize_t>1 << wl, inv2)
         for k in range(n):
             hk = ns_hash(&w[k, 0], km, ks)
             h1 = <uint32_t>hk
@@ -412,7 +415,7 @@ def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, of
             if e <= 2.5 * S and zeros > 0:
                 e = S * log(S / <double>zeros)
             if corr:
-                e = scale * (e / S - pool / M)
+                e = scale * (e / S - e_pool / M)
                 if e < 0.0:
                     e = 0.0
             o[k] = e

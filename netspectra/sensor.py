@@ -241,8 +241,7 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
         active = engine.active()
         collector.observe_alerts(events, active)
         if api is not None:
-            api.history.add(snap)
-            api.history.alerts(events, active)
+            api.publish(snap, events, active)
         if as_json:
             rec = snap.to_json() | {"alerts": [ev.to_json() for ev in active]}
             out.write(json.dumps(rec, separators=(",", ":")) + "\n")

@@ -139,7 +139,7 @@ class SketchSet:
         _, p = self._task(name, COUNTMIN)
         return _sketch.cm_query(self.cm, keys, **p)
 
-    def spread(self, name: str, keys: np.ndarray, corrected: bool = True) -> np.ndarray:
+    def spread(self, name: str, keys: np.ndarray, corrected: bool = True, pool: float | None = None) -> np.ndarray:
         """SuperSpread distinct-element estimates of keys (float64).
 
         A SuperSpread task is a virtual HyperLogLog: one pool of M = width
@@ -155,9 +155,17 @@ class SketchSet:
         registers, which grows with E_M * s / M; a larger pool lowers it.
 
         corrected=False: E_s alone.  Never much below the truth, but every key
-        looks at least as large as the noise in its registers."""
+        looks at least as large as the noise in its registers.
+
+        pool: E_M from pool_estimate(name) of these registers, for repeated
+        point queries (E_M is otherwise computed over the whole pool per call)."""
         _, p = self._task(name, SUPERSPREAD)
-        return _sketch.ss_estimate(self.ss, keys, correct=corrected, **_ss_query_params(p))
+        return _sketch.ss_estimate(self.ss, keys, correct=corrected, pool=pool, **_ss_query_params(p))
+
+    def pool_estimate(self, name: str) -> float:
+        """E_M: the HyperLogLog estimate of a SuperSpread task's whole pool."""
+        _, p = self._task(name, SUPERSPREAD)
+        return _sketch.ss_pool_estimate(self.ss, width_log2=p["width_log2"], offset=p["offset"])
 
     def total(self, name: str) -> tuple[int, int]:
         """(packets, bytes) counted by a Count-Min task: the sum of its first row."""

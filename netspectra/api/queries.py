@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .. import abi, analysis
+from .. import _sketch, abi, analysis
 from ..agent import key_json
 from ..metrics import version
 from ..packets import addr_str
@@ -169,24 +169,56 @@ def _limit(value: int, field: str, default: int, hi: int = MAX_LIMIT) -> int:
 # --- flows ----------------------------------------------------------------------------
 
 
+_VOID = np.dtype((np.void, abi.KEY.itemsize))
+_ALL_FIELDS_WMASK = abi.field_wmask(0x1F)
+
+
 def aggregate_flows(parts: list[np.ndarray]) -> np.ndarray:
     """Flows of several epochs -> one record per 5-tuple (packets and bytes
-    summed, first seen the earliest, last seen the latest, flags ORed)."""
+    summed exactly, first seen the earliest, last seen the latest, flags ORed,
+    ICMP type/code of the earliest epoch).  Groups by sorting 64-bit key
+    hashes, not 40-byte keys; a hash collision falls back to sorting keys."""
     parts = [p for p in parts if len(p)]
     if not parts:
         return np.zeros(0, analysis.FLOW_RECORD)
     if len(parts) == 1:
         return parts[0]
     fl = np.concatenate(parts)
-    raw = np.ascontiguousarray(fl["key"]).view(np.dtype((np.void, abi.KEY.itemsize)))
-    _, first, inv = np.unique(raw, return_index=True, return_inverse=True)
-    inv = inv.reshape(-1)
-    out = fl[first].copy()
-    out["packets"] = np.bincount(inv, weights=fl["packets"].astype(np.float64)).astype(np.uint64)
-    out["bytes"] = np.bincount(inv, weights=fl["bytes"].astype(np.float64)).astype(np.uint64)
-    np.minimum.at(out["first_ns"], inv, fl["first_ns"])
-    np.maximum.at(out["last_ns"], inv, fl["last_ns"])
-    np.bitwise_or.at(out["tcp_flags"], inv, fl["tcp_flags"])
+    keys = np.ascontiguousarray(fl["key"])
+    h = _sketch.hash_keys(keys, _ALL_FIELDS_WMASK, 0)
+    order = np.argsort(h, kind="stable")
+    h = h[order]
+    raw = keys.view(_VOID).reshape(-1)[order]
+    new = np.ones(len(fl), bool)
+    new[1:] = h[1:] != h[:-1]
+    same = ~new[1:]
+    if not np.array_equal(raw[1:][same], raw[:-1][same]):  # two 5-tuples share a hash
+        order = np.argsort(keys.view(_VOID).reshape(-1), kind="stable")
+        raw = keys.view(_VOID).reshape(-1)[order]
+        new[1:] = raw[1:] != raw[:-1]
+    starts = np.flatnonzero(new)
+    srt = fl[order]
+    out = srt[starts].copy()
+    out["packets"] = np.add.reduceat(srt["packets"], starts)
+    out["bytes"] = np.add.reduceat(srt["bytes"], starts)
+    out["first_ns"] = np.minimum.reduceat(srt["first_ns"], starts)
+    out["last_ns"] = np.maximum.reduceat(srt["last_ns"], starts)
+    out["tcp_flags"] = np.bitwise_or.reduceat(srt["tcp_flags"], starts)
+    return out
+
+
+def _count_of(keys: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """counts[i] of keys[i] == wanted[j] for each wanted key (0 when absent)."""
+    out = np.zeros(len(wanted), np.uint64)
+    if not len(keys) or not len(wanted):
+        return out
+    raw = np.ascontiguousarray(keys).view(_VOID).reshape(-1)
+    order = np.argsort(raw)
+    raw = raw[order]
+    w = np.ascontiguousarray(wanted).view(_VOID).reshape(-1)
+    i = np.minimum(np.searchsorted(raw, w), len(raw) - 1)
+    hit = raw[i] == w
+    out[hit] = counts[order[i[hit]]]
     return out
 
 
@@ -396,6 +428,15 @@ class Queries:
 
     # --- sketches
 
+    def _epoch_keys(self, snap, fields: int) -> np.ndarray:
+        """The distinct keys of an epoch's exact flows masked to `fields`
+        (kept with the epoch; the flows' own keys when fields is the 5-tuple)."""
+        if fields == 0x1F:
+            return snap.flows["key"]
+        return self.h.per_epoch(
+            snap.seq, ("keys", fields), lambda: analysis.unique_keys(analysis.mask_keys(snap.flows["key"], fields))
+        )
+
     def _ranked(self, t, snaps: list) -> dict:
         """Every key of a Count-Min task seen in the window (exact flows masked
         to the task's key, plus heavy-hitter candidates, which also cover
@@ -404,23 +445,37 @@ class Queries:
 
         def rank():
             sk = self._sketch(snaps)
-            fl = self._flows(snaps)
-            pool = [analysis.mask_keys(fl["key"], t.spec.fields)] if len(fl) else []
-            pool.append(self._heavy_keys(snaps, name))
-            keys = analysis.unique_keys(np.concatenate(pool))
+            pool = [self._epoch_keys(s, t.spec.fields) for s in snaps if len(s.flows)]
+            heavy = self._heavy_keys(snaps, name)
+            if len(pool) == 1 and not len(heavy):
+                keys = pool[0]  # one epoch's keys: already distinct
+            else:
+                keys = analysis.unique_keys(np.concatenate([*pool, heavy]))
             pk, by = sk.query(name, keys) if len(keys) else (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
             by_bytes = np.lexsort((pk, by))[::-1][:MAX_LIMIT]
             by_packets = np.lexsort((by, pk))[::-1][:MAX_LIMIT]
+            kept = np.union1d(by_bytes, by_packets)  # cache only what an answer can show
             return {
-                "keys": keys,
-                "packets": pk,
-                "bytes": by,
-                pb.METRIC_BYTES: by_bytes,
-                pb.METRIC_PACKETS: by_packets,
-                "bound": (sk.error_bound(name), sk.error_bound(name, bytes=True)),
+                "keys": keys[kept],
+                "packets": pk[kept],
+                "bytes": by[kept],
+                pb.METRIC_BYTES: np.searchsorted(kept, by_bytes),
+                pb.METRIC_PACKETS: np.searchsorted(kept, by_packets),
             }
 
         return self.h.cached(("top", name, snaps[0].seq, snaps[-1].seq), rank)
+
+    def _bounds(self, t, snaps: list) -> dict:
+        """Per window and task: Count-Min error bounds, or the SuperSpread pool estimate."""
+        name = t.spec.name
+
+        def compute():
+            sk = self._sketch(snaps)
+            if t.spec.kind == COUNTMIN:
+                return {"packets": sk.error_bound(name), "bytes": sk.error_bound(name, bytes=True)}
+            return {"pool": sk.pool_estimate(name)}
+
+        return self.h.cached(("bounds", name, snaps[0].seq, snaps[-1].seq), compute)
 
     def TopKeys(self, req: pb.TopKeysRequest) -> pb.TopKeysResponse:
         t = self._task(req.task, COUNTMIN, "TopKeys")
@@ -434,8 +489,8 @@ class Queries:
             task=t.spec.name,
             metric=metric,
             epochs=_range(snaps[0], snaps[-1]),
-            packets_error_bound=r["bound"][0],
-            bytes_error_bound=r["bound"][1],
+            packets_error_bound=self._bounds(t, snaps)["packets"],
+            bytes_error_bound=self._bounds(t, snaps)["bytes"],
             confidence=1 - math.exp(-t.spec.depth),
         )
         for i in r[metric][:limit]:
@@ -454,11 +509,11 @@ class Queries:
         if t.spec.kind == COUNTMIN:
             pk, by = sk.query(name, key)
             out.packets, out.bytes = int(pk[0]), int(by[0])
-            out.packets_error_bound = sk.error_bound(name)
-            out.bytes_error_bound = sk.error_bound(name, bytes=True)
+            b = self._bounds(t, snaps)
+            out.packets_error_bound, out.bytes_error_bound = b["packets"], b["bytes"]
             out.confidence = 1 - math.exp(-t.spec.depth)
         else:
-            out.distinct = float(sk.spread(name, key)[0])
+            out.distinct = float(sk.spread(name, key, pool=self._bounds(t, snaps)["pool"])[0])
             out.relative_error = 1.04 / math.sqrt(t.spec.registers)
         return out
 
@@ -483,15 +538,11 @@ class Queries:
             ]
             extra += [analysis.mask_keys(k, fields) for k in hh]
             cand = analysis.unique_keys(np.concatenate([keys[top], *extra]))
-            est = sk.spread(name, cand) if len(cand) else np.zeros(0)
+            est = sk.spread(name, cand, pool=self._bounds(t, snaps)["pool"]) if len(cand) else np.zeros(0)
             order = np.argsort(est, kind="stable")[::-1][:MAX_LIMIT]
             cand, est = cand[order], est[order]
             # exact flow counts of the ranked keys (0 for keys only candidates saw)
-            raw = np.ascontiguousarray(keys).view(np.dtype((np.void, abi.KEY.itemsize))).reshape(-1)
-            where = {bytes(k): int(n) for k, n in zip(raw, nflows)} if len(cand) else {}
-            craw = np.ascontiguousarray(cand).view(np.dtype((np.void, abi.KEY.itemsize))).reshape(-1)
-            flows = np.array([where.get(bytes(k), 0) for k in craw], np.uint64)
-            return {"keys": cand, "distinct": est, "flows": flows}
+            return {"keys": cand, "distinct": est, "flows": _count_of(keys, nflows, cand)}
 
         return self.h.cached(("spread", name, snaps[0].seq, snaps[-1].seq), rank)
 
@@ -590,6 +641,25 @@ class Queries:
         if i < len(raw) and raw[i] == want:
             return snap.flows[order[i]]
         return None
+
+    # --- warming
+
+    def warm(self, snap, kept: list) -> None:
+        """Before a new epoch becomes visible, compute what most queries of it
+        need: for the window of the new epoch alone and the window of every
+        kept epoch with it, each task's ranking and bounds (and the new
+        epoch's spreader ranking).  Queries then find them cached instead of
+        waiting on the first asker.  kept: the epochs kept before `snap`."""
+        windows = [[snap]]
+        if self.h.keep > 1 and kept:
+            windows.append([*kept, snap][-self.h.keep :])
+        for w in windows:
+            for t in self.layout.tasks:
+                self._bounds(t, w)
+                if t.spec.kind == COUNTMIN:
+                    self._ranked(t, w)
+        for t in self.layout.kind(SUPERSPREAD):
+            self._spread_ranked(t, [snap])
 
     # --- epoch summaries and streams
 

@@ -14,7 +14,10 @@ open streams).  The health service answers without a token so probes work.
 from __future__ import annotations
 
 import hmac
+import queue
+import ssl
 import sys
+import threading
 from concurrent import futures
 
 import grpc
@@ -40,6 +43,18 @@ class ApiServerError(Exception):
 def read_file(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+def check_tls(cfg: ApiConfig) -> None:
+    """Load the TLS files with Python's ssl first: for a file that is not PEM
+    (or a key that does not match) grpc only says it cannot bind the address."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(cfg.tls.cert, cfg.tls.key)
+        if cfg.tls.client_ca:
+            ctx.load_verify_locations(cfg.tls.client_ca)
+    except (OSError, ssl.SSLError) as e:
+        raise ApiServerError(f"cannot load TLS files (api.tls): {e}") from None
 
 
 class _Servicer(pb_grpc.SensorServicer):
@@ -149,6 +164,43 @@ class ApiServer:
         self.http = None
         self.grpc_port = 0
         self.http_port = 0
+        self._pending: queue.Queue = queue.Queue()
+        self._backlog = 0  # epochs published, not yet visible
+        self._backlog_lock = threading.Lock()
+        self._publisher = threading.Thread(target=self._publish_loop, name="api-publish", daemon=True)
+        self._publisher.start()
+
+    def publish(self, snap, events=(), active=None) -> None:
+        """Hand a completed epoch (and its alert events) to the API without
+        blocking the epoch loop: a thread warms the query caches for it, then
+        makes it visible (History.add) and forwards the alerts."""
+        with self._backlog_lock:
+            self._backlog += 1
+        self._pending.put((snap, list(events), None if active is None else list(active)))
+
+    def _publish_loop(self) -> None:
+        while (item := self._pending.get()) is not None:
+            if isinstance(item, threading.Event):  # flush() marker
+                item.set()
+                continue
+            snap, events, active = item
+            with self._backlog_lock:
+                self._backlog -= 1
+                behind = self._backlog > 0
+            if not behind:  # when behind, skip warming and catch up
+                try:
+                    self.queries.warm(snap, self.history.snapshots())
+                except Exception as e:  # queries compute on demand instead; say why
+                    print(f"netspectra: api: warming epoch {snap.seq} failed: {type(e).__name__}: {e}", file=self.log)
+            self.history.add(snap)
+            if active is not None:
+                self.history.alerts(events, active)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything published so far is visible."""
+        done = threading.Event()
+        self._pending.put(done)
+        return done.wait(timeout)
 
     def start(self) -> ApiServer:
         try:
@@ -182,11 +234,10 @@ class ApiServer:
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         try:
             if cfg.tls:
-                creds = grpc.ssl_server_credentials(
-                    [(read_file(cfg.tls.key), read_file(cfg.tls.cert))],
-                    root_certificates=read_file(cfg.tls.client_ca) if cfg.tls.client_ca else None,
-                    require_client_auth=bool(cfg.tls.client_ca),
-                )
+                key, cert = read_file(cfg.tls.key), read_file(cfg.tls.cert)
+                ca = read_file(cfg.tls.client_ca) if cfg.tls.client_ca else None
+                check_tls(cfg)
+                creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=bool(ca))
                 port = server.add_secure_port(cfg.address, creds)
             else:
                 port = server.add_insecure_port(cfg.address)
@@ -202,6 +253,9 @@ class ApiServer:
         self.grpc_server, self.grpc_port = server, port
 
     def stop(self, grace: float = 1.0) -> None:
+        if self._publisher.is_alive():
+            self._pending.put(None)
+            self._publisher.join(10)
         self.history.close()  # ends open streams
         if self.health is not None:
             self.health.enter_graceful_shutdown()

@@ -173,13 +173,17 @@ def test_dashboard_parses_and_uses_a_datasource_variable():
     variables = {v["name"]: v for v in d["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
+    assert variables["api_datasource"]["query"] == "yesoreyeram-infinity-datasource"
     panels = [p for p in d["panels"] if p["type"] != "row"]
     assert len({p["id"] for p in d["panels"]}) == len(d["panels"])
     for p in panels:
-        assert p["datasource"]["uid"] == "${datasource}", p["title"]
+        # Prometheus panels, or the query API panels (JSON over HTTP: tests/unit/test_api_server.py)
+        uid = "${api_datasource}" if p["datasource"]["type"] == "yesoreyeram-infinity-datasource" else "${datasource}"
+        assert p["datasource"]["uid"] == uid, p["title"]
         assert p["targets"], p["title"]
         for t in p["targets"]:
-            assert t["datasource"]["uid"] == "${datasource}", p["title"]
+            assert t["datasource"]["uid"] == uid, p["title"]
+    assert sum(p["datasource"]["uid"] == "${api_datasource}" for p in panels) >= 1
     types = {p["type"] for p in panels}
     assert {"timeseries", "table", "stat"} <= types
 

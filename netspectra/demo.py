@@ -4,8 +4,9 @@ Creates two network namespaces joined by a veth pair, attaches
 `netspectra-sensor` to one end (its live view is this terminal) and sends
 mixed traffic into it from the other: a Zipf background, two heavy hitters, a
 scanner (one source, many destinations) and a DDoS-style fan-in (many sources,
-one victim).  Runs for --seconds (default 30) or until Ctrl-C, then removes
-everything it created.
+one victim).  Runs for --seconds (default 30) or until Ctrl-C, asks the sensor a few
+questions through its query API (`netspectra query`, docs/api.md), then
+removes everything it created.
 """
 
 from __future__ import annotations
@@ -57,6 +58,26 @@ def traffic(rng: random.Random, n_sources: int = 2000):
         yield batch
 
 
+QUESTIONS = (
+    ("top sources, last 5 epochs", ["top", "src", "--epochs", "5", "-n", "5"]),
+    ("scanners", ["spreaders", "spread_dst", "-n", "3"]),
+    ("DDoS victims", ["spreaders", "fanin_src", "-n", "3"]),
+    ("largest flows to port 443", ["flows", "--dport", "443", "-n", "5"]),
+)
+
+
+def ask(ns: str) -> str:
+    """The answers of the running sensor's query API to QUESTIONS, as text."""
+    query = shutil.which("netspectra", path=os.path.dirname(sys.executable)) or "netspectra"
+    out = []
+    for title, args in QUESTIONS:
+        r = subprocess.run(
+            ["ip", "netns", "exec", ns, query, "query", *args], capture_output=True, text=True, timeout=30
+        )
+        out.append(f"$ netspectra query {' '.join(args)}    # {title}\n{(r.stdout or r.stderr).rstrip()}\n")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="netspectra-demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=30.0)
@@ -67,6 +88,7 @@ def main(argv=None) -> int:
         return 1
     sensor = shutil.which("netspectra-sensor", path=os.path.dirname(sys.executable)) or "netspectra-sensor"
     print(f"demo: creating namespaces and a veth pair; {args.seconds:g}s of traffic (Ctrl-C to stop)", file=sys.stderr)
+    answers = ""
     with VethPair() as v:
         proc = subprocess.Popen(["ip", "netns", "exec", v.ns_b, sensor, "attach", v.dev_b, "--epoch", args.epoch])
         old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the sensor too; we stop after it
@@ -81,6 +103,8 @@ def main(argv=None) -> int:
                 t0 = time.monotonic()
                 v.send(next(gen))
                 time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))
+            if proc.poll() is None:
+                answers = ask(v.ns_b)
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -89,6 +113,8 @@ def main(argv=None) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
             signal.signal(signal.SIGINT, old)
+    if answers:
+        print(f"\ndemo: the query API answered, before the sensor stopped:\n\n{answers}")
     print("demo: removed the namespaces and veth pair", file=sys.stderr)
     return 0 if proc.returncode == 0 else 1
 

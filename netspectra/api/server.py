@@ -72,27 +72,6 @@ class _Servicer(pb_grpc.SensorServicer):
             print(f"netspectra: api: {name} failed: {type(e).__name__}: {e}", file=self.log, flush=True)
             ctx.abort(grpc.StatusCode.INTERNAL, f"{name} failed: {type(e).__name__}: {e}")
 
-    def GetStatus(self, req, ctx):
-        return self._answer("GetStatus", req, ctx)
-
-    def ListTasks(self, req, ctx):
-        return self._answer("ListTasks", req, ctx)
-
-    def TopKeys(self, req, ctx):
-        return self._answer("TopKeys", req, ctx)
-
-    def EstimateKey(self, req, ctx):
-        return self._answer("EstimateKey", req, ctx)
-
-    def TopSpreaders(self, req, ctx):
-        return self._answer("TopSpreaders", req, ctx)
-
-    def ListFlows(self, req, ctx):
-        return self._answer("ListFlows", req, ctx)
-
-    def TraceFlow(self, req, ctx):
-        return self._answer("TraceFlow", req, ctx)
-
     def StreamEpochs(self, req, ctx):
         try:
             max_keys = self.q.stream_max_keys(req.max_keys)
@@ -123,6 +102,20 @@ class _Servicer(pb_grpc.SensorServicer):
                     yield convert(item)
         finally:
             self.h.unsubscribe(sub)
+
+
+def _unary(name: str):
+    def method(self, req, ctx):
+        return self._answer(name, req, ctx)
+
+    method.__name__ = name
+    return method
+
+
+# every unary RPC of the service is Queries.<name>; the two streams are written out above
+for _m in pb.DESCRIPTOR.services_by_name["Sensor"].methods:
+    if not _m.server_streaming:
+        setattr(_Servicer, _m.name, _unary(_m.name))
 
 
 class _TokenAuth(grpc.ServerInterceptor):

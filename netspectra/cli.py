@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+
+# gRPC's C core logs to stderr on its own (bind failures, TLS handshakes); every
+# failure here is reported once, as one line, by the code that sees it.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import click
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import queue
+import socket
 import ssl
 import sys
 import threading
@@ -144,6 +145,18 @@ class _TokenAuth(grpc.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(deny)
 
 
+def _check_bindable(address: str) -> None:
+    """Bind the address once ourselves: gRPC's own failure says only "Failed
+    to bind"; the socket's error says why (in use, not a local address)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, int(port)))
+    except OSError as e:
+        raise ApiServerError(f"cannot serve gRPC on {address} (api.address): {e.strerror or e}") from None
+
+
 class ApiServer:
     """The gRPC server (api.address) and the HTTP/JSON endpoint (api.http_address)."""
 
@@ -225,6 +238,7 @@ class ApiServer:
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        _check_bindable(cfg.address)
         try:
             if cfg.tls:
                 key, cert = read_file(cfg.tls.key), read_file(cfg.tls.cert)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from . import abi
@@ -90,6 +90,7 @@ class SensorCollector(Collector):
         self._fired: dict[str, int] = {}  # rule -> alerts that started firing
         self._failed: dict[str, int] = {}  # notifier -> notifications given up
         self._active: dict[tuple[str, str], int] = {}  # (rule, severity) -> alerts firing now
+        self._api = None  # (ApiStats, open_streams) once the query API serves
 
     # ------------------------------------------------------------ alerts side
 
@@ -120,6 +121,34 @@ class SensorCollector(Collector):
         """Count a notification given up (any thread)."""
         with self._lock:
             self._failed[notifier] = self._failed.get(notifier, 0) + 1
+
+    def serving_api(self, stats, open_streams) -> None:
+        """Export the query API's counters: stats an api.stats.ApiStats,
+        open_streams() the number of streams open now."""
+        self._api = (stats, open_streams)
+
+    def _collect_api(self, ifc: str):
+        stats, open_streams = self._api
+        requests, hist = stats.snapshot()
+        c = CounterMetricFamily(
+            "netspectra_api_requests",
+            "Query API requests by transport (grpc, http), method and status code (docs/api.md).",
+            labels=["interface", "transport", "method", "code"],
+        )
+        for (transport, method, code), n in sorted(requests.items()):
+            c.add_metric([ifc, transport, method, code], n)
+        yield c
+        h = HistogramMetricFamily(
+            "netspectra_api_request_duration_seconds",
+            "Time to answer a unary query API request, in the server.",
+            labels=["interface", "transport", "method"],
+        )
+        for (transport, method), (buckets, total) in sorted(hist.items()):
+            h.add_metric([ifc, transport, method], buckets, total)
+        yield h
+        g = GaugeMetricFamily("netspectra_api_streams", "Query API streams open now.", labels=["interface"])
+        g.add_metric([ifc], open_streams())
+        yield g
 
     # ------------------------------------------------------------ agent side
 
@@ -249,6 +278,8 @@ class SensorCollector(Collector):
         for (rule, sev), n in sorted(active.items()):
             g.add_metric([rule, sev], n)
         yield g
+        if self._api is not None:
+            yield from self._collect_api(ifc)
 
         if last is None:
             return

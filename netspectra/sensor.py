@@ -111,6 +111,8 @@ def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, ou
     api = None
     try:
         api = start_api(cfg, lay, {"interface": iface, "ifindex": ifindex, "epoch_s": epoch_s}, err)
+        if api is not None:
+            collector.serving_api(api.stats, api.history.open_streams)
         _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, api, out, err)
     finally:
         if api is not None:

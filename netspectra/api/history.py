@@ -193,6 +193,10 @@ class History:
             backlog = (list(self._snaps) if feed == "epochs" else list(self.active_alerts)) if replay else []
         return sub, backlog
 
+    def open_streams(self) -> int:
+        with self._lock:
+            return len(self._epoch_subs) + len(self._alert_subs)
+
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
             self._epoch_subs.discard(sub)

@@ -24,6 +24,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -266,11 +267,18 @@ class _Handler(BaseHTTPRequestHandler):
             got = self.headers.get("Authorization", "")
             if not (got and hmac.compare_digest(got.encode(), srv.token)):
                 why = "wrong bearer token" if got else "missing bearer token (Authorization: Bearer <token>)"
+                route = ROUTES.get(urlsplit(self.path).path.rstrip("/"))
+                if srv.stats is not None:
+                    srv.stats.observe("http", route[0] if route else "unknown", "UNAUTHENTICATED")
                 return self._send(401, {"error": why, "code": "UNAUTHENTICATED"}, {"WWW-Authenticate": "Bearer"})
+        t0 = time.perf_counter()
         try:
             status, body = answer(srv.queries, self.path)
         except Exception as e:  # a bug: one line, keep serving
             status, body = 500, {"error": f"{type(e).__name__}: {e}", "code": "INTERNAL"}
+        route = ROUTES.get(urlsplit(self.path).path.rstrip("/"))
+        if route is not None and srv.stats is not None:
+            srv.stats.observe("http", route[0], "OK" if status == 200 else body["code"], time.perf_counter() - t0)
         self._send(status, body)
 
     do_HEAD = do_GET
@@ -305,7 +313,7 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-def serve_http(cfg: ApiConfig, queries: Queries) -> _Server:
+def serve_http(cfg: ApiConfig, queries: Queries, stats=None) -> _Server:
     """Start the HTTP/JSON server on cfg.http_address in a thread; raises
     ApiServerError (one line) when it cannot."""
     from .server import ApiServerError
@@ -317,6 +325,7 @@ def serve_http(cfg: ApiConfig, queries: Queries) -> _Server:
     except OSError as e:
         raise ApiServerError(f"cannot serve HTTP on {cfg.http_address} (api.http_address): {e.strerror or e}") from None
     srv.queries = queries
+    srv.stats = stats
     srv.token = f"Bearer {cfg.token}".encode() if cfg.token else b""
     if cfg.tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

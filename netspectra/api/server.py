@@ -19,6 +19,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -28,10 +29,12 @@ from grpc_reflection.v1alpha import reflection
 from .history import History, Subscription
 from .queries import ApiError, Queries, alert_pb
 from .settings import ApiConfig
+from .stats import ApiStats
 from .v1 import sensor_pb2 as pb
 from .v1 import sensor_pb2_grpc as pb_grpc
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Sensor"].full_name
+_METHODS = frozenset(m.name for m in pb.DESCRIPTOR.services_by_name["Sensor"].methods)
 MAX_REQUEST = 64 << 10
 UNARY_WORKERS = 16
 POLL_S = 0.5  # how often a stream checks that its client is still there
@@ -59,19 +62,26 @@ def check_tls(cfg: ApiConfig) -> None:
 
 
 class _Servicer(pb_grpc.SensorServicer):
-    def __init__(self, queries: Queries, history: History, log=sys.stderr):
+    def __init__(self, queries: Queries, history: History, stats: ApiStats, log=sys.stderr):
         self.q = queries
         self.h = history
+        self.stats = stats
         self.log = log
 
     def _answer(self, name: str, req, ctx):
+        t0 = time.perf_counter()
+        code = "OK"
         try:
             return getattr(self.q, name)(req)
         except ApiError as e:
+            code = e.code
             ctx.abort(getattr(grpc.StatusCode, e.code), str(e))
         except Exception as e:  # a bug: say so in one line, keep serving
+            code = "INTERNAL"
             print(f"netspectra: api: {name} failed: {type(e).__name__}: {e}", file=self.log, flush=True)
             ctx.abort(grpc.StatusCode.INTERNAL, f"{name} failed: {type(e).__name__}: {e}")
+        finally:
+            self.stats.observe("grpc", name, code, time.perf_counter() - t0)
 
     def StreamEpochs(self, req, ctx):
         try:
@@ -84,10 +94,13 @@ class _Servicer(pb_grpc.SensorServicer):
         yield from self._stream(ctx, "alerts", req.replay, alert_pb)
 
     def _stream(self, ctx, feed: str, replay: bool, convert):
+        method = "StreamEpochs" if feed == "epochs" else "StreamAlerts"
         try:
             sub, backlog = self.h.subscribe(feed, replay)
         except OverflowError as e:
+            self.stats.observe("grpc", method, "RESOURCE_EXHAUSTED")
             ctx.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+        self.stats.observe("grpc", method, "OK")
         ctx.add_callback(sub.close)  # client gone or deadline: wake the loop below
         try:
             for item in backlog:
@@ -122,8 +135,9 @@ for _m in pb.DESCRIPTOR.services_by_name["Sensor"].methods:
 class _TokenAuth(grpc.ServerInterceptor):
     """Every call but health checks needs `authorization: Bearer <token>`."""
 
-    def __init__(self, token: str):
+    def __init__(self, token: str, stats: ApiStats):
         self.expected = f"Bearer {token}".encode()
+        self.stats = stats
 
     def intercept_service(self, continuation, details):
         if details.method.startswith("/grpc.health.v1.Health/"):
@@ -135,6 +149,8 @@ class _TokenAuth(grpc.ServerInterceptor):
         if got and hmac.compare_digest(got.encode(), self.expected):
             return continuation(details)
         why = "wrong bearer token" if got else "missing bearer token (authorization: Bearer <token> metadata)"
+        name = details.method.rsplit("/", 1)[-1]
+        self.stats.observe("grpc", name if name in _METHODS else "unknown", "UNAUTHENTICATED")
 
         def deny(request, ctx):
             ctx.abort(grpc.StatusCode.UNAUTHENTICATED, why)
@@ -170,6 +186,7 @@ class ApiServer:
         self.http = None
         self.grpc_port = 0
         self.http_port = 0
+        self.stats = ApiStats()
         self._pending: queue.Queue = queue.Queue()
         self._backlog = 0  # epochs published, not yet visible
         self._backlog_lock = threading.Lock()
@@ -215,7 +232,7 @@ class ApiServer:
             if self.cfg.http_address:
                 from .http import serve_http
 
-                self.http = serve_http(self.cfg, self.queries)
+                self.http = serve_http(self.cfg, self.queries, self.stats)
                 self.http_port = self.http.server_address[1]
         except BaseException:
             self.stop(0)
@@ -224,7 +241,7 @@ class ApiServer:
 
     def _start_grpc(self) -> None:
         cfg = self.cfg
-        interceptors = [_TokenAuth(cfg.token)] if cfg.token else []
+        interceptors = [_TokenAuth(cfg.token, self.stats)] if cfg.token else []
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=UNARY_WORKERS + cfg.max_streams, thread_name_prefix="api"),
             interceptors=interceptors,
@@ -234,7 +251,7 @@ class ApiServer:
             ],
             maximum_concurrent_rpcs=UNARY_WORKERS * 8 + cfg.max_streams,
         )
-        pb_grpc.add_SensorServicer_to_server(_Servicer(self.queries, self.history, self.log), server)
+        pb_grpc.add_SensorServicer_to_server(_Servicer(self.queries, self.history, self.stats, self.log), server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -1821,3 +1821,43 @@ def test_grafana_query_api_panels_read_real_answers(api):
             for c in t["columns"]:
                 v = _select(row, c["selector"])
                 assert isinstance(v, int if c["type"] == "number" else str), (url, c, v)
+
+
+def test_api_requests_are_exported_as_metrics(start):
+    """The sensor's /metrics counts query API requests by transport, method and
+    code (a token failure too), times unary requests and counts open streams."""
+    from prometheus_client import generate_latest
+
+    from netspectra.metrics import SensorCollector, registry_for
+
+    a = start(token=TOKEN)
+    col = SensorCollector("veth-api0", a.history.layout, 10, 1024)
+    col.serving_api(a.server.stats, a.history.open_streams)
+    md = (("authorization", f"Bearer {TOKEN}"),)
+    s = a.stub()
+    s.TopKeys(pb.TopKeysRequest(task="src"), timeout=TIMEOUT, metadata=md)
+    s.TopKeys(pb.TopKeysRequest(task="src"), timeout=TIMEOUT, metadata=md)
+    rpc_error(s.TopKeys, pb.TopKeysRequest(task="nope"), metadata=md)
+    rpc_error(s.GetStatus, pb.GetStatusRequest())  # no token
+    assert http(a.url("/v1/tasks"), token=TOKEN)[0] == 200
+    stream = s.StreamAlerts(pb.StreamAlertsRequest(), metadata=md)
+    wait_for(lambda: a.history.open_streams() == 1, "the stream to open")
+    text = generate_latest(registry_for(col)).decode()
+    stream.cancel()
+
+    def value(series: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(series + " "):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"{series} not in\n{text}")
+
+    req = 'netspectra_api_requests_total{code="%s",interface="veth-api0",method="%s",transport="%s"}'
+    assert value(req % ("OK", "TopKeys", "grpc")) == 2
+    assert value(req % ("INVALID_ARGUMENT", "TopKeys", "grpc")) == 1
+    assert value(req % ("UNAUTHENTICATED", "GetStatus", "grpc")) == 1
+    assert value(req % ("OK", "ListTasks", "http")) == 1
+    assert value(req % ("OK", "StreamAlerts", "grpc")) == 1
+    dur = 'netspectra_api_request_duration_seconds_%s{interface="veth-api0",method="TopKeys",transport="grpc"}'
+    assert value(dur % "count") == 3
+    assert 0 < value(dur % "sum") < 3 * TIMEOUT
+    assert value('netspectra_api_streams{interface="veth-api0"}') == 1

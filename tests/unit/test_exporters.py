@@ -52,6 +52,9 @@ METRICS = frozenset(
         "netspectra_alerts_fired_total",
         "netspectra_alerts_active",
         "netspectra_notifications_failed_total",
+        "netspectra_api_requests_total",
+        "netspectra_api_request_duration_seconds_bucket",
+        "netspectra_api_streams",
     }
 )
 ALERTS = {

@@ -182,7 +182,7 @@ class History:
         """A new subscription to "epochs" or "alerts" and, if replay, what is
         kept now (snapshots, or the alerts firing), taken atomically with it so
         nothing is missed or sent twice.  Raises OverflowError at max_streams."""
-        sub = Subscription()
+        sub = Subscription(SUBSCRIBER_QUEUE)
         with self._lock:
             subs = self._epoch_subs if feed == "epochs" else self._alert_subs
             if len(self._epoch_subs) + len(self._alert_subs) >= self.max_streams:

@@ -1861,3 +1861,22 @@ def test_api_requests_are_exported_as_metrics(start):
     assert value(dur % "count") == 3
     assert 0 < value(dur % "sum") < 3 * TIMEOUT
     assert value('netspectra_api_streams{interface="veth-api0"}') == 1
+
+
+def test_a_stream_client_that_does_not_read_is_dropped(start, snaps, monkeypatch):
+    """A client that stops reading cannot make the sensor buffer epochs for it:
+    once its feed overflows, the stream ends with RESOURCE_EXHAUSTED."""
+    from netspectra.api import history
+
+    monkeypatch.setattr(history, "SUBSCRIBER_QUEUE", 4)
+    a = start(http=False, keep=4)
+    stream = a.stub().StreamEpochs(pb.StreamEpochsRequest(max_keys=1000), timeout=3 * TIMEOUT)
+    wait_for(lambda: a.history.open_streams() == 1, "the stream to open")
+    for seq in range(EPOCHS, EPOCHS + 600):  # far more than transport buffers plus the queue hold
+        a.history.add(new_epoch(snaps, seq))
+    with pytest.raises(grpc.RpcError) as ei:
+        for _ in stream:
+            pass
+    assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "fell too far behind" in ei.value.details()
+    wait_for(lambda: a.history.open_streams() == 0, "the stream to be dropped")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import abi, analysis
-from .packets import addr_str
+from .packets import addr_str, addr_strings
 from .sketch import HeavyHitters, SketchSet
 from .tasks import Layout
 
@@ -59,23 +59,7 @@ class EpochSnapshot:
                 "flow_untracked_bytes": self.counter("flow_untracked")[1],
                 "candidates_lost": self.counter("cand_lost")[0],
             },
-            "flows": [
-                {
-                    "src": addr_str(k["src"]),
-                    "dst": addr_str(k["dst"]),
-                    "proto": int(k["proto"]),
-                    "sport": int(k["sport"]),
-                    "dport": int(k["dport"]),
-                    "packets": int(f["packets"]),
-                    "bytes": int(f["bytes"]),
-                    "first_seen_ns": int(f["first_ns"]),
-                    "last_seen_ns": int(f["last_ns"]),
-                    "tcp_flags": int(f["tcp_flags"]),
-                    "icmp_type": int(f["icmp_type"]),
-                    "icmp_code": int(f["icmp_code"]),
-                }
-                for f, k in zip(fl, fl["key"])
-            ],
+            "flows": _flows_json(fl),
             "heavy_hitters": {
                 task: [
                     {**key_json(k, self.sketch.layout, task), "packets": int(p), "bytes": int(b)}
@@ -90,6 +74,26 @@ class EpochSnapshot:
                 for task, (ks, es) in self.spreaders.items()
             },
         }
+
+
+_FLOW_COLUMNS = ("packets", "bytes", "first_ns", "last_ns", "tcp_flags", "icmp_type", "icmp_code")
+
+
+def _flows_json(fl: np.ndarray) -> list[dict]:
+    """The flow records of docs/json.md, built column by column (an epoch may
+    hold a million flows: no per-flow numpy scalars or address objects)."""
+    k = fl["key"]
+    cols = [
+        addr_strings(k["src"]),
+        addr_strings(k["dst"]),
+        k["proto"].tolist(),
+        k["sport"].tolist(),
+        k["dport"].tolist(),
+        *(fl[c].tolist() for c in _FLOW_COLUMNS),
+    ]
+    names = ("src", "dst", "proto", "sport", "dport", "packets", "bytes", "first_seen_ns", "last_seen_ns",
+             "tcp_flags", "icmp_type", "icmp_code")  # fmt: skip
+    return [dict(zip(names, row)) for row in zip(*cols)]
 
 
 def key_json(k, layout: Layout, task: str) -> dict:

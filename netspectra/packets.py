@@ -142,3 +142,25 @@ def addr_str(b: bytes) -> str:
     """Inverse of mapped(): '10.0.0.1' or '2001:db8::1'."""
     ip = ipaddress.IPv6Address(bytes(b))
     return str(ip.ipv4_mapped) if ip.ipv4_mapped else str(ip)
+
+
+_V4_PREFIX = bytes(10) + b"\xff\xff"
+
+
+def addr_strings(addrs) -> list[str]:
+    """addr_str() of every row of an (n, 16) uint8 array, formatting each
+    distinct address once (flow tables repeat addresses many times)."""
+    import numpy as np
+
+    a = np.ascontiguousarray(addrs, dtype=np.uint8).reshape(-1, 16)
+    if len(a) == 0:
+        return []
+    uniq, inv = np.unique(a.view(np.dtype((np.void, 16))).reshape(-1), return_inverse=True)
+    u = uniq.view(np.uint8).reshape(-1, 16)
+    v4 = (u[:, :12] == np.frombuffer(_V4_PREFIX, np.uint8)).all(axis=1)
+    text = [""] * len(u)
+    for i, (b0, b1, b2, b3) in zip(np.flatnonzero(v4).tolist(), u[v4, 12:].tolist()):
+        text[i] = f"{b0}.{b1}.{b2}.{b3}"
+    for i in np.flatnonzero(~v4).tolist():
+        text[i] = addr_str(u[i].tobytes())  # IPv6: the standard compressed form
+    return [text[i] for i in inv.reshape(-1).tolist()]

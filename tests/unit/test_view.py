@@ -92,3 +92,19 @@ def test_spreaders_skip_keys_with_too_few_flows_only_when_complete():
     sk.update(pkts, 60)
     assert [int(k["src"][15]) for k in spreaders(sk, flows, complete=True)["s"][0]] == [1]
     assert sorted(int(k["src"][15]) for k in spreaders(sk, flows, complete=False)["s"][0]) == [1, 2]
+
+
+def test_addr_strings_equal_addr_str_row_by_row():
+    import ipaddress
+    import random
+
+    from netspectra.packets import addr_str, addr_strings, mapped
+
+    rng = random.Random(3)
+    addrs = ["0.0.0.0", "255.255.255.255", "10.0.0.1", "::", "::1", "::ffff:0.0.0.0", "2001:db8::1", "fe80::1:2"]
+    addrs += [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(300)]
+    addrs += [str(ipaddress.IPv6Address(rng.getrandbits(128))) for _ in range(300)]
+    addrs += addrs[:50]  # repeats
+    rows = np.array([list(mapped(a)) for a in addrs], dtype=np.uint8)
+    assert addr_strings(rows) == [addr_str(bytes(r)) for r in rows]
+    assert addr_strings(rows[:0]) == []

@@ -90,7 +90,8 @@ def status(as_json):
         state = "running" if r["alive"] else "stale (process gone; XDP detached with it)"
         where = "" if r["here"] else " (other netns)"
         epochs = f", {r['last_epoch'] + 1} epochs, {r['last_packets']} packets last epoch" if "last_epoch" in r else ""
-        click.echo(f"{r['iface']}{where}: {state}, pid {r['pid']}, {r['mode']} mode, since {since}{epochs}")
+        api = f", query API {r['api']}" if r.get("api") else ""
+        click.echo(f"{r['iface']}{where}: {state}, pid {r['pid']}, {r['mode']} mode, since {since}{epochs}{api}")
 
 
 @sensor.command()

@@ -121,6 +121,7 @@ def test_status_detach_and_second_sensor_refused(veth):
         wait_attached(veth, proc)
         r = cli(veth, "status")
         assert r.returncode == 0 and f"{veth.dev_b}: running, pid" in r.stdout and "generic mode" in r.stdout
+        assert "query API 127.0.0.1:9782" in r.stdout
 
         one_line_error(cli(veth, "attach", veth.dev_b), "already attached", veth.dev_b)
 

@@ -121,6 +121,11 @@ class History:
 
     # --- readers
 
+    def since_start(self) -> tuple[int, np.ndarray]:
+        """(epochs completed, (NCOUNTERS, 2) totals since start), consistent with each other."""
+        with self._lock:
+            return self.completed, self.cumulative.copy()
+
     def snapshots(self) -> list:
         with self._lock:
             return list(self._snaps)

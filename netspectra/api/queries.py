@@ -370,14 +370,14 @@ class Queries:
     def GetStatus(self, req: pb.GetStatusRequest) -> pb.Status:
         info, cfg = self.info, self.info["config"]
         mem = info.get("kernel_memory", {})
-        cum = self.h.cumulative
+        completed, cum = self.h.since_start()
         out = pb.Status(
             version=version(),
             interface=info.get("interface", ""),
             ifindex=info.get("ifindex", 0),
             xdp_mode=info.get("xdp_mode", ""),
             pid=info.get("pid", 0),
-            epochs_completed=self.h.completed,
+            epochs_completed=completed,
             epochs_kept=len(self.h.snapshots()),
             keep_epochs=self.h.keep,
             kernel_memory={k: int(v) for k, v in mem.items()},
@@ -610,7 +610,7 @@ class Queries:
         snaps = self.h.snapshots()
         if not snaps:
             raise ApiError("", "no epoch has completed yet; try again after the first epoch", "UNAVAILABLE")
-        want = key.view(np.dtype((np.void, abi.KEY.itemsize)))[0]
+        want = key.view(_VOID)[0]
         out = pb.TraceFlowResponse(key=key_pb(key[0]))
         tp = tb = 0
         for s in snaps:
@@ -632,7 +632,7 @@ class Queries:
             return None
 
         def index():
-            raw = np.ascontiguousarray(snap.flows["key"]).view(np.dtype((np.void, abi.KEY.itemsize))).reshape(-1)
+            raw = np.ascontiguousarray(snap.flows["key"]).view(_VOID).reshape(-1)
             order = np.argsort(raw, kind="stable")
             return raw[order], order
 

@@ -245,6 +245,9 @@ def _task_names(sk) -> str:
     "--server", envvar="NETSPECTRA_SERVER", default="127.0.0.1:9782", show_default=True,
     help="Sensor gRPC address host:port [env NETSPECTRA_SERVER].",
 )  # fmt: skip
+@click.option(
+    "--iface", help="Ask the sensor attached to this interface (its address from `netspectra-sensor status`)."
+)
 @click.option("--tls", is_flag=True, help="Use TLS (implied by --ca, --cert).")
 @click.option("--ca", type=click.Path(dir_okay=False), help="CA certificate(s) to verify the sensor (PEM).")
 @click.option("--cert", type=click.Path(dir_okay=False), help="Client certificate for mutual TLS (PEM).")
@@ -254,9 +257,12 @@ def _task_names(sk) -> str:
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=5.0, show_default=True, help="Seconds per request.")
 @click.option("--json", "as_json", is_flag=True, help="JSON (protobuf JSON mapping) instead of tables.")
 @click.pass_context
-def query(ctx, server, tls, ca, cert, key, server_name, token, timeout, as_json):
+def query(ctx, server, iface, tls, ca, cert, key, server_name, token, timeout, as_json):
     """Ask a running sensor (gRPC, docs/api.md): top keys, estimates, flows, live epochs and alerts."""
     from .api.client import Client, QueryError
+
+    if iface:
+        server = _server_of(iface, ctx.get_parameter_source("server"))
 
     try:
         ctx.obj = Client(
@@ -267,6 +273,20 @@ def query(ctx, server, tls, ca, cert, key, server_name, token, timeout, as_json)
         _fail(str(e))
     ctx.obj.as_json = as_json
     ctx.call_on_close(ctx.obj.close)
+
+
+def _server_of(iface: str, source) -> str:
+    """The query API address of the sensor attached to iface in this network namespace."""
+    from .sensor import pid_alive, read_state, state_path
+
+    if source == click.core.ParameterSource.COMMANDLINE:
+        _fail("give --iface or --server, not both")
+    st = read_state(state_path(iface))
+    if not st or not pid_alive(st.get("pid", -1)):
+        _fail(f"no netspectra sensor is attached to {iface} in this network namespace (see netspectra-sensor status)")
+    if not st.get("api"):
+        _fail(f"the sensor on {iface} (pid {st['pid']}) serves no gRPC query API (api.address is off)")
+    return st["api"]
 
 
 def _ask(c, method: str, request):

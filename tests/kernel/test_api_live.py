@@ -152,6 +152,15 @@ def test_watch_epochs_streams_live_epochs(veth, sensor):
     assert len(seqs) == 3 and seqs == sorted(seqs) and len(set(seqs)) == 3
 
 
+def test_query_finds_the_sensor_by_interface(veth, sensor):
+    st = query_json(veth, "--iface", veth.dev_b, "status")
+    assert st["interface"] == veth.dev_b
+    r = query(veth, "--iface", "nosuchdev0", "status", check=False)
+    assert r.returncode == 1 and "no netspectra sensor is attached to nosuchdev0" in r.stderr
+    r = query(veth, "--iface", veth.dev_b, "--server", "127.0.0.1:9782", "status", check=False)
+    assert r.returncode == 1 and "give --iface or --server, not both" in r.stderr
+
+
 def test_query_errors_are_one_line(veth, sensor):
     r = query(veth, "top", "spread_dst", check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -325,30 +325,25 @@ def _task_of(c, name: str | None, kind: str):
 
 def _key_args(args: tuple[str, ...], fields: list[str], what: str):
     """FIELD=VALUE arguments (or one bare VALUE for a one-field key) -> Key."""
-    from .api.http import parse_proto
-    from .api.queries import ApiError
+    from .api.http import key_from_params
+    from .api.queries import KEY_FIELDS, ApiError
     from .api.v1 import sensor_pb2 as pb
 
-    k = pb.Key()
     if len(args) == 1 and "=" not in args[0] and len(fields) == 1:
         args = (f"{fields[0]}={args[0]}",)
+    params = {}
     for a in args:
         name, sep, value = a.partition("=")
         if not sep:
             _fail(f"{a!r}: give keys as FIELD=VALUE ({what}: {', '.join(fields)})")
-        try:
-            if name in ("src_ip", "dst_ip"):
-                setattr(k, name, value)
-            elif name in ("src_port", "dst_port"):
-                if not value.isdigit() or int(value) > 65535:
-                    _fail(f"{name}: {value!r} is not a port 0..65535")
-                setattr(k, name, int(value))
-            elif name == "proto":
-                k.proto = parse_proto("proto", value)
-            else:
-                _fail(f"{a!r}: unknown field {name!r} ({what}: {', '.join(fields)})")
-        except ApiError as e:
-            _fail(str(e))
+        if name not in KEY_FIELDS:
+            _fail(f"{a!r}: unknown field {name!r} ({what}: {', '.join(fields)})")
+        params[name] = value
+    k = pb.Key()
+    try:
+        key_from_params(params, k)
+    except ApiError as e:
+        _fail(str(e))
     return k
 
 

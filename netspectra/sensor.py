@@ -153,9 +153,10 @@ def start_api(cfg: Config, lay, info: dict, err=sys.stderr):
         api = ApiServer(cfg.api, Queries(history, info), history, log=err).start()
     except ApiServerError as e:
         raise SensorError(str(e)) from None
+    from .api.settings import host_port
+
     for addr in (cfg.api.address, cfg.api.http_address):
-        host = addr.rpartition(":")[0].strip("[]")
-        if addr and host not in ("127.0.0.1", "::1", "localhost") and not (cfg.api.token or cfg.api.tls):
+        if addr and host_port(addr)[0] not in ("127.0.0.1", "::1", "localhost") and not (cfg.api.token or cfg.api.tls):
             print(f"netspectra: warning: the query API on {addr} has neither a token nor TLS", file=err, flush=True)
     return api
 

@@ -32,7 +32,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
 from .queries import ApiError, Queries
-from .settings import ApiConfig
+from .settings import ApiConfig, host_port
 from .v1 import sensor_pb2 as pb
 
 MAX_URL = 8192
@@ -122,7 +122,9 @@ def _enum(name: str, text: str, prefix: str, enum) -> int:
     return enum.Value(key)
 
 
-def _key(params: dict, key: pb.Key) -> None:
+def key_from_params(params: dict, key: pb.Key) -> None:
+    """Set the Key fields named in params (text values: IPs, ports, protocol
+    names or numbers); ApiError names a bad one.  HTTP and `netspectra query`."""
     for n in ("src_ip", "dst_ip"):
         if n in params:
             setattr(key, n, params[n])
@@ -144,7 +146,7 @@ def _top(p):
 
 def _estimate(p):
     r = pb.EstimateKeyRequest(task=p.get("task", ""))
-    _key(p, r.key)
+    key_from_params(p, r.key)
     r.epochs = _uint("epochs", p["epochs"]) if "epochs" in p else 0
     return r
 
@@ -178,7 +180,7 @@ def _flows(p):
 
 def _trace(p):
     r = pb.TraceFlowRequest()
-    _key(p, r.key)
+    key_from_params(p, r.key)
     return r
 
 
@@ -263,11 +265,12 @@ class _Handler(BaseHTTPRequestHandler):
         srv = self.server
         if len(self.path) > MAX_URL:
             return self._send(414, {"error": f"URL longer than {MAX_URL} bytes", "code": "INVALID_ARGUMENT"})
-        if srv.token and not urlsplit(self.path).path == "/healthz":
+        path = urlsplit(self.path).path
+        route = ROUTES.get(path.rstrip("/"))
+        if srv.token and path != "/healthz":
             got = self.headers.get("Authorization", "")
             if not (got and hmac.compare_digest(got.encode(), srv.token)):
                 why = "wrong bearer token" if got else "missing bearer token (Authorization: Bearer <token>)"
-                route = ROUTES.get(urlsplit(self.path).path.rstrip("/"))
                 if srv.stats is not None:
                     srv.stats.observe("http", route[0] if route else "unknown", "UNAUTHENTICATED")
                 return self._send(401, {"error": why, "code": "UNAUTHENTICATED"}, {"WWW-Authenticate": "Bearer"})
@@ -276,7 +279,6 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = answer(srv.queries, self.path)
         except Exception as e:  # a bug: one line, keep serving
             status, body = 500, {"error": f"{type(e).__name__}: {e}", "code": "INTERNAL"}
-        route = ROUTES.get(urlsplit(self.path).path.rstrip("/"))
         if route is not None and srv.stats is not None:
             srv.stats.observe("http", route[0], "OK" if status == 200 else body["code"], time.perf_counter() - t0)
         self._send(status, body)
@@ -318,10 +320,9 @@ def serve_http(cfg: ApiConfig, queries: Queries, stats=None) -> _Server:
     ApiServerError (one line) when it cannot."""
     from .server import ApiServerError
 
-    host, _, port = cfg.http_address.rpartition(":")  # validated by the config (tests may use port 0)
-    host = host.strip("[]")
+    host, port = host_port(cfg.http_address)
     try:
-        srv = (_Server6 if ":" in host else _Server)((host, int(port)), _Handler)
+        srv = (_Server6 if ":" in host else _Server)((host, port), _Handler)
     except OSError as e:
         raise ApiServerError(f"cannot serve HTTP on {cfg.http_address} (api.http_address): {e.strerror or e}") from None
     srv.queries = queries

@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .history import History, Subscription
 from .queries import ApiError, Queries, alert_pb
-from .settings import ApiConfig
+from .settings import ApiConfig, host_port
 from .stats import ApiStats
 from .v1 import sensor_pb2 as pb
 from .v1 import sensor_pb2_grpc as pb_grpc
@@ -164,11 +164,10 @@ class _TokenAuth(grpc.ServerInterceptor):
 def _check_bindable(address: str) -> None:
     """Bind the address once ourselves: gRPC's own failure says only "Failed
     to bind"; the socket's error says why (in use, not a local address)."""
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]")
+    host, port = host_port(address)
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-            s.bind((host, int(port)))
+            s.bind((host, port))
     except OSError as e:
         raise ApiServerError(f"cannot serve gRPC on {address} (api.address): {e.strerror or e}") from None
 

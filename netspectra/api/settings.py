@@ -43,6 +43,13 @@ class ApiConfig:
         return bool(self.address or self.http_address)
 
 
+def host_port(address: str) -> tuple[str, int]:
+    """(host, port) of an address the config already validated: "host:port" or
+    "[v6]:port" (port 0, any free port, is allowed here for tests)."""
+    host, _, port = address.strip().rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def parse_api(b, value) -> ApiConfig:
     """The `api` section; `b` is the config._Builder (its helpers raise _Fail)."""
     from ..config import _Fail, _show, parse_address

@@ -207,6 +207,12 @@ def aggregate_flows(parts: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def _masked_keys(flows: np.ndarray, fields: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys of flows masked to `fields`, and the flows of each."""
+    keys = flows["key"] if len(flows) else np.zeros(0, abi.KEY)
+    return analysis.unique_keys(analysis.mask_keys(keys, fields), return_counts=True)
+
+
 def _count_of(keys: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """counts[i] of keys[i] == wanted[j] for each wanted key (0 when absent)."""
     out = np.zeros(len(wanted), np.uint64)
@@ -428,14 +434,13 @@ class Queries:
 
     # --- sketches
 
-    def _epoch_keys(self, snap, fields: int) -> np.ndarray:
-        """The distinct keys of an epoch's exact flows masked to `fields`
-        (kept with the epoch; the flows' own keys when fields is the 5-tuple)."""
-        if fields == 0x1F:
-            return snap.flows["key"]
-        return self.h.per_epoch(
-            snap.seq, ("keys", fields), lambda: analysis.unique_keys(analysis.mask_keys(snap.flows["key"], fields))
-        )
+    def _epoch_keys(self, snap, fields: int) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct keys of an epoch's exact flows masked to `fields`, and
+        how many flows each has (kept with the epoch: Count-Min rankings and
+        spreader rankings of a task keyed alike share them)."""
+        if fields == 0x1F:  # the flows' own keys, one flow each
+            return snap.flows["key"], np.ones(len(snap.flows), np.int64)
+        return self.h.per_epoch(snap.seq, ("keys", fields), lambda: _masked_keys(snap.flows, fields))
 
     def _ranked(self, t, snaps: list) -> dict:
         """Every key of a Count-Min task seen in the window (exact flows masked
@@ -445,7 +450,7 @@ class Queries:
 
         def rank():
             sk = self._sketch(snaps)
-            pool = [self._epoch_keys(s, t.spec.fields) for s in snaps if len(s.flows)]
+            pool = [self._epoch_keys(s, t.spec.fields)[0] for s in snaps if len(s.flows)]
             heavy = self._heavy_keys(snaps, name)
             if len(pool) == 1 and not len(heavy):
                 keys = pool[0]  # one epoch's keys: already distinct
@@ -522,10 +527,10 @@ class Queries:
 
         def rank():
             sk = self._sketch(snaps)
-            fl = self._flows(snaps)
-            keys, nflows = analysis.unique_keys(
-                analysis.mask_keys(fl["key"] if len(fl) else np.zeros(0, abi.KEY), t.spec.fields), return_counts=True
-            )
+            if len(snaps) == 1:
+                keys, nflows = self._epoch_keys(snaps[0], t.spec.fields)
+            else:  # distinct 5-tuples of the window per key
+                keys, nflows = _masked_keys(self._flows(snaps), t.spec.fields)
             top = np.argsort(nflows, kind="stable")[::-1][:SPREAD_CANDIDATES]
             extra = [s.spreaders[name][0] for s in snaps if name in s.spreaders]
             # heavy hitters of the Count-Min tasks keyed on (at least) this task's fields; masking

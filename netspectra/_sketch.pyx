@@ -182,14 +182,10 @@ cdef inline void _cols(uint64_t h, int depth, int width_log2, Py_ssize_t* idx) n
         idx[i] = (<Py_ssize_t>i << width_log2) + c
 
 
-cdef double _hll(const uint8_t* r, Py_ssize_t m, const double* inv2) noexcept nogil:
-    cdef double s = 0.0
-    cdef Py_ssize_t j, zeros = 0
-    cdef double alpha, e
-    for j in range(m):
-        s += inv2[r[j]]
-        if r[j] == 0:
-            zeros += 1
+cdef inline double _hll_estimate(double sm, Py_ssize_t zeros, Py_ssize_t m) noexcept nogil:
+    """HyperLogLog estimate of m registers from sum(2**-register) and the
+    number of zero registers (linear counting while <= 2.5 m)."""
+    cdef double alpha, e, dm = <double>m
     if m == 16:
         alpha = 0.673
     elif m == 32:
@@ -197,11 +193,21 @@ cdef double _hll(const uint8_t* r, Py_ssize_t m, const double* inv2) noexcept no
     elif m == 64:
         alpha = 0.709
     else:
-        alpha = 0.7213 / (1.0 + 1.079 / <double>m)
-    e = alpha * <double>m * <double>m / s
-    if e <= 2.5 * <double>m and zeros > 0:
-        e = <double>m * log(<double>m / <double>zeros)
+        alpha = 0.7213 / (1.0 + 1.079 / dm)
+    e = alpha * dm * dm / sm
+    if e <= 2.5 * dm and zeros > 0:
+        e = dm * log(dm / <double>zeros)
     return e
+
+
+cdef double _hll(const uint8_t* r, Py_ssize_t m, const double* inv2) noexcept nogil:
+    cdef double s = 0.0
+    cdef Py_ssize_t j, zeros = 0
+    for j in range(m):
+        s += inv2[r[j]]
+        if r[j] == 0:
+            zeros += 1
+    return _hll_estimate(s, zeros, m)
 
 
 # ---------------------------------------------------------------- public API
@@ -386,16 +392,7 @@ def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, of
     cdef double e_pool = -1.0 if pool is None else <double>float(pool)
     cdef Py_ssize_t zeros
     cdef uint8_t v
-    cdef double alpha
     _inv2_table(inv2)
-    if s == 16:
-        alpha = 0.673
-    elif s == 32:
-        alpha = 0.697
-    elif s == 64:
-        alpha = 0.709
-    else:
-        alpha = 0.7213 / (1.0 + 1.079 / S)
     scale = M * S / (M - S)
     with nogil:
         if corr and n and e_pool < 0.0:
@@ -411,9 +408,7 @@ def ss_estimate(regs, keys, *, key_wmask, seed, depth, width_log2, regs_log2, of
                 sm += inv2[v]
                 if v == 0:
                     zeros += 1
-            e = alpha * S * S / sm
-            if e <= 2.5 * S and zeros > 0:
-                e = S * log(S / <double>zeros)
+            e = _hll_estimate(sm, zeros, s)
             if corr:
                 e = scale * (e / S - e_pool / M)
                 if e < 0.0:

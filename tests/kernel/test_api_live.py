@@ -3,7 +3,6 @@ known frames sent through it, and `netspectra query` (the real client, over
 gRPC, inside that namespace) returning exactly the planted flows and counts."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 from netspectra import packets as P
 from netspectra.netns import VethPair
 
-from .test_cli import cli, finish, one_line_error, start, wait_attached, xdp_id
+from .test_cli import finish, start, wait_attached, xdp_id
 
 pytestmark = pytest.mark.root
 
@@ -178,18 +177,3 @@ def test_sensor_exit_closes_the_api(veth, sensor):
     assert xdp_id(veth) == 0
     r = query(veth, "status", check=False)
     assert r.returncode == 1 and "cannot reach the sensor" in r.stderr
-
-
-@pytest.mark.parametrize("key", ["address", "http_address"])
-def test_api_port_in_use_is_a_one_line_error(veth, tmp_path, key):
-    with veth.inside_b():
-        busy = socket.socket()
-    with busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        address = f"127.0.0.1:{busy.getsockname()[1]}"
-        cfg = tmp_path / "busy.yaml"
-        cfg.write_text(f"sensor:\n  metrics_address: ''\napi:\n  {key}: '{address}'\n")
-        r = cli(veth, "attach", veth.dev_b, "--config", str(cfg))
-        one_line_error(r, address, f"(api.{key})")
-    assert xdp_id(veth) == 0

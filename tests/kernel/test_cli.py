@@ -176,6 +176,26 @@ def test_errors_are_one_line(veth, tmp_path):
     assert xdp_id(veth) == 0
 
 
+@pytest.mark.parametrize(
+    ("section", "key", "what"),
+    [("sensor", "metrics_address", "metrics"), ("api", "address", "gRPC"), ("api", "http_address", "HTTP")],
+)
+def test_listen_address_in_use_is_a_one_line_error(veth, tmp_path, section, key, what):
+    """Metrics, gRPC and HTTP/JSON listeners: a port in use stops the sensor
+    before it attaches, naming the address and the option."""
+    with veth.inside_b():
+        busy = socket.socket()
+    with busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        cfg = tmp_path / "busy.yaml"
+        cfg.write_text(f"{section}:\n  {key}: '{address}'\n")
+        r = cli(veth, "attach", veth.dev_b, "--config", str(cfg))
+        one_line_error(r, f"cannot serve {what} on {address} ({section}.{key})")
+    assert xdp_id(veth) == 0
+
+
 def test_config_print_defaults_loads_back(tmp_path):
     r = subprocess.run([str(BIN), "config", "--print-defaults"], capture_output=True, text=True)
     assert r.returncode == 0

@@ -10,7 +10,7 @@ import pytest
 from netspectra import packets as P
 from netspectra.netns import VethPair
 
-from .test_cli import cli, finish, one_line_error, start, wait_attached, xdp_id
+from .test_cli import finish, start, wait_attached, xdp_id
 
 pytestmark = pytest.mark.root
 
@@ -78,16 +78,4 @@ def test_scrape_counts_the_frames_sent(veth, tmp_path):
     out, err = finish(proc)
     assert proc.returncode == 0, err
     assert f"metrics http://127.0.0.1:{port}/metrics" in err
-    assert xdp_id(veth) == 0
-
-
-def test_port_in_use_is_a_one_line_error(veth, tmp_path):
-    with veth.inside_b():
-        busy = socket.socket()
-    with busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        address = f"127.0.0.1:{busy.getsockname()[1]}"
-        r = cli(veth, "attach", veth.dev_b, "--config", config(tmp_path, address))
-        one_line_error(r, "cannot serve metrics", address, "sensor.metrics_address")
     assert xdp_id(veth) == 0

@@ -33,8 +33,10 @@ from .stats import ApiStats
 from .v1 import sensor_pb2 as pb
 from .v1 import sensor_pb2_grpc as pb_grpc
 
-SERVICE = pb.DESCRIPTOR.services_by_name["Sensor"].full_name
-_METHODS = frozenset(m.name for m in pb.DESCRIPTOR.services_by_name["Sensor"].methods)
+_SENSOR = pb.DESCRIPTOR.services_by_name["Sensor"]
+SERVICE = _SENSOR.full_name
+_METHODS = frozenset(m.name for m in _SENSOR.methods)
+_STREAMS = frozenset(m.name for m in _SENSOR.methods if m.server_streaming)
 MAX_REQUEST = 64 << 10
 UNARY_WORKERS = 16
 POLL_S = 0.5  # how often a stream checks that its client is still there
@@ -127,7 +129,7 @@ def _unary(name: str):
 
 
 # every unary RPC of the service is Queries.<name>; the two streams are written out above
-for _m in pb.DESCRIPTOR.services_by_name["Sensor"].methods:
+for _m in _SENSOR.methods:
     if not _m.server_streaming:
         setattr(_Servicer, _m.name, _unary(_m.name))
 
@@ -156,7 +158,7 @@ class _TokenAuth(grpc.ServerInterceptor):
             ctx.abort(grpc.StatusCode.UNAUTHENTICATED, why)
 
         # the handler kind must match the method's, or streaming calls get INTERNAL
-        if details.method.rsplit("/", 1)[-1].startswith("Stream"):
+        if name in _STREAMS:
             return grpc.unary_stream_rpc_method_handler(deny)
         return grpc.unary_unary_rpc_method_handler(deny)
 

@@ -16,7 +16,7 @@ deps: ## install distribution packages (bcc, kernel headers, tcpreplay); needs r
 
 # The venv uses the machine's python3 and sees Debian's bcc (pure Python over
 # ctypes) through one symlink, not the whole system site-packages.
-$(VENV)/.built: pyproject.toml setup.py netspectra/_sketch.pyx
+$(VENV)/.built: pyproject.toml setup.py netspectra/_sketch.pyx $(wildcard netspectra/*.pxi)
 	python3 -m venv $(VENV)
 	ln -sfn /usr/lib/python3/dist-packages/bcc "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/bcc"
 	$(PY) -m pip install -q --upgrade pip

@@ -12,7 +12,7 @@ ext = Extension(
     ["netspectra/_sketch.pyx"],
     # bpf/ for parse.h (the XDP parser, reused offline), netspectra/ for parse_user.h
     include_dirs=[numpy.get_include(), "bpf", "netspectra"],
-    depends=["bpf/parse.h", "bpf/netspectra.h", "netspectra/parse_user.h", "netspectra/_pcap.pxi"],
+    depends=["bpf/parse.h", "bpf/netspectra.h", "netspectra/parse_user.h", "netspectra/_flows.pxi", "netspectra/_pcap.pxi"],
     extra_compile_args=["-O3"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )

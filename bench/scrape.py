@@ -23,10 +23,10 @@ import numpy as np
 from prometheus_client import generate_latest
 
 from netspectra import abi, analysis
-from netspectra.agent import EpochSnapshot
 from netspectra.config import load_config
 from netspectra.metrics import SensorCollector, registry_for
 from netspectra.sketch import HeavyHitters, SketchSet
+from netspectra.snapshot import EpochSnapshot
 from netspectra.tasks import COUNTMIN, SUPERSPREAD, layout
 
 from ._common import emit, log, machine, summary

@@ -21,15 +21,38 @@
 #ifndef NETSPECTRA_H
 #define NETSPECTRA_H
 
-#define NS_ABI_VERSION 1
+#define NS_ABI_VERSION 2
 
 #define NS_NSETS 2          /* map sets: one active, one being read */
-#define NS_MAX_TASKS 4      /* sketch tasks (Count-Min + SuperSpread) */
+#define NS_MAX_TASKS 8      /* sketch tasks (Count-Min + SuperSpread) */
 #define NS_MAX_DEPTH 8      /* rows per sketch */
 #define NS_MAX_FIELDSETS 8  /* distinct key/element field sets over all tasks */
 #define NS_KEY_WORDS 5      /* struct ns_key as 64-bit words */
 #define NS_MAX_VLAN 2       /* 802.1Q / 802.1ad tags parsed */
 #define NS_MAX_IPV6_EXT 6   /* IPv6 extension headers walked */
+#define NS_FLOW_PROBES 32   /* slots a flow may occupy: its hash slot and the next 31 */
+#define NS_SEEN_SLOTS 4096  /* per set and CPU: candidate keys already reported */
+#define NS_SEEN_PROBES 8
+
+/*
+ * Data plane (sensor.c): the exact flow table is the heavy part; only packets
+ * the table cannot hold (a full table, or 32 probes all taken) update the
+ * sketch tasks and report heavy-hitter candidates -- the light part.  The
+ * agent adds the sketch of the epoch's flows to those overflow arrays, which
+ * gives bit for bit the arrays of updating every packet (Count-Min is linear,
+ * a register depends only on the distinct key/element pairs).  Built with
+ * -DNS_SKETCH_EVERY_PACKET, every IP packet updates the sketches (sketch-only
+ * deployments); the agent then takes the kernel's arrays as they are.
+ *
+ * Flow timestamps (-DNS_TIMESTAMPS=): NS_TS_MS reads the agent's millisecond
+ * clock from ns_ctl (falling back to the kernel clock when the agent's is more
+ * than NS_CLOCK_LATE_NS behind the kernel's coarse clock), NS_TS_PRECISE
+ * reads CLOCK_MONOTONIC per packet, NS_TS_COARSE its tick-resolution variant.
+ */
+#define NS_TS_MS 0
+#define NS_TS_PRECISE 1
+#define NS_TS_COARSE 2
+#define NS_CLOCK_LATE_NS 2000000ULL
 
 /*
  * Hash (sensor.c, netspectra/_sketch.pyx, netspectra/_sketch_ref.py):
@@ -100,17 +123,30 @@ struct ns_key {
 	__u8 pad[3];
 };
 
-/* Per-CPU exact flow record (value of the flows0/flows1 percpu hashes). */
+/*
+ * One slot of the exact flow table (ns_flows): open addressing over a CPU's
+ * slice of NS_FLOW_SLOTS slots, linear probing.  A slot belongs to the set's
+ * current generation (ns_ctl.gen[set]) or is free, so the agent never clears
+ * the table: it bumps the generation when the set becomes active again.
+ */
 struct ns_flow {
+	struct ns_key key;
+	__u32 gen;        /* generation of the set that owns the slot */
+	__u8 tcp_flags;   /* OR of all TCP flags seen */
+	__u8 icmp_type;   /* of the flow's first ICMP/ICMPv6 packet */
+	__u8 icmp_code;
+	__u8 pad;
 	__u64 packets;
 	__u64 bytes;      /* frame bytes as seen by XDP (L2 header included) */
 	__u64 first_ns;   /* CLOCK_MONOTONIC */
 	__u64 last_ns;
-	__u8 tcp_flags;   /* OR of all TCP flags seen */
-	__u8 icmp_type;   /* of the flow's first ICMP/ICMPv6 packet */
-	__u8 icmp_code;
-	__u8 reported;    /* bit t: task t's key already sent as a candidate */
-	__u32 pad;
+};
+
+/* A heavy-hitter candidate key already reported by this CPU in this set. */
+struct ns_seen {
+	__u64 hash;       /* the task's 64-bit key hash */
+	__u32 gen;
+	__u32 task;
 };
 
 /* Count-Min cell and totals slot. */
@@ -119,9 +155,12 @@ struct ns_counter {
 	__u64 bytes;
 };
 
-/* All counters of one CPU in one set: one map lookup per packet. */
+/* All counters of one CPU in one set: one map lookup per packet.  `flows`
+ * is the length of the CPU's list of claimed slots (ns_fidx). */
 struct ns_totals {
 	struct ns_counter c[NS_NCOUNTERS];
+	__u64 flows;
+	__u64 pad;
 };
 
 /* Eight SuperSpread registers (one array element; byte i = register).  A
@@ -164,8 +203,10 @@ struct ns_config {
 
 /* Written by userspace through mmap; read by the program once per packet. */
 struct ns_ctl {
-	__u32 active;       /* map set being written: 0 or 1 */
+	__u32 active;           /* map set being written: 0 or 1 */
+	__u32 gen[NS_NSETS];    /* flow-table generation of each set, never 0 */
 	__u32 pad;
+	__u64 clock_ns;         /* the agent's millisecond clock (CLOCK_MONOTONIC), 0 = none */
 };
 
 /* Heavy-hitter candidate sent through the ring buffer. */
@@ -184,7 +225,11 @@ struct ns_cand {
  *   ns_totals  NS_NSETS * NS_NCPUS                struct ns_totals, mmapable
  *   ns_cm      NS_NSETS * NS_NCPUS * NS_CM_CELLS  struct ns_counter, mmapable
  *   ns_ss      NS_NSETS * NS_NCPUS * NS_SS_BLOCKS struct ns_regs, mmapable
- *   ns_flows0, ns_flows1   percpu hash ns_key -> ns_flow, NS_FLOW_CAPACITY
+ *   ns_flows   NS_NSETS * NS_NCPUS * NS_FLOW_SLOTS   struct ns_flow, mmapable
+ *   ns_fidx    NS_NSETS * NS_NCPUS * NS_FLOW_CAP     __u64 slot index, mmapable: the
+ *              slots a CPU claimed in a set, in order (ns_totals.flows of them)
+ *              (both absent when NS_FLOW_CAP is 0: no flow table, sketches only)
+ *   ns_seen    NS_NSETS * NS_NCPUS * NS_SEEN_SLOTS   struct ns_seen
  *   ns_cand    ring buffer of struct ns_cand
  *   ns_barrier array of maps; updating it waits for running programs
  */

@@ -62,8 +62,6 @@ cdef enum:
     _C_FRAG_FIRST = 16
     _C_IPV4_OPTIONS = 23
     _C_FLOW_UNTRACKED = 21
-    _MAX_TASKS = 4
-    _MAX_FIELDSETS = 8
 
 # walk results (PCAP_* in Python)
 cdef enum:
@@ -107,27 +105,13 @@ ctypedef struct _FlowTab:
     uint64_t* slots                # (hash >> 32) << 32 | (entry index + 1); 0 = empty
     Py_ssize_t nslots              # power of two, load <= 1/2
 
-ctypedef struct _Task:
-    uint32_t kind
-    uint32_t depth
-    uint32_t wl
-    uint32_t rl
-    uint32_t key_set
-    uint32_t elem_set
-    Py_ssize_t offset
-    uint64_t seed
-    uint64_t elem_seed
-
 ctypedef struct _Engine:
     uint64_t totals[_NCOUNTERS * 2]
     _FlowTab cur                   # flows of the current epoch (all, without epochs)
     _FlowTab total                 # flows of finished epochs
     uint64_t* cm                   # current Count-Min cells (packets, bytes pairs)
     uint8_t* ss                    # current SuperSpread registers
-    _Task tasks[_MAX_TASKS]
-    uint64_t fsm[_MAX_FIELDSETS * 5]
-    uint32_t nfs
-    int sketches
+    _Tasks ts
     int epochs
     int have_t0
     uint64_t t0
@@ -291,77 +275,6 @@ cdef Py_ssize_t _tab_merge(_FlowTab* dst, _FlowTab* src) noexcept nogil:
 
 # ---------------------------------------------------------------- one packet
 
-ctypedef struct _Plan:
-    # Cells one packet updates: Count-Min pair indices, SuperSpread register
-    # indices and ranks (one register per SuperSpread task).  Computed (and prefetched) before the flow-table
-    # lookup so the cache misses of both overlap.
-    Py_ssize_t cm[_MAX_TASKS * 8]
-    Py_ssize_t ss[_MAX_TASKS * 8]
-    uint8_t rank[_MAX_TASKS * 8]
-    int ncm
-    int nss
-
-
-cdef inline void _sketch_plan(_Engine* e, const uint64_t* w, _Plan* pl) noexcept nogil:
-    """The sketch part of ns_xdp() (sensor.c) for one parsed IP packet:
-    fold each field set once, remix per task seed, slice rows h1 + i*h2
-    (SuperSpread: virtual register j at pool position h1 + j*h2)."""
-    cdef uint64_t fold[_MAX_FIELDSETS]
-    cdef int i, t
-    cdef uint32_t d
-    cdef uint64_t h, he, x
-    cdef uint32_t h1, h2, wmask, j, wl, rl
-    cdef uint8_t rank
-    cdef Py_ssize_t b
-    cdef _Task* tk
-    pl.ncm = 0
-    pl.nss = 0
-    for i in range(_MAX_FIELDSETS):
-        fold[i] = ns_fold(w, &e.fsm[i * 5]) if <uint32_t>i < e.nfs else 0
-    for t in range(_MAX_TASKS):
-        tk = &e.tasks[t]
-        if tk.kind == 1:  # Count-Min
-            h = ns_fmix(fold[tk.key_set & (_MAX_FIELDSETS - 1)] ^ tk.seed)
-            h1 = <uint32_t>h
-            h2 = <uint32_t>(h >> 32) | 1u
-            wl = tk.wl & 31
-            wmask = (<uint32_t>1 << wl) - 1u
-            for d in range(tk.depth):
-                b = 2 * (tk.offset + (<Py_ssize_t>d << wl) + <Py_ssize_t>((h1 + d * h2) & wmask))
-                __builtin_prefetch(&e.cm[b], 1, 1)
-                pl.cm[pl.ncm] = b
-                pl.ncm += 1
-        elif tk.kind == 2:  # SuperSpread
-            h = ns_fmix(fold[tk.key_set & (_MAX_FIELDSETS - 1)] ^ tk.seed)
-            he = ns_fmix(fold[tk.elem_set & (_MAX_FIELDSETS - 1)] ^ tk.elem_seed)
-            rl = tk.rl & 15
-            j = <uint32_t>(he & ((<uint64_t>1 << rl) - 1))
-            x = he >> rl
-            rank = <uint8_t>(ns_ctz64(x) + 1) if x != 0 else <uint8_t>(65 - rl)
-            h1 = <uint32_t>h
-            h2 = <uint32_t>(h >> 32) | 1u
-            wl = tk.wl & 31
-            wmask = (<uint32_t>1 << wl) - 1u
-            # Virtual HyperLogLog: one pool register per task.
-            b = tk.offset * 8 + <Py_ssize_t>((h1 + j * h2) & wmask)
-            __builtin_prefetch(&e.ss[b], 1, 1)
-            pl.ss[pl.nss] = b
-            pl.rank[pl.nss] = rank
-            pl.nss += 1
-
-
-cdef inline void _sketch_apply(_Engine* e, _Plan* pl, uint64_t length) noexcept nogil:
-    cdef int i
-    cdef uint64_t* c
-    for i in range(pl.ncm):
-        c = &e.cm[pl.cm[i]]
-        c[0] += 1
-        c[1] += length
-    for i in range(pl.nss):
-        if e.ss[pl.ss[i]] < pl.rank[i]:
-            e.ss[pl.ss[i]] = pl.rank[i]
-
-
 cdef inline int _packet(_Engine* e, _Iface* itf, const uint8_t* data, uint32_t caplen,
                         uint64_t length, uint64_t ts) noexcept nogil:
     """Count one record.  Returns 1 (nothing counted) when its timestamp
@@ -409,29 +322,29 @@ cdef inline int _packet(_Engine* e, _Iface* itf, const uint8_t* data, uint32_t c
                 tot[2 * ev] += 1
                 tot[2 * ev + 1] += length
 
-    pl.ncm = 0
-    pl.nss = 0
-    if e.sketches:
-        _sketch_plan(e, <const uint64_t*>p.key.w, &pl)
+    # The heavy part: the flow table.  Only a packet it cannot hold (out of
+    # memory) goes to the sketches now; the rest enter them as flows when the
+    # epoch closes (PcapEngine.sketch_flows), as in the kernel.
     f = _tab_get(&e.cur, <const uint64_t*>p.key.w)
     if f == NULL:
         tot[2 * _C_FLOW_UNTRACKED] += 1
         tot[2 * _C_FLOW_UNTRACKED + 1] += length
-    if e.sketches:
-        _sketch_apply(e, &pl, length)
-    if f != NULL:
-        if f.packets == 0:
-            f.first_ns = ts
-            f.last_ns = ts
-            f.icmp_type = p.icmp_type
-            f.icmp_code = p.icmp_code
-        f.packets += 1
-        f.bytes += length
-        if ts < f.first_ns:
-            f.first_ns = ts
-        if ts > f.last_ns:
-            f.last_ns = ts
-        f.tcp_flags |= p.tcp_flags
+        if e.ts.n:
+            _plan(&e.ts, e.cm, e.ss, <const uint64_t*>p.key.w, &pl)
+            _apply(e.cm, e.ss, &pl, 1, length)
+        return 0
+    if f.packets == 0:
+        f.first_ns = ts
+        f.last_ns = ts
+        f.icmp_type = p.icmp_type
+        f.icmp_code = p.icmp_code
+    f.packets += 1
+    f.bytes += length
+    if ts < f.first_ns:
+        f.first_ns = ts
+    if ts > f.last_ns:
+        f.last_ns = ts
+    f.tcp_flags |= p.tcp_flags
     return 0
 
 
@@ -600,30 +513,7 @@ cdef class PcapEngine:
     def __init__(self, config, cm, ss, epoch_ns=0):
         """config: the layout's abi.CONFIG record; cm/ss: the first epoch's
         sketch arrays (SketchSet.cm / .ss); epoch_ns: 0 = no epochs."""
-        rec = config.reshape(-1)[0]
-        self.e.nfs = int(rec["nfieldsets"])
-        if self.e.nfs > _MAX_FIELDSETS:
-            raise ValueError("too many field sets")
-        fs = rec["fieldset_wmask"]
-        cdef int i, k
-        for i in range(_MAX_FIELDSETS):
-            for k in range(5):
-                self.e.fsm[i * 5 + k] = <uint64_t>int(fs[i][k])
-        nt = 0
-        for i in range(_MAX_TASKS):
-            t = rec["tasks"][i]
-            self.e.tasks[i].kind = int(t["kind"])
-            self.e.tasks[i].depth = int(t["depth"])
-            self.e.tasks[i].wl = int(t["width_log2"])
-            self.e.tasks[i].rl = int(t["regs_log2"])
-            self.e.tasks[i].key_set = int(t["key_set"])
-            self.e.tasks[i].elem_set = int(t["elem_set"])
-            self.e.tasks[i].offset = int(t["offset"])
-            self.e.tasks[i].seed = <uint64_t>int(t["seed"])
-            self.e.tasks[i].elem_seed = <uint64_t>int(t["elem_seed"])
-            if self.e.tasks[i].kind:
-                nt += 1
-        self.e.sketches = nt > 0
+        _tasks_init(&self.e.ts, config)
         self.set_sketch(cm, ss)
         self.e.epochs = epoch_ns > 0
         self.e.epoch_end = <uint64_t>int(epoch_ns)  # becomes t0 + epoch_ns at the first packet
@@ -632,16 +522,7 @@ cdef class PcapEngine:
         """Count into these arrays from now on (checked against the tasks)."""
         cdef uint64_t[::1] c = _u64_flat(cm, True)
         cdef uint8_t[::1] r = _u8_flat(ss, True)
-        cdef int i
-        cdef _Task* t
-        for i in range(_MAX_TASKS):
-            t = &self.e.tasks[i]
-            if t.kind == 1:
-                _check_cm(c.shape[0] // 2, t.depth, t.wl, t.offset)
-            elif t.kind == 2:
-                _check_ss(r.shape[0], t.depth, t.wl, t.rl, t.offset)
-            elif t.kind != 0:
-                raise ValueError(f"task {i}: unknown kind {t.kind}")
+        _tasks_check(&self.e.ts, c.shape[0] // 2, r.shape[0])
         self._cm = cm
         self._ss = ss
         self.e.cm = &c[0] if c.shape[0] else NULL
@@ -685,6 +566,16 @@ cdef class PcapEngine:
 
     def total_flows(self, record_dtype):
         return _tab_export(&self.e.total, record_dtype)
+
+    def sketch_flows(self):
+        """Add the current epoch's flows to its sketch arrays (once, when the
+        epoch closes: packets of tracked flows skipped them)."""
+        cdef _FlowTab* t = &self.e.cur
+        if t.n == 0:
+            return
+        with nogil:
+            _sketch_records(&self.e.ts, self.e.cm, self.e.ss, <const uint8_t*>t.ents, t.n, sizeof(_FlowEnt),
+                            40, 48)
 
     def end_epoch(self):
         """Fold the current epoch's flows into the total and clear them.

@@ -449,21 +449,25 @@ cdef object _out_for(object out, Py_ssize_t n, object dtype):
     return o
 
 
-def merge_sum_u64(percpu, out=None, clear=False):
+def merge_sum_u64(percpu, out=None, clear=False, add=False):
     """Sum (mod 2**64) of the per-CPU rows of a (ncpus, ...) array viewed as uint64.
 
     Returns `out` (a new flat uint64 array if None; a given out is filled
-    through a flat uint64 view, so an abi.COUNTER out works).  clear=True also
+    through a flat uint64 view, so an abi.COUNTER out works).  add=True adds
+    the sum to what `out` holds instead of overwriting it.  clear=True also
     zeroes `percpu` in the same pass (the next epoch's counters start at 0),
     which saves a second walk over the memory.
     """
-    cdef bint clr = bool(clear)
+    cdef bint clr = bool(clear), acc = bool(add)
+    if acc and out is None:
+        raise ValueError("add=True needs an out array")
     a = _percpu_2d(percpu, np.uint64, clr)
     cdef Py_ssize_t ncpus = a.shape[0], n = a.shape[1]
     o = _out_for(out, n, np.uint64)
     cdef uint64_t[::1] ov = o
     if ncpus == 0:
-        ov[:] = 0
+        if not acc:
+            ov[:] = 0
         return out if out is not None else o
     cdef const uint64_t[:, ::1] src = a
     cdef uint64_t* dst = &ov[0] if n else NULL
@@ -471,7 +475,10 @@ def merge_sum_u64(percpu, out=None, clear=False):
     cdef Py_ssize_t c
     if n:
         with nogil:
-            memcpy(dst, &src[0, 0], n * sizeof(uint64_t))
+            if acc:
+                ns_add_u64(dst, &src[0, 0], n)
+            else:
+                memcpy(dst, &src[0, 0], n * sizeof(uint64_t))
             if clr:
                 memset(<void*>&src[0, 0], 0, n * sizeof(uint64_t))
             for c in range(1, ncpus):
@@ -482,19 +489,22 @@ def merge_sum_u64(percpu, out=None, clear=False):
     return out if out is not None else o
 
 
-def merge_max_u8(percpu, out=None, clear=False):
+def merge_max_u8(percpu, out=None, clear=False, add=False):
     """Element-wise max of the per-CPU rows of a (ncpus, ...) uint8 register array.
 
-    Same contract as merge_sum_u64 (flat uint8 result, optional out, clear=True
-    zeroes percpu in the same pass).
+    Same contract as merge_sum_u64 (flat uint8 result, optional out, add=True
+    maxes into what `out` holds, clear=True zeroes percpu in the same pass).
     """
-    cdef bint clr = bool(clear)
+    cdef bint clr = bool(clear), acc = bool(add)
+    if acc and out is None:
+        raise ValueError("add=True needs an out array")
     a = _percpu_2d(percpu, np.uint8, clr)
     cdef Py_ssize_t ncpus = a.shape[0], n = a.shape[1]
     o = _out_for(out, n, np.uint8)
     cdef uint8_t[::1] ov = o
     if ncpus == 0:
-        ov[:] = 0
+        if not acc:
+            ov[:] = 0
         return out if out is not None else o
     cdef const uint8_t[:, ::1] src = a
     cdef uint8_t* dst = &ov[0] if n else NULL
@@ -502,7 +512,10 @@ def merge_max_u8(percpu, out=None, clear=False):
     cdef Py_ssize_t c
     if n:
         with nogil:
-            memcpy(dst, &src[0, 0], n)
+            if acc:
+                ns_max_u8(dst, &src[0, 0], n)
+            else:
+                memcpy(dst, &src[0, 0], n)
             if clr:
                 memset(<void*>&src[0, 0], 0, n)
             for c in range(1, ncpus):
@@ -541,5 +554,7 @@ def verify_candidates(cells, keys, *, key_wmask, seed, depth, width_log2, offset
     return out_keys, pk[sel], by[sel]
 
 
+# The agent's half of the heavy part (flows -> sketches, grouping, the clock).
+include "_flows.pxi"
 # Offline analysis of capture files (netspectra/offline.py).
 include "_pcap.pxi"

@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import numpy as np
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 NSETS = 2
-MAX_TASKS = 4
+MAX_TASKS = 8
 MAX_DEPTH = 8
 MAX_FIELDSETS = 8
 KEY_WORDS = 5
 MAX_VLAN = 2
 MAX_IPV6_EXT = 6
+FLOW_PROBES = 32  # slots a flow may occupy in a CPU's table
+SEEN_SLOTS = 4096  # per set and CPU: candidate keys already reported
+SEEN_PROBES = 8
+
+# Flow timestamp sources (-DNS_TIMESTAMPS=...): the agent's millisecond clock,
+# CLOCK_MONOTONIC per packet, or its tick-resolution variant.
+TS_MS = 0
+TS_PRECISE = 1
+TS_COARSE = 2
+CLOCK_LATE_NS = 2_000_000  # the program reads the kernel clock when the agent's is this far behind
 
 HASH_MUL = 0x9E3779B97F4A7C15
 FMIX_1 = 0xFF51AFD7ED558CCD
@@ -85,25 +95,30 @@ KEY = np.dtype(
 FLOW = np.dtype(
     {
         "names": [
+            "key",
+            "gen",
+            "tcp_flags",
+            "icmp_type",
+            "icmp_code",
+            "pad",
             "packets",
             "bytes",
             "first_ns",
             "last_ns",
-            "tcp_flags",
-            "icmp_type",
-            "icmp_code",
-            "reported",
-            "pad",
         ],
-        "formats": ["<u8", "<u8", "<u8", "<u8", "u1", "u1", "u1", "u1", "<u4"],
-        "offsets": [0, 8, 16, 24, 32, 33, 34, 35, 36],
-        "itemsize": 40,
+        "formats": [KEY, "<u4", "u1", "u1", "u1", "u1", "<u8", "<u8", "<u8", "<u8"],
+        "offsets": [0, 40, 44, 45, 46, 47, 48, 56, 64, 72],
+        "itemsize": 80,
     }
+)
+
+SEEN = np.dtype(
+    {"names": ["hash", "gen", "task"], "formats": ["<u8", "<u4", "<u4"], "offsets": [0, 8, 12], "itemsize": 16}
 )
 
 COUNTER = np.dtype({"names": ["packets", "bytes"], "formats": ["<u8", "<u8"], "offsets": [0, 8], "itemsize": 16})
 
-TOTALS = np.dtype([("c", COUNTER, (NCOUNTERS,))])
+TOTALS = np.dtype([("c", COUNTER, (NCOUNTERS,)), ("flows", "<u8"), ("pad", "<u8")])
 
 REGS_PER_BLOCK = 8  # struct ns_regs
 
@@ -159,7 +174,14 @@ CONFIG = np.dtype(
     }
 )
 
-CTL = np.dtype({"names": ["active", "pad"], "formats": ["<u4", "<u4"], "offsets": [0, 4], "itemsize": 8})
+CTL = np.dtype(
+    {
+        "names": ["active", "gen", "pad", "clock_ns"],
+        "formats": ["<u4", ("<u4", NSETS), "<u4", "<u8"],
+        "offsets": [0, 4, 12, 16],
+        "itemsize": 24,
+    }
+)
 
 CAND = np.dtype(
     {
@@ -177,8 +199,9 @@ MAP_NAMES = (
     "ns_totals",
     "ns_cm",
     "ns_ss",
-    "ns_flows0",
-    "ns_flows1",
+    "ns_flows",
+    "ns_fidx",
+    "ns_seen",
     "ns_cand",
     "ns_barrier",
     "ns_barrier_inner",

@@ -29,7 +29,7 @@ from . import abi
 from .alerts.rules import AlertsConfig, default_alerts, parse_alerts
 from .api.settings import ApiConfig, parse_api
 from .api.settings import defaults_yaml_lines as api_defaults_yaml_lines
-from .tasks import COUNTMIN, SUPERSPREAD, TaskSpec, layout
+from .tasks import COUNTMIN, SUPERSPREAD, Sizes, TaskSpec, layout
 
 __all__ = [
     "DEFAULT_TASKS",
@@ -59,7 +59,7 @@ class ConfigError(Exception):
 EPOCH_MIN_S = 0.1
 EPOCH_MAX_S = 3600.0
 MODES = ("auto", "native", "generic")
-FLOW_CAPACITY_MAX = 1 << 24
+FLOW_CAPACITY_MAX = 1 << 24  # flows per CPU
 RINGBUF_PAGES_MAX = 1 << 16
 TOP_MAX = 10000
 DEPTH_MAX = abi.MAX_DEPTH
@@ -73,10 +73,10 @@ PAGE_SIZE = 4096
 
 DEFAULT_EPOCH_S = 5.0
 DEFAULT_MODE = "auto"
-DEFAULT_FLOW_CAPACITY = 131072
+DEFAULT_FLOW_CAPACITY = 65536  # flows per CPU and epoch
 DEFAULT_RINGBUF_PAGES = 64
 DEFAULT_TOP = 10
-DEFAULT_MAX_KERNEL_MEMORY = 4 << 30
+DEFAULT_MAX_KERNEL_MEMORY = 8 << 30
 
 KIND_DEFAULTS = {
     COUNTMIN: {"depth": 4, "width": 65536},
@@ -89,12 +89,18 @@ DEFAULT_HH_PACKETS = 1000
 DEFAULT_HH_BYTES = 1_000_000
 DEFAULT_SPREADER_THRESHOLD = 100
 
-# (name, kind, key, element) of the tasks used when the file gives no `tasks`.
+# (name, kind, key, element, options) of the tasks used when the file gives no
+# `tasks`.  Tasks cost the kernel nothing while the flow table holds an epoch
+# (hybrid sketch mode), so a task earns a place by the questions it answers.
+# port_scan: distinct destination ports per (source, destination), a vertical
+# scan; a smaller pool than the address spreads (its keys are pairs, few with
+# many ports) and 256 registers per key (about 6.5% error when estimated).
 DEFAULT_TASKS = (
-    ("src", COUNTMIN, ("src_ip",), ()),
-    ("flow", COUNTMIN, ("src_ip", "dst_ip", "src_port", "dst_port", "proto"), ()),
-    ("spread_dst", SUPERSPREAD, ("src_ip",), ("dst_ip",)),
-    ("fanin_src", SUPERSPREAD, ("dst_ip",), ("src_ip",)),
+    ("src", COUNTMIN, ("src_ip",), (), {}),
+    ("flow", COUNTMIN, ("src_ip", "dst_ip", "src_port", "dst_port", "proto"), (), {}),
+    ("spread_dst", SUPERSPREAD, ("src_ip",), ("dst_ip",), {}),
+    ("fanin_src", SUPERSPREAD, ("dst_ip",), ("src_ip",), {}),
+    ("port_scan", SUPERSPREAD, ("src_ip", "dst_ip"), ("dst_port",), {"width": 1 << 20, "registers": 256}),
 )
 
 _TOP_KEYS = ("sensor", "tasks", "alerts", "api")
@@ -106,10 +112,12 @@ _SENSOR_KEYS = (
     "top",
     "max_kernel_memory",
     "timestamps",
+    "sketch_mode",
     "metrics_address",
 )
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:9781"
-TIMESTAMPS = ("precise", "coarse")
+TIMESTAMPS = ("millisecond", "precise", "coarse")
+SKETCH_MODES = ("hybrid", "every_packet")
 _TASK_KEYS = (
     "name",
     "kind",
@@ -143,11 +151,12 @@ _NAME_RE = re.compile(r"[a-z0-9_]+")
 class SensorConfig:
     epoch_s: float = DEFAULT_EPOCH_S
     mode: str = DEFAULT_MODE  # XDP attach mode: auto, native (driver) or generic (skb)
-    flow_capacity: int = DEFAULT_FLOW_CAPACITY  # entries of each exact-flow hash map
+    flow_capacity: int = DEFAULT_FLOW_CAPACITY  # flows one CPU's exact table takes per epoch; 0 = none
     ringbuf_pages: int = DEFAULT_RINGBUF_PAGES  # candidate ring buffer, a power of two
     top: int = DEFAULT_TOP  # rows shown in views
-    max_kernel_memory: int = DEFAULT_MAX_KERNEL_MEMORY  # bytes, guard on the sketch arrays
-    timestamps: str = "precise"  # flow first/last seen: precise (ns) or coarse (kernel tick, cheaper)
+    max_kernel_memory: int = DEFAULT_MAX_KERNEL_MEMORY  # bytes, guard on the maps (sketches and flows)
+    timestamps: str = "millisecond"  # flow first/last seen: millisecond, precise (ns) or coarse (kernel tick)
+    sketch_mode: str = "hybrid"  # hybrid: sketches count what the flow table cannot; every_packet: all
     metrics_address: str = DEFAULT_METRICS_ADDRESS  # Prometheus /metrics listen host:port; "" = off
 
 
@@ -312,32 +321,13 @@ def possible_cpus() -> int:
 
 
 def kernel_memory(cfg: Config, ncpus: int) -> dict[str, int]:
-    """Kernel memory in bytes by part, for `ncpus` possible CPUs:
-
-    cm        Count-Min arrays: sets * ncpus * cells * 16
-    ss        SuperSpread arrays: sets * ncpus * register bytes
-    sketches  cm + ss: what sensor.max_kernel_memory limits
-    flows     the two exact-flow per-CPU hash maps (estimate:
-              2 * flow_capacity * (40 key + 40 value * ncpus + 64 overhead))
-    counters  the per-CPU totals array
-    ringbuf   the candidate ring buffer
-    total     all of the above
-    """
+    """Kernel memory in bytes of the sensor's maps for `ncpus` possible CPUs,
+    by map (tasks.Sizes.memory: totals, countmin, superspread, flows, seen,
+    candidates), plus `sketches` (countmin + superspread) and `total`: what
+    sensor.max_kernel_memory limits."""
     lay = layout(cfg.tasks, ncpus)
-    cm = abi.NSETS * ncpus * lay.cm_cells * abi.COUNTER.itemsize
-    ss = abi.NSETS * ncpus * lay.ss_blocks * abi.REGS_PER_BLOCK
-    flows = 2 * cfg.sensor.flow_capacity * (abi.KEY.itemsize + abi.FLOW.itemsize * ncpus + 64)
-    counters = abi.NSETS * ncpus * abi.NCOUNTERS * abi.COUNTER.itemsize
-    ringbuf = cfg.sensor.ringbuf_pages * PAGE_SIZE
-    return {
-        "cm": cm,
-        "ss": ss,
-        "sketches": cm + ss,
-        "flows": flows,
-        "counters": counters,
-        "ringbuf": ringbuf,
-        "total": cm + ss + flows + counters + ringbuf,
-    }
+    mem = Sizes(ncpus, lay.cm_cells, lay.ss_blocks, cfg.sensor.flow_capacity, cfg.sensor.ringbuf_pages).memory()
+    return mem | {"sketches": mem["countmin"] + mem["superspread"], "total": sum(mem.values())}
 
 
 # --- loading -------------------------------------------------------------------
@@ -534,13 +524,15 @@ class _Builder:
         if "mode" in m:
             kw["mode"] = self._choice(m["mode"], "sensor.mode", MODES)
         if "flow_capacity" in m:
-            kw["flow_capacity"] = self._int(m["flow_capacity"], "sensor.flow_capacity", 1, FLOW_CAPACITY_MAX)
+            kw["flow_capacity"] = self._int(m["flow_capacity"], "sensor.flow_capacity", 0, FLOW_CAPACITY_MAX)
         if "ringbuf_pages" in m:
             kw["ringbuf_pages"] = self._int(m["ringbuf_pages"], "sensor.ringbuf_pages", 1, RINGBUF_PAGES_MAX, True)
         if "top" in m:
             kw["top"] = self._int(m["top"], "sensor.top", 1, TOP_MAX)
         if "timestamps" in m:
             kw["timestamps"] = self._choice(m["timestamps"], "sensor.timestamps", TIMESTAMPS)
+        if "sketch_mode" in m:
+            kw["sketch_mode"] = self._choice(m["sketch_mode"], "sensor.sketch_mode", SKETCH_MODES)
         if "max_kernel_memory" in m:
             kw["max_kernel_memory"] = self._parsed(m["max_kernel_memory"], "sensor.max_kernel_memory", parse_size)
         if "metrics_address" in m:
@@ -568,6 +560,10 @@ class _Builder:
                 if prev.name == spec.name:
                     raise _Fail(f"tasks[{i}].name", f"{spec.name!r} is also the name of tasks[{j}]")
             out.append(spec)
+        try:
+            layout(out)
+        except ValueError as e:
+            raise _Fail("tasks", str(e)) from None
         return tuple(out)
 
     def _task(self, value, path: str) -> TaskSpec:
@@ -627,16 +623,17 @@ class _Builder:
     def _guard(self, cfg: Config, ncpus: int) -> None:
         mem = kernel_memory(cfg, ncpus)
         limit = cfg.sensor.max_kernel_memory
-        if mem["sketches"] > limit:
-            need, have = _fmt_bytes(mem["sketches"]), _fmt_bytes(limit)
+        if mem["total"] > limit:
+            need, have = _fmt_bytes(mem["total"]), _fmt_bytes(limit)
             if need == have:  # too close to tell apart when rounded
-                need, have = f"{need} ({mem['sketches']} B)", f"{have} ({limit} B)"
+                need, have = f"{need} ({mem['total']} B)", f"{have} ({limit} B)"
             raise _Fail(
                 "",
-                f"sketches need {need} of kernel memory on {ncpus} CPUs "
-                f"(cm {_fmt_bytes(mem['cm'])}, ss {_fmt_bytes(mem['ss'])}), more than "
-                f"sensor.max_kernel_memory {have}; "
-                "lower the tasks' width, depth or registers, or raise sensor.max_kernel_memory",
+                f"the maps need {need} of kernel memory on {ncpus} CPUs "
+                f"(countmin {_fmt_bytes(mem['countmin'])}, superspread {_fmt_bytes(mem['superspread'])}, "
+                f"flows {_fmt_bytes(mem['flows'])}), more than sensor.max_kernel_memory {have}; "
+                "lower the tasks' width, depth or registers or sensor.flow_capacity, "
+                "or raise sensor.max_kernel_memory",
             )
 
 
@@ -657,8 +654,8 @@ def default_tasks() -> tuple[TaskSpec, ...]:
     return tuple(_default_task(*t) for t in DEFAULT_TASKS)
 
 
-def _default_task(name: str, kind: str, key: tuple[str, ...], element: tuple[str, ...]) -> TaskSpec:
-    d = KIND_DEFAULTS[kind]
+def _default_task(name: str, kind: str, key: tuple[str, ...], element: tuple[str, ...], options: dict) -> TaskSpec:
+    d = KIND_DEFAULTS[kind] | options
     depth = d["depth"] if kind == COUNTMIN else 1
     common = dict(name=name, kind=kind, key=key, depth=depth, width=d["width"], seed=derive_seed(name))
     if kind == SUPERSPREAD:
@@ -679,6 +676,7 @@ _TASK_COMMENTS = {
     "flow": "packets and bytes per 5-tuple (heavy flows)",
     "spread_dst": "distinct destinations per source (super-spreaders, scanners)",
     "fanin_src": "distinct sources per destination (DDoS victims)",
+    "port_scan": "distinct destination ports per source and destination (port scans)",
 }
 
 
@@ -698,46 +696,55 @@ def defaults_yaml() -> str:
         "  # XDP attach mode: auto (native if the driver supports it, else generic),",
         "  # native (driver mode) or generic (skb mode).",
         f"  mode: {DEFAULT_MODE}",
-        f"  # Entries of each exact-flow hash map (two maps, per CPU); 1..{FLOW_CAPACITY_MAX}.",
+        f"  # Flows each CPU's exact flow table takes per epoch (0..{FLOW_CAPACITY_MAX}; 0: no",
+        "  # table, sketches only).  Packets of flows beyond it count as untracked and",
+        "  # go to the sketches; nothing is evicted.  Memory: 168 bytes per flow, CPU",
+        "  # and map set.",
         f"  flow_capacity: {DEFAULT_FLOW_CAPACITY}",
+        "  # hybrid: sketch tasks count only the packets the flow table cannot hold",
+        "  # (the agent adds the flows' share, bit for bit the same arrays);",
+        "  # every_packet: every IP packet updates them in the kernel.",
+        "  sketch_mode: hybrid",
         "  # Candidate ring buffer size in pages, a power of two.",
         f"  ringbuf_pages: {DEFAULT_RINGBUF_PAGES}",
         "  # Rows shown in views (top-K tables, exported label sets).",
         f"  top: {DEFAULT_TOP}",
-        "  # Flow first/last seen: precise (CLOCK_MONOTONIC, ns) or coarse (kernel",
-        "  # tick resolution, a few ns cheaper per packet).",
-        "  timestamps: precise",
-        "  # Refuse a configuration whose sketch arrays (both sets, every possible",
-        "  # CPU) need more kernel memory than this; bytes or 512MiB, 2GiB, ...",
-        "  max_kernel_memory: 4GiB",
+        "  # Flow first/last seen: millisecond (a clock the agent advances every ms,",
+        "  # free per packet), precise (CLOCK_MONOTONIC per packet, ns, ~20 ns more",
+        "  # per packet) or coarse (the kernel tick: 1-10 ms by CONFIG_HZ).",
+        "  timestamps: millisecond",
+        "  # Refuse a configuration whose maps (sketches and flow tables, both sets,",
+        "  # every possible CPU) need more kernel memory than this; 512MiB, 2GiB, ...",
+        "  max_kernel_memory: 8GiB",
         "  # Prometheus metrics (docs/metrics.md) served at http://ADDRESS/metrics;",
         '  # host:port ([::1]:9781 for IPv6), "" to serve none.',
         f'  metrics_address: "{DEFAULT_METRICS_ADDRESS}"',
         "",
         f"# Sketch tasks, at most {abi.MAX_TASKS}.  Fields: {', '.join(abi.FIELD_BITS)}.",
-        "# `tasks: []` runs no sketches; leaving `tasks` out gives these four.",
+        f"# `tasks: []` runs no sketches; leaving `tasks` out gives these {len(DEFAULT_TASKS)}.",
         "# seed (and elem_seed for superspread) default to a hash of the task name;",
         "# sensors whose sketches are merged must use the same name or seed.",
         "tasks:",
     ]
-    for name, kind, key, element in DEFAULT_TASKS:
+    for name, kind, key, element, options in DEFAULT_TASKS:
+        d = (cm if kind == COUNTMIN else ss) | options
         lines.append(f"  # {_TASK_COMMENTS[name]}")
         lines.append(f"  - name: {name}")
         lines.append(f"    kind: {kind}")
         lines.append(f"    key: [{', '.join(key)}]")
         if kind == COUNTMIN:
-            lines.append(f"    depth: {cm['depth']}          # rows, 1..{DEPTH_MAX}")
-            lines.append(f"    width: {cm['width']}      # counters per row, a power of two")
+            lines.append(f"    depth: {d['depth']}          # rows, 1..{DEPTH_MAX}")
+            lines.append(f"    width: {d['width']}      # counters per row, a power of two")
             lines.append("    heavy_hitter:       # report keys reaching either per epoch; 0 = off")
             lines.append(f"      packets: {DEFAULT_HH_PACKETS}")
             lines.append(f"      bytes: {DEFAULT_HH_BYTES}")
         else:
             lines.append(f"    element: [{', '.join(element)}]")
             lines.append(
-                f"    width: {ss['width']}      # register pool shared by all keys (1 byte each), a power of two"
+                f"    width: {d['width']}      # register pool shared by all keys (1 byte each), a power of two"
             )
             lines.append(
-                f"    registers: {ss['registers']}       # virtual registers per key, a power of two 16..4096, < width"
+                f"    registers: {d['registers']}       # virtual registers per key, a power of two 16..4096, < width"
             )
             lines.append(f"    spreader_threshold: {DEFAULT_SPREADER_THRESHOLD}   # distinct count reported")
     lines += [
@@ -753,6 +760,7 @@ def defaults_yaml() -> str:
         "    - {name: heavy_flow, kind: heavy_hitter, severity: info, task: flow, metric: rate_bps, threshold: 50e6}",
         "    - {name: scanner, kind: super_spreader, severity: warning, task: spread_dst, threshold: 500}",
         "    - {name: ddos_victim, kind: fan_in, severity: critical, task: fanin_src, threshold: 1000}",
+        "    - {name: port_scan, kind: super_spreader, severity: warning, task: port_scan, threshold: 100}",
         "    - {name: traffic_spike, kind: traffic_spike, severity: warning, metric: bytes, factor: 5, min_rate: 1e6,",
         "       warmup: 12, smoothing: 0.1}",
         "    - {name: flow_table_full, kind: flow_table, severity: warning, threshold: 0.9}",

@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from . import abi
-from .agent import EpochSnapshot, key_json
+from .snapshot import EpochSnapshot, key_json
 from .tasks import COUNTMIN, SUPERSPREAD, Layout
 
 # Label values of netspectra_packets_total{proto}: the kernel's protocol slots,

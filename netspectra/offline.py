@@ -9,9 +9,11 @@
 
 Every record is parsed by the XDP program's own parser (bpf/parse.h, compiled
 for userspace) and counted exactly as bpf/sensor.c counts a frame: totals
-slots, exact flows, every sketch task of the configuration (so the sketch
-arrays are bit-identical to the kernel's for the same frames) -- except that
-the byte count is the record's original length (tshark's frame.len).  The
+slots and exact flows; the sketch tasks see each epoch's flows when it closes
+(and, per packet, what the flow table could not hold), so the sketch arrays
+are bit-identical to the kernel's for the same frames -- except that the byte
+count is the record's original length (tshark's frame.len).  The epoch's
+analysis is snapshot.derive(), as live.  The
 per-packet path is Cython over the memory-mapped file (_pcap.pxi), without
 the GIL and without a Python object per packet.  docs/offline.md describes
 the formats, link types, epochs and every decision about damaged input.
@@ -30,10 +32,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _sketch, abi, analysis
-from .agent import EpochSnapshot
 from .config import Config, default_tasks
-from .sketch import HeavyHitters, SketchSet
-from .tasks import COUNTMIN, Layout
+from .sketch import SketchSet
+from .snapshot import EpochSnapshot, derive
+from .tasks import Layout
 from .tasks import layout as make_layout
 
 __all__ = ["OfflineError", "Report", "analyze", "LINKTYPE_NAMES", "SUPPORTED_LINKTYPES"]
@@ -315,9 +317,10 @@ class _Run:
         e = self.eng
         totals = e.take_totals()
         if totals[abi.C["all"], 0]:
+            e.sketch_flows()
             flows = e.current_flows(analysis.FLOW_RECORD)
             start = (e.t0 + self.k * self.epoch_ns) / 1e9
-            snap = _snapshot(self.k, start, start + self.epoch_ns / 1e9, totals, flows, self.sk)
+            snap = derive(self.k, start, start + self.epoch_ns / 1e9, totals, flows, self.sk)
             self.overall_totals += totals
             self.overall_sk.merge(self.sk)
             self.lost += e.end_epoch()
@@ -343,55 +346,12 @@ class _Run:
             flows = e.total_flows(analysis.FLOW_RECORD)
             totals = self.overall_totals
         else:
+            e.sketch_flows()
             flows = e.current_flows(analysis.FLOW_RECORD)
             totals = e.take_totals()
         if self.lost:  # out of memory while merging epochs: never silent
             totals[abi.C["flow_untracked"], 0] += np.uint64(self.lost)
-        return _snapshot(0, start, end, totals, flows, self.overall_sk)
-
-
-def _heavy(sketch: SketchSet, flows: np.ndarray) -> dict[str, HeavyHitters]:
-    """Heavy hitters of every Count-Min task with a threshold.  Offline, every
-    key is known (the flow table is exact and unbounded), so every flow's key
-    is a candidate: the same keys the kernel's candidate reports would yield."""
-    out = {}
-    keys = np.ascontiguousarray(flows["key"]) if len(flows) else np.zeros(0, abi.KEY)
-    for t in sketch.layout.kind(COUNTMIN):
-        spec = t.spec
-        if not (spec.hh_packets or spec.hh_bytes):
-            continue
-        if spec.fields == 0x1F:  # the whole 5-tuple: flow keys are already unique
-            cand = keys
-        else:
-            cand = analysis.unique_keys(analysis.mask_keys(keys, spec.fields)) if len(keys) else keys
-        if len(cand):  # pre-filter in bulk; verify() then sees only the hits
-            pk, by = sketch.query(spec.name, cand)
-            sel = np.zeros(len(cand), dtype=bool)
-            if spec.hh_packets:
-                sel |= pk >= np.uint64(spec.hh_packets)
-            if spec.hh_bytes:
-                sel |= by >= np.uint64(spec.hh_bytes)
-            cand = np.ascontiguousarray(cand[sel])
-        hh = sketch.verify(spec.name, cand)
-        order = np.argsort(hh.packets, kind="stable")[::-1]
-        out[spec.name] = HeavyHitters(hh.keys[order], hh.packets[order], hh.bytes[order])
-    return out
-
-
-def _snapshot(seq: int, start: float, end: float, totals, flows, sk: SketchSet) -> EpochSnapshot:
-    heavy = _heavy(sk, flows)
-    extra = np.concatenate([h.keys for h in heavy.values()]) if heavy else None
-    return EpochSnapshot(
-        seq=seq,
-        start=start,
-        end=end,
-        totals=totals,
-        flows=flows,
-        sketch=sk,
-        heavy=heavy,
-        spreaders=analysis.spreaders(sk, flows, extra),
-        candidates=0,
-    )
+        return derive(0, start, end, totals, flows, self.overall_sk)
 
 
 def _layout(config: Config | None) -> Layout:

@@ -183,7 +183,12 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
 
     try:
         prog = Program(
-            lay, cfg.sensor.flow_capacity, cfg.sensor.ringbuf_pages, ncpus, cfg.sensor.timestamps == "coarse"
+            lay,
+            cfg.sensor.flow_capacity,
+            cfg.sensor.ringbuf_pages,
+            ncpus,
+            timestamps=cfg.sensor.timestamps,
+            every_packet=cfg.sensor.sketch_mode == "every_packet",
         )
     except KernelError as e:
         raise SensorError(str(e)) from None

@@ -98,6 +98,13 @@ class SketchSet:
         _sketch.merge_max_u8(ss_percpu, out=sk.ss, clear=clear)
         return sk
 
+    def add_flows(self, flows: np.ndarray) -> None:
+        """Count flows (analysis.FLOW_RECORD: 5-tuple, packets, bytes) into
+        every task at once: bit for bit what counting their packets one by
+        one gives (Count-Min adds each flow's totals, a SuperSpread register
+        sees each distinct key/element pair)."""
+        _sketch.sketch_flows(self.layout.config, self.cm, self.ss, flows)
+
     def update(self, keys: np.ndarray, lengths) -> None:
         """Count packets into every task: keys are full abi.KEY 5-tuples (each
         task's hash applies its own field masks), lengths their byte counts."""

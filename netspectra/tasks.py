@@ -95,6 +95,8 @@ def layout(specs: list[TaskSpec] | tuple[TaskSpec, ...], ncpus: int = 1) -> Layo
 
     def fieldset(fields: int) -> int:
         if fields not in fieldsets:
+            if len(fieldsets) == abi.MAX_FIELDSETS:
+                raise ValueError(f"the tasks use more than {abi.MAX_FIELDSETS} distinct field sets (keys and elements)")
             fieldsets.append(fields)
             cfg[0]["fieldset_wmask"][len(fieldsets) - 1] = abi.field_wmask(fields)
         return fieldsets.index(fields)
@@ -139,3 +141,51 @@ def layout(specs: list[TaskSpec] | tuple[TaskSpec, ...], ncpus: int = 1) -> Layo
     cfg[0]["nfieldsets"] = len(fieldsets)
     # BPF arrays need at least one element, and mmap at least one page.
     return Layout(tuple(placed), max(cm_cells, 256), max(ss_blocks, 512), cfg)
+
+
+def flow_slots(capacity: int) -> int:
+    """Slots of one CPU's flow table for `capacity` flows per epoch: the power
+    of two at least twice the capacity, so the table is at most half full and
+    the NS_FLOW_PROBES slots a flow may use are practically never all taken
+    before `capacity` flows are in (0: no table)."""
+    return 1 << (2 * capacity - 1).bit_length() if capacity > 0 else 0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The sizes that shape the kernel's maps (bcc -D flags)."""
+
+    ncpus: int
+    cm_cells: int
+    ss_blocks: int
+    flow_capacity: int  # flows one CPU's table takes per epoch; 0 = no table
+    ringbuf_pages: int
+
+    @property
+    def flow_slots(self) -> int:
+        return flow_slots(self.flow_capacity)
+
+    def cflags(self) -> list[str]:
+        return [
+            f"-DNS_NCPUS={self.ncpus}",
+            f"-DNS_CM_CELLS={self.cm_cells}",
+            f"-DNS_SS_BLOCKS={self.ss_blocks}",
+            f"-DNS_FLOW_CAP={self.flow_capacity}",
+            f"-DNS_FLOW_SLOTS={self.flow_slots}",
+            f"-DNS_RINGBUF_PAGES={self.ringbuf_pages}",
+        ]
+
+    def memory(self) -> dict[str, int]:
+        """Kernel memory of the maps in bytes, by map (both sets, every CPU)."""
+        per_cpu = abi.NSETS * self.ncpus
+        return {
+            "totals": per_cpu * abi.TOTALS.itemsize,
+            "countmin": per_cpu * self.cm_cells * abi.COUNTER.itemsize,
+            "superspread": per_cpu * self.ss_blocks * abi.REGS_PER_BLOCK,
+            "flows": per_cpu * (self.flow_slots * abi.FLOW.itemsize + self.flow_capacity * 8),
+            "seen": per_cpu * abi.SEEN_SLOTS * abi.SEEN.itemsize,
+            "candidates": self.ringbuf_pages * PAGE_SIZE,
+        }
+
+
+PAGE_SIZE = 4096

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from . import abi, analysis
-from .agent import EpochSnapshot, key_json
 from .packets import addr_str
+from .snapshot import EpochSnapshot, key_json
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
 

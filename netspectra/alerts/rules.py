@@ -94,6 +94,7 @@ DEFAULT_RULES = (
     ("heavy_flow", "heavy_hitter", "info", {"task": "flow", "metric": "rate_bps", "threshold": 50e6}),
     ("scanner", "super_spreader", "warning", {"task": "spread_dst", "threshold": 500.0}),
     ("ddos_victim", "fan_in", "critical", {"task": "fanin_src", "threshold": 1000.0}),
+    ("port_scan", "super_spreader", "warning", {"task": "port_scan", "threshold": 100.0}),
     ("traffic_spike", "traffic_spike", "warning", {"metric": "bytes", "factor": 5.0, "min_rate": 1e6}),
     ("flow_table_full", "flow_table", "warning", {"threshold": DEFAULT_FILL}),
     ("sensor_health", "sensor_health", "critical", {"threshold": DEFAULT_PROCESSING_FRACTION}),

@@ -23,9 +23,9 @@ import time
 import numpy as np
 
 from .. import _sketch, abi, analysis
-from ..agent import key_json
 from ..metrics import version
 from ..packets import addr_str
+from ..snapshot import key_json
 from ..tasks import COUNTMIN, SUPERSPREAD
 from .history import History
 from .v1 import sensor_pb2 as pb

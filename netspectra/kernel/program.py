@@ -10,13 +10,15 @@ from __future__ import annotations
 import ctypes as ct
 import mmap
 import platform
-from dataclasses import dataclass
+import threading
 from pathlib import Path
 
 import numpy as np
 
-from .. import abi
-from ..tasks import Layout
+from .. import _sketch, abi
+from ..analysis import FLOW_RECORD
+from ..sketch import SketchSet
+from ..tasks import Layout, Sizes
 from . import libbpf
 
 BPF_DIR = Path(__file__).resolve().parent.parent.parent / "bpf"
@@ -69,37 +71,17 @@ def _mmap_array(fd: int, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[mmap.
     return m, arr
 
 
-@dataclass(frozen=True)
-class Sizes:
-    ncpus: int
-    cm_cells: int
-    ss_blocks: int
-    flow_capacity: int
-    ringbuf_pages: int
-
-    def cflags(self) -> list[str]:
-        return [
-            f"-DNS_NCPUS={self.ncpus}",
-            f"-DNS_CM_CELLS={self.cm_cells}",
-            f"-DNS_SS_BLOCKS={self.ss_blocks}",
-            f"-DNS_FLOW_CAPACITY={self.flow_capacity}",
-            f"-DNS_RINGBUF_PAGES={self.ringbuf_pages}",
-        ]
-
-    def memory(self) -> dict[str, int]:
-        """Kernel memory of the maps, in bytes (flows: preallocated entries)."""
-        flow_entry = abi.KEY.itemsize + abi.FLOW.itemsize * self.ncpus + 64  # + htab_elem overhead
-        return {
-            "totals": abi.NSETS * self.ncpus * abi.TOTALS.itemsize,
-            "countmin": abi.NSETS * self.ncpus * self.cm_cells * abi.COUNTER.itemsize,
-            "superspread": abi.NSETS * self.ncpus * self.ss_blocks * abi.REGS_PER_BLOCK,
-            "flows": abi.NSETS * self.flow_capacity * flow_entry,
-            "candidates": self.ringbuf_pages * PAGE,
-        }
-
-
 class Program:
-    """The compiled and loaded sensor program and views of its maps."""
+    """The compiled and loaded sensor program and views of its maps.
+
+    flow_capacity: flows one CPU's table takes per epoch (0: no flow table,
+    every packet goes to the sketches).  timestamps: "millisecond" (the
+    program reads a clock this object advances every millisecond, see
+    start_clock), "precise" or "coarse" (netspectra.h: NS_TS_*).
+    every_packet: every IP packet updates the sketch tasks, not only the
+    packets the flow table cannot hold."""
+
+    TIMESTAMPS = {"millisecond": abi.TS_MS, "precise": abi.TS_PRECISE, "coarse": abi.TS_COARSE}
 
     def __init__(
         self,
@@ -107,13 +89,18 @@ class Program:
         flow_capacity: int,
         ringbuf_pages: int,
         ncpus: int | None = None,
-        coarse_clock: bool = False,
+        timestamps: str = "millisecond",
+        every_packet: bool = False,
     ):
         check_headers()
         bcc = import_bcc()
         self.layout = layout
+        self.every_packet = every_packet
+        self.timestamps = timestamps
         self.sizes = Sizes(ncpus or possible_cpus(), layout.cm_cells, layout.ss_blocks, flow_capacity, ringbuf_pages)
-        cflags = [f"-I{BPF_DIR}", *self.sizes.cflags(), *(["-DNS_COARSE_CLOCK"] if coarse_clock else [])]
+        cflags = [f"-I{BPF_DIR}", *self.sizes.cflags(), f"-DNS_TIMESTAMPS={self.TIMESTAMPS[timestamps]}"]
+        if every_packet:
+            cflags.append("-DNS_SKETCH_EVERY_PACKET")
         try:
             self.bpf = bcc.BPF(src_file=str(BPF_DIR / "sensor.c").encode(), cflags=cflags)
             self.fn = self.bpf.load_func(b"ns_xdp", bcc.BPF.XDP)
@@ -123,18 +110,27 @@ class Program:
         s = self.sizes
         self._mm = []
         self._ctl = self._map("ns_ctl", abi.CTL, (1,))
+        self._ctl_words = self._ctl.view(np.uint32).reshape(-1)
         self.totals = self._map("ns_totals", abi.TOTALS, (abi.NSETS, s.ncpus))
         self.cm = self._map("ns_cm", abi.COUNTER, (abi.NSETS, s.ncpus, s.cm_cells))
         self.ss = self._map("ns_ss", np.dtype(np.uint8), (abi.NSETS, s.ncpus, s.ss_blocks * abi.REGS_PER_BLOCK))
-        self.flow_fds = (self.bpf[b"ns_flows0"].map_fd, self.bpf[b"ns_flows1"].map_fd)
+        if s.flow_capacity:
+            self.flows = self._map("ns_flows", abi.FLOW, (abi.NSETS, s.ncpus, s.flow_slots))
+            self.fidx = self._map("ns_fidx", np.dtype(np.uint64), (abi.NSETS, s.ncpus, s.flow_capacity))
+        else:
+            self.flows = self.fidx = None
+        # Set 0 is active at generation 1; every flip gives the set it
+        # activates the next generation, so its old slots are free.
+        self._gen = 1
+        _sketch.ctl_flip(self._ctl_words, 0, self._gen)
         self._write_config()
         self._barrier_fd = self.bpf[b"ns_barrier"].map_fd
         self._barrier_inner = ct.c_uint32(self.bpf[b"ns_barrier_inner"].map_fd)
-        # Drain buffers, allocated once: agent memory does not grow with traffic.
-        self._fkeys = np.zeros(flow_capacity, dtype=abi.KEY)
-        self._fvals = np.zeros((flow_capacity, s.ncpus), dtype=abi.FLOW)
         self._cands: list[bytes] = []
         self.bpf[b"ns_cand"].open_ring_buffer(self._on_cand)
+        self._clock = None
+        if timestamps == "millisecond":
+            self.start_clock()
 
     def _map(self, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
         m, arr = _mmap_array(self.bpf[name.encode()].map_fd, dtype, shape)
@@ -151,6 +147,29 @@ class Program:
         self._cands.append(ct.string_at(data, size))
         return 0
 
+    # -- the millisecond clock --------------------------------------------
+    def start_clock(self, period_ns: int = 1_000_000) -> None:
+        """Advance ns_ctl.clock_ns (CLOCK_MONOTONIC) every period_ns from a
+        thread that runs without the GIL; flow timestamps read it for free.
+        Where it falls behind (this process stopped or starved), the program
+        reads the kernel clock itself (NS_CLOCK_LATE_NS)."""
+        if self._clock is not None:
+            return
+        stop = np.zeros(1, np.uint8)
+        word = self._ctl["clock_ns"].reshape(-1).view(np.uint64)
+        t = threading.Thread(
+            target=_sketch.run_clock, args=(word, stop, period_ns), name="netspectra-clock", daemon=True
+        )
+        t.start()
+        self._clock = (t, stop)
+
+    def stop_clock(self) -> None:
+        if self._clock is not None:
+            t, stop = self._clock
+            stop[0] = 1
+            t.join()
+            self._clock = None
+
     # -- epoch flip ------------------------------------------------------
     @property
     def active(self) -> int:
@@ -163,26 +182,42 @@ class Program:
         libbpf.map_update(self._barrier_fd, ct.c_uint32(0), self._barrier_inner)
 
     def flip(self) -> int:
-        """Switch programs to the other map set; return the now-idle set,
-        which no program writes any more."""
+        """Switch programs to the other map set (its flow table emptied by a
+        new generation); return the now-idle set, which no program writes
+        any more."""
         old = self.active
-        self._ctl["active"][0] = 1 - old
+        self._gen += 1
+        _sketch.ctl_flip(self._ctl_words, 1 - old, self._gen)
         self.barrier()
         return old
 
     # -- reading the idle set --------------------------------------------
     def take_totals(self, s: int) -> np.ndarray:
-        """(NCOUNTERS, 2) uint64 packets/bytes summed over CPUs; zeroes the set."""
-        raw = self.totals[s].view(np.uint64).reshape(self.sizes.ncpus, abi.NCOUNTERS, 2)
+        """(NCOUNTERS, 2) uint64 packets/bytes summed over CPUs; zeroes them."""
+        raw = self.totals[s]["c"].view(np.uint64).reshape(self.sizes.ncpus, abi.NCOUNTERS, 2)
         out = raw.sum(axis=0, dtype=np.uint64)
         raw.fill(0)
         return out
 
-    def take_flows(self, s: int) -> tuple[np.ndarray, np.ndarray]:
-        """Drain set s's flow table: (keys, per-CPU values), views of buffers
-        that the next take_flows() overwrites."""
-        n = libbpf.lookup_and_delete_batch(self.flow_fds[s], self._fkeys, self._fvals, batch=8192)
-        return self._fkeys[:n], self._fvals[:n]
+    def take_flows(self, s: int, mono_to_wall_ns: int = 0) -> np.ndarray:
+        """The exact flows of set s (analysis.FLOW_RECORD, merged over CPUs,
+        times shifted by mono_to_wall_ns); empties the set's table."""
+        counts = self.totals[s]["flows"]
+        if self.flows is None:
+            return np.zeros(0, FLOW_RECORD)
+        out = _sketch.flows_take(self.flows[s], self.fidx[s], counts, FLOW_RECORD, mono_to_wall_ns)
+        counts.fill(0)
+        return out
+
+    def take_sketch(self, s: int, sk: SketchSet, untracked: int) -> bool:
+        """Add set s's sketch arrays, merged over CPUs, to sk and zero them.
+        With the sketch tasks updated only for untracked packets, nothing was
+        written when none was untracked: then nothing is read (returns False)."""
+        if not self.every_packet and not untracked:
+            return False
+        _sketch.merge_sum_u64(self.cm[s], out=sk.cm, clear=True, add=True)
+        _sketch.merge_max_u8(self.ss[s], out=sk.ss, clear=True, add=True)
+        return True
 
     def poll(self) -> None:
         """Move waiting candidate reports out of the ring buffer."""
@@ -195,6 +230,7 @@ class Program:
         return np.frombuffer(b"".join(mine), dtype=abi.CAND)
 
     def close(self) -> None:
+        self.stop_clock()
         for m in self._mm:
             try:
                 m.close()

@@ -202,4 +202,4 @@ def test_config_print_defaults_loads_back(tmp_path):
     f = tmp_path / "d.yaml"
     f.write_text(r.stdout)
     r = subprocess.run([str(BIN), "config", "--check", str(f)], capture_output=True, text=True)
-    assert r.returncode == 0 and "ok (4 tasks, epoch 5s)" in r.stdout
+    assert r.returncode == 0 and "ok (5 tasks, epoch 5s)" in r.stdout

@@ -36,6 +36,7 @@ DTYPES = {
     "ns_config": abi.CONFIG,
     "ns_ctl": abi.CTL,
     "ns_cand": abi.CAND,
+    "ns_seen": abi.SEEN,
 }
 NO_DTYPE = {"ns_regs"}
 
@@ -243,7 +244,7 @@ def test_counter_slots_in_order(c_side):
     assert [slots[k] for k in order] == list(range(values["NS_NCOUNTERS"])), "NS_C_* slots not 0..NCOUNTERS-1"
     assert tuple(k.removeprefix("NS_C_").lower() for k in order) == abi.COUNTERS
     assert abi.NCOUNTERS == values["NS_NCOUNTERS"]
-    assert abi.TOTALS.itemsize == values["NS_NCOUNTERS"] * abi.COUNTER.itemsize
+    assert abi.TOTALS.fields["c"][0].shape == (values["NS_NCOUNTERS"],)
     # the groups the header comment promises
     assert abi.OUTCOMES == tuple(k.removeprefix("NS_C_").lower() for k in order if k.startswith("NS_C_OUT_"))
     assert abi.PROTO_CLASSES == tuple(k.removeprefix("NS_C_").lower() for k in order if k.startswith("NS_C_PROTO_"))
@@ -258,7 +259,10 @@ def test_abi_constants_all_exist_in_c(c_side):
         for n in dir(abi)
         if n.isupper()
         and isinstance(getattr(abi, n), int)
-        and (n.startswith(("F_", "TASK_", "MAX_", "HASH_", "FMIX_")) or n in ("NSETS", "KEY_WORDS", "ABI_VERSION"))
+        and (
+            n.startswith(("F_", "TASK_", "MAX_", "HASH_", "FMIX_", "TS_", "FLOW_", "SEEN_"))
+            or n in ("NSETS", "KEY_WORDS", "ABI_VERSION", "CLOCK_LATE_NS")
+        )
     }
     for n in mirrored:
         assert f"NS_{n}" in values, f"abi.{n} has no #define NS_{n}"

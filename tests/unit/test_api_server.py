@@ -342,8 +342,8 @@ def test_get_status(stub, model, snaps):
     assert (st.counters["all"].packets, st.counters["all"].bytes) == model.totals(3)
     assert (st.flow_untracked.packets, st.flow_untracked.bytes, st.candidates_lost) == (0, 0, 0)
     c = st.config
-    assert (c.source, c.flow_capacity, c.ringbuf_pages, c.top) == ("<defaults>", 131072, 64, 10)
-    assert (c.tasks, c.alert_rules) == (4, len(CONFIG.alerts.rules))
+    assert (c.source, c.flow_capacity, c.ringbuf_pages, c.top) == ("<defaults>", 65536, 64, 10)
+    assert (c.tasks, c.alert_rules) == (5, len(CONFIG.alerts.rules))
     assert (c.tls, c.client_auth, c.token_auth) == (False, False, False)
     # the latest epoch
     lt = st.latest
@@ -362,7 +362,11 @@ def test_get_status(stub, model, snaps):
 
 def test_list_tasks(stub):
     tasks = stub.ListTasks(pb.ListTasksRequest(), timeout=TIMEOUT).tasks
-    assert [t.name for t in tasks] == [s.name for s in CONFIG.tasks] == ["src", "flow", "spread_dst", "fanin_src"]
+    assert (
+        [t.name for t in tasks]
+        == [s.name for s in CONFIG.tasks]
+        == ["src", "flow", "spread_dst", "fanin_src", "port_scan"]
+    )
     for t, s in zip(tasks, CONFIG.tasks):
         assert (t.kind, tuple(t.key), tuple(t.element), t.width) == (s.kind, s.key, s.element, s.width)
         if s.kind == COUNTMIN:
@@ -772,7 +776,7 @@ ERRORS = [
         "TopKeys",
         pb.TopKeysRequest(task="nope"),
         "task",
-        "no task named 'nope' (tasks: src, flow, spread_dst, fanin_src)",
+        "no task named 'nope' (tasks: src, flow, spread_dst, fanin_src, port_scan)",
     ),
     ("TopKeys", pb.TopKeysRequest(), "task", "required"),
     ("TopKeys", pb.TopKeysRequest(task="spread_dst"), "task", "is a superspread task; TopKeys needs a countmin task"),
@@ -989,7 +993,7 @@ def test_unavailable_before_the_first_epoch(start):
     s = st.GetStatus(pb.GetStatusRequest(), timeout=TIMEOUT)
     assert not s.HasField("latest")
     assert (s.epochs_completed, s.epochs_kept, s.total.packets, s.total.bytes) == (0, 0, 0, 0)
-    assert len(st.ListTasks(pb.ListTasksRequest(), timeout=TIMEOUT).tasks) == 4
+    assert len(st.ListTasks(pb.ListTasksRequest(), timeout=TIMEOUT).tasks) == 5
     # HTTP: 503, health still fine
     body = get(api, "/v1/top?task=src", want=503)
     assert body == {"error": "no epoch has completed yet; try again after the first epoch", "code": "UNAVAILABLE"}
@@ -1029,7 +1033,7 @@ def check_summary(m: pb.EpochSummary, model: Model, e: int):
     assert (m.counters["all"].packets, m.counters["all"].bytes) == (m.total.packets, m.total.bytes)
     assert m.flows == len(truth)
     assert (m.flow_untracked.packets, m.candidates_lost) == (0, 0)
-    assert set(m.tasks) == {"src", "flow", "spread_dst", "fanin_src"}
+    assert set(m.tasks) == {"src", "flow", "spread_dst", "fanin_src", "port_scan"}
     hv = truth[HEAVY.key]
     hh = m.tasks["src"].heavy_hitters
     assert [(k.key.src_ip, k.packets, k.bytes) for k in hh] == [("10.0.0.2", hv.packets, hv.bytes)]
@@ -1387,7 +1391,7 @@ def test_mutual_tls(start, pki):
     # HTTP
     ctx = tls_context(pki, client="client")
     status, _, body = http(api.url("/v1/tasks", "https"), context=ctx, token=TOKEN)
-    assert status == 200 and len(body["tasks"]) == 4
+    assert status == 200 and len(body["tasks"]) == 5
     assert http(api.url("/healthz", "https"), context=ctx)[0] == 200
     for bad in (tls_context(pki), tls_context(pki, client="stranger")):
         with pytest.raises(OSError):

@@ -49,19 +49,28 @@ def error_of(tmp_path, text: str, env=None, ncpus=NCPUS) -> str:
 def test_no_file_gives_defaults():
     cfg = load_config(None, env={}, ncpus=NCPUS)
     assert cfg.sensor == SensorConfig(
-        epoch_s=5.0, mode="auto", flow_capacity=131072, ringbuf_pages=64, top=10, max_kernel_memory=4 << 30
+        epoch_s=5.0,
+        mode="auto",
+        flow_capacity=65536,
+        ringbuf_pages=64,
+        top=10,
+        max_kernel_memory=8 << 30,
+        timestamps="millisecond",
+        sketch_mode="hybrid",
     )
-    assert [t.name for t in cfg.tasks] == ["src", "flow", "spread_dst", "fanin_src"]
-    src, flow, spread, fanin = cfg.tasks
+    assert [t.name for t in cfg.tasks] == ["src", "flow", "spread_dst", "fanin_src", "port_scan"]
+    src, flow, spread, fanin, scan = cfg.tasks
     assert (src.kind, src.key, src.depth, src.width) == (COUNTMIN, ("src_ip",), 4, 65536)
     assert (src.hh_packets, src.hh_bytes) == (1000, 1_000_000)
     assert flow.key == ("src_ip", "dst_ip", "src_port", "dst_port", "proto")
     assert (spread.kind, spread.key, spread.element) == (SUPERSPREAD, ("src_ip",), ("dst_ip",))
     assert (fanin.kind, fanin.key, fanin.element) == (SUPERSPREAD, ("dst_ip",), ("src_ip",))
+    assert (scan.kind, scan.key, scan.element) == (SUPERSPREAD, ("src_ip", "dst_ip"), ("dst_port",))
+    assert (scan.width, scan.registers, scan.spread_threshold) == (1 << 20, 256, 100)
     for t in (spread, fanin):
         assert (t.depth, t.width, t.registers, t.spread_threshold) == (1, 1 << 22, 512, 100)
         assert (t.hh_packets, t.hh_bytes) == (0, 0)
-    assert cfg.spreader_thresholds == {"spread_dst": 100, "fanin_src": 100}
+    assert cfg.spreader_thresholds == {"spread_dst": 100, "fanin_src": 100, "port_scan": 100}
     assert cfg == Config()
     assert cfg.tasks == default_tasks()
     layout(cfg.tasks, NCPUS)  # the defaults place
@@ -167,8 +176,8 @@ def test_empty_task_list_means_no_sketches(tmp_path):
     assert load_text(tmp_path, "tasks: []\n").tasks == ()
 
 
-def test_four_tasks_allowed(tmp_path):
-    tasks = "".join(f"  - {{name: t{i}, kind: countmin, key: [src_ip], width: 64}}\n" for i in range(4))
+def test_eight_tasks_allowed(tmp_path):
+    tasks = "".join(f"  - {{name: t{i}, kind: countmin, key: [src_ip], width: 64}}\n" for i in range(8))
     assert len(load_text(tmp_path, "tasks:\n" + tasks).tasks) == abi.MAX_TASKS
 
 
@@ -298,8 +307,13 @@ ERRORS = [
     ("sensor: {epoch: yes}", "sensor.epoch: True is not a duration (use e.g. 5s, 100ms)"),
     ("sensor: {mode: nativ}", "sensor.mode: 'nativ' is not one of auto, native, generic (did you mean 'native'?)"),
     ("sensor: {mode: xyz}", "sensor.mode: 'xyz' is not one of auto, native, generic"),
-    ("sensor: {flow_capacity: 0}", "sensor.flow_capacity: 0 is out of range 1..16777216"),
-    ("sensor: {flow_capacity: 16777217}", "sensor.flow_capacity: 16777217 is out of range 1..16777216"),
+    ("sensor: {flow_capacity: -1}", "sensor.flow_capacity: -1 is out of range 0..16777216"),
+    ("sensor: {flow_capacity: 16777217}", "sensor.flow_capacity: 16777217 is out of range 0..16777216"),
+    ("sensor: {timestamps: ms}", "sensor.timestamps: 'ms' is not one of millisecond, precise, coarse"),
+    (
+        "sensor: {sketch_mode: every}",
+        "sensor.sketch_mode: 'every' is not one of hybrid, every_packet",
+    ),
     ("sensor: {flow_capacity: lots}", "sensor.flow_capacity: 'lots' is not an integer"),
     ("sensor: {flow_capacity: 1.5}", "sensor.flow_capacity: 1.5 is not an integer"),
     ("sensor: {flow_capacity: true}", "sensor.flow_capacity: True is not an integer"),
@@ -335,7 +349,7 @@ ERRORS = [
     ("sensor: {epcoh: 5s}", "sensor.epcoh: unknown option (did you mean 'epoch'?)"),
     (
         "sensor: {zzz: 1}",
-        "sensor.zzz: unknown option (valid: epoch, mode, flow_capacity, ringbuf_pages, top, max_kernel_memory, timestamps, metrics_address)",
+        "sensor.zzz: unknown option (valid: epoch, mode, flow_capacity, ringbuf_pages, top, max_kernel_memory, timestamps, sketch_mode, metrics_address)",
     ),
     (
         "tasks: [" + CM + "}, " + CM.replace("a,", "b,") + ", widht: 1024}]",
@@ -349,8 +363,27 @@ ERRORS = [
     ("tasks: [5]", "tasks[0]: expected a task mapping, got an integer"),
     # tasks: count, names, kinds
     (
-        "tasks: [" + ", ".join(CM.replace("a,", f"t{i},") + ", width: 64}" for i in range(5)) + "]",
-        "tasks: 5 tasks given, at most 4",
+        "tasks: [" + ", ".join(CM.replace("a,", f"t{i},") + ", width: 64}" for i in range(9)) + "]",
+        "tasks: 9 tasks given, at most 8",
+    ),
+    (
+        "tasks: ["
+        + ", ".join(
+            f"{{name: s{i}, kind: superspread, key: [{k}], element: [{e}]}}"
+            for i, (k, e) in enumerate(
+                [
+                    ("src_ip", "dst_ip"),
+                    ("src_port", "dst_port"),
+                    ("proto", "src_ip"),
+                    ("src_ip, dst_ip", "dst_port"),
+                    ("src_ip, proto", "dst_ip"),
+                    ("dst_ip, proto", "src_port"),
+                    ("src_port, dst_port", "src_ip"),
+                ]
+            )
+        )
+        + "]",
+        "tasks: the tasks use more than 8 distinct field sets (keys and elements)",
     ),
     ("tasks: [{kind: countmin, key: [src_ip]}]", "tasks[0]: missing 'name' ([a-z0-9_]+)"),
     ("tasks: [{name: a, key: [src_ip]}]", "tasks[0]: missing 'kind' (countmin or superspread)"),
@@ -487,52 +520,63 @@ def test_kernel_memory_parts():
     for ncpus in (1, 4, 64):
         mem = kernel_memory(cfg, ncpus)
         # two countmin tasks of 4 x 65536 cells of 16 bytes, two sets, every CPU
-        assert mem["cm"] == 2 * ncpus * (2 * 4 * 65536) * 16
-        # two superspread tasks, each one pool of 2**22 one-byte registers
-        assert mem["ss"] == 2 * ncpus * (2 * (1 << 22))
-        assert mem["sketches"] == mem["cm"] + mem["ss"]
-        assert mem["flows"] == 2 * 131072 * (40 + 40 * ncpus + 64)
-        assert mem["counters"] == 2 * ncpus * abi.NCOUNTERS * 16
-        assert mem["ringbuf"] == 64 * 4096
-        assert mem["total"] == sum(mem[k] for k in ("cm", "ss", "flows", "counters", "ringbuf"))
+        assert mem["countmin"] == 2 * ncpus * (2 * 4 * 65536) * 16
+        # two superspread pools of 2**22 one-byte registers and one (port_scan) of 2**20
+        assert mem["superspread"] == 2 * ncpus * (2 * (1 << 22) + (1 << 20))
+        assert mem["sketches"] == mem["countmin"] + mem["superspread"]
+        # 65536 flows per CPU: 131072 slots of 80 bytes and a list of 65536 slot numbers
+        assert mem["flows"] == 2 * ncpus * (131072 * 80 + 65536 * 8)
+        assert mem["seen"] == 2 * ncpus * abi.SEEN_SLOTS * 16
+        assert mem["totals"] == 2 * ncpus * abi.TOTALS.itemsize
+        assert mem["candidates"] == 64 * 4096
+        parts = ("totals", "countmin", "superspread", "flows", "seen", "candidates")
+        assert mem["total"] == sum(mem[k] for k in parts)
 
 
 def test_kernel_memory_matches_layout_minimums(tmp_path):
-    cfg = load_text(tmp_path, "tasks: []\n")
+    cfg = load_text(tmp_path, "sensor: {flow_capacity: 0}\ntasks: []\n")
     lay = layout((), 1)
-    assert kernel_memory(cfg, 1)["cm"] == 2 * lay.cm_cells * 16
-    assert kernel_memory(cfg, 1)["ss"] == 2 * lay.ss_blocks * 8
+    mem = kernel_memory(cfg, 1)
+    assert mem["countmin"] == 2 * lay.cm_cells * 16
+    assert mem["superspread"] == 2 * lay.ss_blocks * 8
+    assert mem["flows"] == 0
 
 
 def test_memory_guard_refuses(tmp_path):
-    text = "sensor: {max_kernel_memory: 1GiB}\ntasks: [{name: big, kind: countmin, key: [src_ip], depth: 8, width: 4194304}]\n"
+    text = (
+        "sensor: {max_kernel_memory: 1GiB, flow_capacity: 0}\n"
+        "tasks: [{name: big, kind: countmin, key: [src_ip], depth: 8, width: 4194304}]\n"
+    )
     msg = error_of(tmp_path, text, ncpus=1)
-    # 8 * 2**22 cells * 16 B * 2 sets = 1 GiB, plus the SuperSpread minimum
-    assert msg.startswith(f"{tmp_path / 'config.yaml'}: sketches need 1.0 GiB (1073750016 B) of kernel memory")
-    assert " on 1 CPUs (cm 1.0 GiB, ss 8.0 KiB)" in msg
+    # 8 * 2**22 cells * 16 B * 2 sets = 1 GiB, plus the SuperSpread minimum and the rest
+    assert msg.startswith(f"{tmp_path / 'config.yaml'}: the maps need 1.0 GiB (1074144032 B) of kernel memory")
+    assert " on 1 CPUs (countmin 1.0 GiB, superspread 8.0 KiB, flows 0 B)" in msg
     assert "more than sensor.max_kernel_memory 1.0 GiB (1073741824 B);" in msg
-    assert "raise sensor.max_kernel_memory" in msg
+    assert "sensor.flow_capacity, or raise sensor.max_kernel_memory" in msg
 
 
-def test_memory_guard_counts_cpus(tmp_path):
-    text = "sensor: {max_kernel_memory: 64MiB}\n"
-    assert load_text(tmp_path, text, ncpus=1)  # 32 MiB of sketches
-    msg = error_of(tmp_path, text, ncpus=4)  # 128 MiB
-    assert "sketches need 128.0 MiB of kernel memory on 4 CPUs (cm 64.0 MiB, ss 64.0 MiB)" in msg
-    assert "more than sensor.max_kernel_memory 64.0 MiB" in msg
+def test_memory_guard_counts_cpus_and_flows(tmp_path):
+    text = "sensor: {max_kernel_memory: 256MiB}\n"
+    assert load_text(tmp_path, text, ncpus=2)  # 110.5 MiB
+    msg = error_of(tmp_path, text, ncpus=8)
+    assert "the maps need 441.3 MiB of kernel memory on 8 CPUs (countmin 128.0 MiB, superspread 144.0 MiB," in msg
+    assert "flows 168.0 MiB), more than sensor.max_kernel_memory 256.0 MiB" in msg
+    assert load_text(tmp_path, "sensor: {max_kernel_memory: 512MiB}\n", ncpus=8)
 
 
 def test_memory_guard_exact_bytes_when_rounding_hides_the_excess(tmp_path):
-    msg = error_of(tmp_path, "sensor: {max_kernel_memory: 1GiB}\n", ncpus=33)  # 32 MiB per CPU: 1056 MiB
-    assert "sketches need 1.0 GiB (1107296256 B) of kernel memory on 33 CPUs" in msg
+    text = "sensor: {max_kernel_memory: 1GiB, flow_capacity: 0}\ntasks: [{name: a, kind: countmin, key: [src_ip]}]\n"
+    # 4 MiB of Count-Min per CPU and set, plus small parts: 126 CPUs need just over 1 GiB
+    msg = error_of(tmp_path, text, ncpus=126)
+    assert "the maps need 1.0 GiB (1074874816 B) of kernel memory on 126 CPUs" in msg
     assert "more than sensor.max_kernel_memory 1.0 GiB (1073741824 B)" in msg
-    assert load_text(tmp_path, "sensor: {max_kernel_memory: 1GiB}\n", ncpus=32)
+    assert load_text(tmp_path, text, ncpus=125)
 
 
 def test_defaults_fit_128_cpus():
     assert load_config(None, env={}, ncpus=128)
-    with pytest.raises(ConfigError, match="on 129 CPUs"):
-        load_config(None, env={}, ncpus=129)
+    with pytest.raises(ConfigError, match="on 149 CPUs"):
+        load_config(None, env={}, ncpus=149)
 
 
 def test_memory_guard_limit_can_be_raised(tmp_path):

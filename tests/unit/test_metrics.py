@@ -8,10 +8,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from netspectra import abi, analysis
 from netspectra import packets as P
-from netspectra.agent import EpochSnapshot
 from netspectra.config import default_tasks
 from netspectra.metrics import EVENTS, OUTCOME_LABELS, PROTO_LABELS, SensorCollector, key_label, version
 from netspectra.sketch import HeavyHitters, SketchSet
+from netspectra.snapshot import EpochSnapshot
 from netspectra.tasks import layout
 
 IF = "eth0"

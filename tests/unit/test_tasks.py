@@ -8,11 +8,11 @@ from netspectra.config import default_tasks
 from netspectra.tasks import TaskSpec, hh_per_cpu, layout
 
 
-def test_default_layout_folds_three_field_sets():
+def test_default_layout_folds_five_field_sets():
     lay = layout(default_tasks(), ncpus=2)
     cfg = lay.config[0]
-    # src_ip (src task, spread key, fan-in element), the 5-tuple, dst_ip
-    assert cfg["nfieldsets"] == 3
+    # src_ip (src task, spread key, fan-in element), the 5-tuple, dst_ip, (src_ip, dst_ip), dst_port
+    assert cfg["nfieldsets"] == 5
     names = {abi.fields_from_names(("src_ip",)): 0}
     for t in lay.tasks:
         row = cfg["tasks"][t.index]
@@ -50,8 +50,8 @@ def test_per_cpu_threshold_is_pigeonhole(thr, ncpus, want):
 
 
 def test_too_many_tasks_refused():
-    with pytest.raises(ValueError, match="at most 4"):
-        layout([TaskSpec(f"t{i}", "countmin", ("src_ip",)) for i in range(5)])
+    with pytest.raises(ValueError, match="at most 8"):
+        layout([TaskSpec(f"t{i}", "countmin", ("src_ip",)) for i in range(9)])
 
 
 def test_config_record_is_the_abi_dtype():

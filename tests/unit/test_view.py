@@ -6,9 +6,9 @@ import numpy as np
 
 from netspectra import abi, analysis
 from netspectra import packets as P
-from netspectra.agent import EpochSnapshot
 from netspectra.config import default_tasks
 from netspectra.sketch import SketchSet
+from netspectra.snapshot import EpochSnapshot
 from netspectra.tasks import layout
 from netspectra.view import render
 

@@ -1,0 +1,238 @@
+"""EpochSnapshot, the one record of an epoch, and derive(), which builds it.
+
+The live agent and the offline analyzer both hand derive() an epoch's totals,
+its exact flows and its sketch (already the sketch of every packet: flows
+plus what the flow table could not hold), and get the same analysis:
+
+  exact      the flows are complete (no packet was untracked): heavy hitters
+             and spreaders are then computed from the flows, exactly (sums
+             per key, distinct elements per key), and carry no error;
+  estimated  otherwise: candidates (every key of the flows, plus the keys the
+             kernel reported for untracked packets) are verified against the
+             merged Count-Min sketch (never below the truth, so no true heavy
+             hitter is missed), spreads are SuperSpread estimates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _sketch, abi, analysis
+from .packets import addr_str, addr_strings
+from .sketch import HeavyHitters, SketchSet
+from .tasks import COUNTMIN, SUPERSPREAD, Layout
+
+
+@dataclass
+class EpochSnapshot:
+    seq: int
+    start: float  # wall clock, seconds
+    end: float
+    totals: np.ndarray  # (NCOUNTERS, 2) uint64: packets, bytes
+    flows: np.ndarray  # analysis.FLOW_RECORD
+    sketch: SketchSet
+    heavy: dict[str, HeavyHitters] = field(default_factory=dict)
+    spreaders: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    candidates: int = 0  # candidate reports received from the kernel
+    processing_s: float = 0.0  # time to flip, read and analyse the epoch
+    exact: bool = False  # flows complete: heavy hitters and spreads are exact, not estimates
+
+    @property
+    def duration(self) -> float:
+        return max(self.end - self.start, 1e-9)
+
+    def counter(self, name: str) -> tuple[int, int]:
+        row = self.totals[abi.C[name]]
+        return int(row[0]), int(row[1])
+
+    def to_json(self, max_flows: int | None = None) -> dict:
+        """The --json record of an epoch (fields documented in docs/json.md).
+        max_flows: only the largest flows by bytes (flows_total says how many)."""
+        fl = self.flows
+        extra = {}
+        if max_flows is not None and len(fl) > max_flows:
+            fl = fl[np.argsort(fl["bytes"], kind="stable")[::-1][:max_flows]]
+            extra["flows_total"] = len(self.flows)
+        return extra | {
+            "epoch": self.seq,
+            "start": round(self.start, 6),
+            "end": round(self.end, 6),
+            "packets": self.counter("all")[0],
+            "bytes": self.counter("all")[1],
+            "exact": self.exact,
+            "totals": {name: {"packets": int(p), "bytes": int(b)} for name, (p, b) in zip(abi.COUNTERS, self.totals)},
+            "loss": {
+                "flow_untracked_packets": self.counter("flow_untracked")[0],
+                "flow_untracked_bytes": self.counter("flow_untracked")[1],
+                "candidates_lost": self.counter("cand_lost")[0],
+            },
+            "flows": _flows_json(fl),
+            "heavy_hitters": {
+                task: [
+                    {**key_json(k, self.sketch.layout, task), "packets": int(p), "bytes": int(b)}
+                    for k, p, b in zip(hh.keys, hh.packets, hh.bytes)
+                ]
+                for task, hh in self.heavy.items()
+            },
+            "spreaders": {
+                task: [
+                    {**key_json(k, self.sketch.layout, task), "distinct": round(float(e), 1)} for k, e in zip(ks, es)
+                ]
+                for task, (ks, es) in self.spreaders.items()
+            },
+        }
+
+
+_FLOW_COLUMNS = ("packets", "bytes", "first_ns", "last_ns", "tcp_flags", "icmp_type", "icmp_code")
+
+
+def _flows_json(fl: np.ndarray) -> list[dict]:
+    """The flow records of docs/json.md, built column by column (an epoch may
+    hold a million flows: no per-flow numpy scalars or address objects)."""
+    k = fl["key"]
+    cols = [
+        addr_strings(k["src"]),
+        addr_strings(k["dst"]),
+        k["proto"].tolist(),
+        k["sport"].tolist(),
+        k["dport"].tolist(),
+        *(fl[c].tolist() for c in _FLOW_COLUMNS),
+    ]
+    names = ("src", "dst", "proto", "sport", "dport", "packets", "bytes", "first_seen_ns", "last_seen_ns",
+             "tcp_flags", "icmp_type", "icmp_code")  # fmt: skip
+    return [dict(zip(names, row)) for row in zip(*cols)]
+
+
+def key_json(k, layout: Layout, task: str) -> dict:
+    """The task's key fields of a masked key, by name."""
+    out = {}
+    for name in layout.by_name(task).spec.key:
+        if name == "src_ip":
+            out[name] = addr_str(k["src"])
+        elif name == "dst_ip":
+            out[name] = addr_str(k["dst"])
+        elif name == "src_port":
+            out[name] = int(k["sport"])
+        elif name == "dst_port":
+            out[name] = int(k["dport"])
+        elif name == "proto":
+            out[name] = int(k["proto"])
+    return out
+
+
+# --- derive --------------------------------------------------------------------------
+
+
+class FlowGroups:
+    """The flows of an epoch grouped by a field set, computed once per field
+    set (tasks keyed alike share it): distinct masked keys, and per key the
+    exact packets, bytes and number of flows."""
+
+    def __init__(self, flows: np.ndarray):
+        self.flows = flows
+        self.keys = np.ascontiguousarray(flows["key"]) if len(flows) else np.zeros(0, abi.KEY)
+        self._by: dict[int, tuple] = {}
+
+    def by(self, fields: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(keys masked to `fields`, inverse, packets, bytes, flows per key)."""
+        if fields not in self._by:
+            fl = self.flows
+            if fields == 0x1F:  # flows are distinct 5-tuples already
+                n = len(fl)
+                self._by[fields] = (self.keys, np.arange(n), fl["packets"], fl["bytes"], np.ones(n, np.int64))
+            else:
+                first, inv, pk, by, cnt = _sketch.group_keys(
+                    self.keys, abi.field_wmask(fields), fl["packets"], fl["bytes"]
+                )
+                keys = analysis.mask_keys(self.keys[first], fields)
+                self._by[fields] = (keys, inv, pk, by, cnt)
+        return self._by[fields]
+
+    def distinct(self, key_fields: int, elem_fields: int, min_flows: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Exact distinct elements per key, for the keys with at least
+        min_flows flows (a key with fewer flows has fewer distinct elements):
+        (keys, counts)."""
+        keys, inv, _, _, nflows = self.by(key_fields)
+        groups = np.flatnonzero(nflows >= min_flows)
+        if not len(groups):
+            return keys[:0], np.zeros(0, np.int64)
+        if len(groups) == len(keys):
+            mine = self.keys
+        else:
+            want = np.zeros(len(keys), bool)
+            want[groups] = True
+            mine = self.keys[want[inv]]
+        pairs, _, _, _, _ = _sketch.group_keys(mine, abi.field_wmask(key_fields | elem_fields))
+        first, _, _, _, count = _sketch.group_keys(mine[pairs], abi.field_wmask(key_fields))
+        return analysis.mask_keys(mine[pairs][first], key_fields), count
+
+
+def _largest_first(keys: np.ndarray, values: np.ndarray, *more) -> tuple:
+    order = np.argsort(values, kind="stable")[::-1]
+    return (keys[order], values[order], *(m[order] for m in more))
+
+
+def derive(
+    seq: int,
+    start: float,
+    end: float,
+    totals: np.ndarray,
+    flows: np.ndarray,
+    sketch: SketchSet,
+    candidates: np.ndarray | None = None,
+    processing_s: float = 0.0,
+) -> EpochSnapshot:
+    """The snapshot of an epoch: heavy hitters of every Count-Min task with a
+    threshold and spreaders of every SuperSpread task with one, exact when the
+    flows are complete (totals show no untracked packet), estimated from the
+    sketch otherwise.  candidates: abi.CAND reports of keys seen only in
+    untracked packets (the kernel's ring buffer; None offline)."""
+    exact = not int(totals[abi.C["flow_untracked"], 0])
+    lay = sketch.layout
+    groups = FlowGroups(flows)
+    heavy: dict[str, HeavyHitters] = {}
+    for t in lay.kind(COUNTMIN):
+        spec = t.spec
+        if not (spec.hh_packets or spec.hh_bytes):
+            continue
+        keys, _, pk, by, _ = groups.by(spec.fields)
+        if exact:
+            sel = np.zeros(len(keys), bool)
+            if spec.hh_packets:
+                sel |= pk >= spec.hh_packets
+            if spec.hh_bytes:
+                sel |= by >= spec.hh_bytes
+            keys, pk, by = keys[sel], np.asarray(pk[sel], np.uint64), np.asarray(by[sel], np.uint64)
+        else:
+            cand = keys
+            if candidates is not None and len(candidates):
+                mine = candidates["key"][candidates["task"] == t.index]
+                cand = np.concatenate([keys, analysis.mask_keys(mine, spec.fields)])
+            keys, pk, by = sketch.verify(spec.name, np.ascontiguousarray(cand))
+        heavy[spec.name] = HeavyHitters(*_largest_first(keys, pk, by))
+    spreaders: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if exact:
+        for t in lay.kind(SUPERSPREAD):
+            thr = t.spec.spread_threshold
+            if thr:
+                keys, count = groups.distinct(t.spec.fields, t.spec.elem_fields, thr)
+                hit = count >= thr
+                spreaders[t.spec.name] = _largest_first(keys[hit], count[hit].astype(np.float64))
+    else:
+        extra = np.concatenate([h.keys for h in heavy.values()]) if heavy else None
+        spreaders = analysis.spreaders(sketch, flows, extra, complete=False)
+    return EpochSnapshot(
+        seq=seq,
+        start=start,
+        end=end,
+        totals=totals,
+        flows=flows,
+        sketch=sketch,
+        heavy=heavy,
+        spreaders=spreaders,
+        candidates=0 if candidates is None else len(candidates),
+        processing_s=processing_s,
+        exact=exact,
+    )

@@ -32,7 +32,7 @@ cdef extern from "<sys/prctl.h>" nogil:
 cdef enum:
     _MAX_TASKS = 8
     _MAX_FIELDSETS = 8
-    _BATCH = 16  # flows whose cells are prefetched together
+    _BATCH = 8  # flows whose cells are prefetched together
 
 ctypedef struct _Task:
     uint32_t kind
@@ -359,67 +359,165 @@ def flows_take(entries, fidx, counts, record_dtype, uint64_t mono_to_wall_ns=0):
 
 # ---------------------------------------------------------------- grouping flows by key fields
 
+cdef object _key_rows(obj, Py_ssize_t* stride):
+    """A flat uint8 view of keys and the byte distance between two keys:
+    abi.KEY or (n, 5) uint64 arrays, or records whose first field is the key
+    (analysis.FLOW_RECORD), read in place."""
+    a = np.asarray(obj)
+    if a.dtype == np.uint64 and a.ndim == 2 and a.shape[1] == NWORDS:
+        a = np.ascontiguousarray(a)
+        stride[0] = 40
+        return a.reshape(-1).view(np.uint8)
+    a = a.reshape(-1)
+    if a.dtype.names and a.dtype.names[0] == "key" and a.dtype.fields["key"][1] == 0:
+        if a.dtype.fields["key"][0].itemsize != _KEY_ITEMSIZE:
+            raise TypeError("record keys must be abi.KEY")
+    elif a.dtype.itemsize != _KEY_ITEMSIZE or a.dtype.kind != "V":
+        raise TypeError(f"keys must be abi.KEY, uint64 (n, 5) or records with a key first, got {a.dtype}")
+    a = np.ascontiguousarray(a)
+    stride[0] = a.dtype.itemsize
+    return a.view(np.uint8).reshape(-1)
+
+
+ctypedef struct _Slot:
+    uint64_t hash
+    int64_t group                  # + 1; 0 = empty
+
+
+ctypedef struct _Group:            # one group of group_keys(): 64 bytes
+    uint64_t key[5]
+    uint64_t packets
+    uint64_t bytes
+    int64_t count
+
+_GROUP = np.dtype({
+    "names": ["key", "packets", "bytes", "count"],
+    "formats": [("V", 40), "<u8", "<u8", "<i8"],
+    "offsets": [0, 40, 48, 56],
+    "itemsize": 64,
+})
+
+
 def group_keys(keys, key_wmask, packets=None, bytes=None):
     """Group keys by the fields of a word mask (exactly, by value).
 
-    Returns (first, inverse, packets, bytes, count): first[g] the index of
-    group g's first key (groups in first-seen order), inverse[i] the group of
-    key i (int64), and per group the sums of packets / bytes (uint64, zeros
-    when not given) and the number of keys.  Hashing, no sort: O(n)."""
+    keys: abi.KEY, uint64 (n, 5), or records with the key first (the flows
+    of an epoch, read in place).  Returns (ukeys, inverse, packets, bytes,
+    count): the distinct keys masked to the fields (abi.KEY, first-seen
+    order), the group of every key (int64), and per group the sums of packets
+    and bytes (uint64, zeros when not given) and the number of keys.
+    Hashing, no sort: O(n)."""
     cdef uint64_t m[NWORDS]
     _masks(key_wmask, m)
-    cdef const uint64_t[:, ::1] w = _key_words(keys)
-    cdef Py_ssize_t n = w.shape[0]
+    cdef Py_ssize_t stride = 0
+    raw = _key_rows(keys, &stride)
+    cdef Py_ssize_t n = raw.shape[0] // stride if stride else 0
     pk = np.zeros(n, np.uint64) if packets is None else np.ascontiguousarray(packets, dtype=np.uint64).reshape(-1)
     by = np.zeros(n, np.uint64) if bytes is None else np.ascontiguousarray(bytes, dtype=np.uint64).reshape(-1)
     if pk.shape[0] != n or by.shape[0] != n:
         raise ValueError(f"{n} keys, {pk.shape[0]} packet counts, {by.shape[0]} byte counts")
     inverse = np.empty(n, np.int64)
-    first = np.empty(n, np.int64)
-    sp = np.zeros(n, np.uint64)
-    sb = np.zeros(n, np.uint64)
-    cnt = np.zeros(n, np.int64)
     if n == 0:
-        return first, inverse, sp, sb, cnt
-    cdef const uint64_t[::1] pv = pk, bv = by
-    cdef int64_t[::1] inv = inverse, fst = first, cv = cnt
-    cdef uint64_t[::1] spv = sp, sbv = sb
-    cdef Py_ssize_t nidx = 1, i, j, g, ng = 0
-    while nidx < 2 * n:
-        nidx <<= 1
-    cdef uint64_t hmask = <uint64_t>nidx - 1, h
-    cdef int64_t* index = <int64_t*>malloc(nidx * sizeof(int64_t))
+        return np.zeros(0, _key_dtype()), inverse, np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    # Per-group scratch is malloc'd and freed here (the heap reuses it next
+    # epoch); only the ng groups are copied out.
+    cdef _Group* grp = <_Group*>malloc(n * sizeof(_Group))
+    if grp == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t ng
+    try:
+        ng = _group(raw, stride, n, m, pk, by, inverse, grp)
+        out = np.empty(ng, _GROUP)
+        if ng:
+            memcpy(<void*>cnp.PyArray_DATA(out), grp, ng * sizeof(_Group))
+    finally:
+        free(grp)
+    return (
+        np.ascontiguousarray(out["key"]).view(_key_dtype()).reshape(-1),
+        inverse,
+        np.ascontiguousarray(out["packets"]),
+        np.ascontiguousarray(out["bytes"]),
+        np.ascontiguousarray(out["count"]),
+    )
+
+
+cdef object _key_dtype():
+    from . import abi
+    return abi.KEY
+
+
+cdef int _index_grow(_Slot** index, Py_ssize_t* nidx) noexcept nogil:
+    """Double an open-addressing index, re-placing its slots by their hashes."""
+    cdef Py_ssize_t n2 = nidx[0] * 2, i, j
+    cdef uint64_t mask = <uint64_t>n2 - 1
+    cdef _Slot* old = index[0]
+    cdef _Slot* new = <_Slot*>malloc(n2 * sizeof(_Slot))
+    if new == NULL:
+        return -1
+    memset(new, 0, n2 * sizeof(_Slot))
+    for i in range(nidx[0]):
+        if old[i].group != 0:
+            j = <Py_ssize_t>(old[i].hash & mask)
+            while new[j].group != 0:
+                j = <Py_ssize_t>((<uint64_t>j + 1) & mask)
+            new[j] = old[i]
+    free(old)
+    index[0] = new
+    nidx[0] = n2
+    return 0
+
+
+cdef Py_ssize_t _group(const uint8_t[::1] raw, Py_ssize_t stride, Py_ssize_t n, const uint64_t* m,
+                       const uint64_t[::1] pv, const uint64_t[::1] bv, int64_t[::1] inv, _Group* grp) except -1:
+    """Group n keys (at raw + i * stride) by the fields of mask m into grp;
+    inv[i] = the group of key i.  The index starts small and doubles at half
+    load, so few distinct keys stay in cache."""
+    cdef Py_ssize_t nidx = 1024, i, j, g, ng = 0
+    cdef uint64_t h
+    cdef _Slot* index = <_Slot*>malloc(nidx * sizeof(_Slot))
     if index == NULL:
         raise MemoryError()
     cdef uint64_t a[5]
     cdef const uint64_t* b
+    cdef const uint8_t* base = &raw[0]
     cdef int q
+    cdef bint oom = False
     with nogil:
-        memset(index, 0, nidx * sizeof(int64_t))
+        memset(index, 0, nidx * sizeof(_Slot))
         for i in range(n):
+            memcpy(a, base + i * stride, 40)
             for q in range(5):
-                a[q] = w[i, q] & m[q]
+                a[q] &= m[q]
             h = ns_fmix(ns_fold(a, m))
-            j = <Py_ssize_t>(h & hmask)
+            j = <Py_ssize_t>(h & <uint64_t>(nidx - 1))
             g = -1
-            while index[j] != 0:
-                b = &w[fst[index[j] - 1], 0]
-                if ((b[0] & m[0]) == a[0] and (b[1] & m[1]) == a[1] and (b[2] & m[2]) == a[2]
-                        and (b[3] & m[3]) == a[3] and (b[4] & m[4]) == a[4]):
-                    g = index[j] - 1
-                    break
-                j = <Py_ssize_t>((<uint64_t>j + 1) & hmask)
+            while index[j].group != 0:
+                if index[j].hash == h:
+                    b = grp[index[j].group - 1].key
+                    if b[0] == a[0] and b[1] == a[1] and b[2] == a[2] and b[3] == a[3] and b[4] == a[4]:
+                        g = index[j].group - 1
+                        break
+                j = <Py_ssize_t>((<uint64_t>j + 1) & <uint64_t>(nidx - 1))
             if g < 0:
                 g = ng
-                fst[g] = i
+                memcpy(grp[g].key, a, 40)
+                grp[g].packets = 0
+                grp[g].bytes = 0
+                grp[g].count = 0
                 ng += 1
-                index[j] = ng
+                index[j].hash = h
+                index[j].group = ng
+                if 2 * ng > nidx and _index_grow(&index, &nidx) < 0:
+                    oom = True
+                    break
             inv[i] = g
-            spv[g] += pv[i]
-            sbv[g] += bv[i]
-            cv[g] += 1
+            grp[g].packets += pv[i]
+            grp[g].bytes += bv[i]
+            grp[g].count += 1
     free(index)
-    return first[:ng], inverse, sp[:ng], sb[:ng], cnt[:ng]
+    if oom:
+        raise MemoryError()
+    return ng
 
 
 # ---------------------------------------------------------------- the millisecond clock

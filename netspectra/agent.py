@@ -28,7 +28,10 @@ class Agent:
         """Close the current epoch: flip, then read and clear the idle set.
         Its sketch is the sketch of its flows plus the kernel's arrays, which
         hold only the packets the flow table could not (every packet with
-        every_packet, and then the flows add nothing)."""
+        every_packet, and then the flows add nothing).  When nothing was
+        untracked, the arrays are not even read, and the flows' sketch is
+        derived on first use: every answer of such an epoch comes from its
+        exact flows."""
         t0 = time.perf_counter()
         p = self.program
         idle = p.flip()
@@ -37,9 +40,10 @@ class Agent:
         totals = p.take_totals(idle)
         flows = p.take_flows(idle, offset)
         cands = p.take_candidates(idle)
-        sk = SketchSet(self.layout)
-        if not getattr(p, "every_packet", False):
-            sk.add_flows(flows)
+        if getattr(p, "every_packet", False):
+            sk = SketchSet(self.layout)
+        else:
+            sk = SketchSet.of_flows(self.layout, flows)
         p.take_sketch(idle, sk, int(totals[abi.C["flow_untracked"], 0]))
         snap = derive(self.seq, self.epoch_start, end, totals, flows, sk, cands)
         snap.processing_s = time.perf_counter() - t0

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -65,7 +66,11 @@ def _ss_query_params(p: dict) -> dict:
 
 
 class SketchSet:
-    """The Count-Min counters and SuperSpread registers of every task of a layout."""
+    """The Count-Min counters and SuperSpread registers of every task of a layout.
+
+    A sketch made by of_flows() holds its flows until its arrays are first
+    read (cm, ss, any query): an epoch whose answers all come from its exact
+    flows never pays for the arrays (about 17 MiB with the default tasks)."""
 
     def __init__(self, layout: Layout, cm: np.ndarray | None = None, ss: np.ndarray | None = None):
         self.layout = layout
@@ -78,11 +83,51 @@ class SketchSet:
             raise ValueError(f"cm must be abi.COUNTER ({layout.cm_cells},), got {cm.dtype} {cm.shape}")
         if ss.dtype != np.uint8 or ss.shape != (nregs,):
             raise ValueError(f"ss must be uint8 ({nregs},), got {ss.dtype} {ss.shape}")
-        self.cm = cm
-        self.ss = ss
+        self._cm = cm
+        self._ss = ss
+        self._flows: np.ndarray | None = None  # of_flows(): not yet in the arrays
+        self._lock = threading.Lock()
         self._params = {t.spec.name: task_params(layout, t) for t in layout.tasks}
 
     # ------------------------------------------------------------ building
+
+    @classmethod
+    def of_flows(cls, layout: Layout, flows: np.ndarray) -> SketchSet:
+        """The sketch of flows (analysis.FLOW_RECORD), computed when its arrays
+        are first read (add_flows(), bit for bit the per-packet arrays)."""
+        sk = cls.__new__(cls)
+        sk.layout = layout
+        sk._cm = sk._ss = None
+        sk._flows = flows
+        sk._lock = threading.Lock()
+        sk._params = {t.spec.name: task_params(layout, t) for t in layout.tasks}
+        return sk
+
+    @property
+    def derived(self) -> bool:
+        """Whether the arrays exist (False: an of_flows() sketch nobody read yet)."""
+        return self._flows is None
+
+    def _derive(self) -> None:
+        with self._lock:
+            if self._flows is None:
+                return
+            self._cm = np.zeros(self.layout.cm_cells, dtype=abi.COUNTER)
+            self._ss = np.zeros(self.layout.ss_blocks * abi.REGS_PER_BLOCK, dtype=np.uint8)
+            _sketch.sketch_flows(self.layout.config, self._cm, self._ss, self._flows)
+            self._flows = None
+
+    @property
+    def cm(self) -> np.ndarray:
+        if self._flows is not None:
+            self._derive()
+        return self._cm
+
+    @property
+    def ss(self) -> np.ndarray:
+        if self._flows is not None:
+            self._derive()
+        return self._ss
 
     @classmethod
     def from_percpu(

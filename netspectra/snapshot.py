@@ -132,7 +132,6 @@ class FlowGroups:
 
     def __init__(self, flows: np.ndarray):
         self.flows = flows
-        self.keys = np.ascontiguousarray(flows["key"]) if len(flows) else np.zeros(0, abi.KEY)
         self._by: dict[int, tuple] = {}
 
     def by(self, fields: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -141,32 +140,46 @@ class FlowGroups:
             fl = self.flows
             if fields == 0x1F:  # flows are distinct 5-tuples already
                 n = len(fl)
-                self._by[fields] = (self.keys, np.arange(n), fl["packets"], fl["bytes"], np.ones(n, np.int64))
+                self._by[fields] = (fl["key"], np.arange(n), fl["packets"], fl["bytes"], np.ones(n, np.int64))
             else:
-                first, inv, pk, by, cnt = _sketch.group_keys(
-                    self.keys, abi.field_wmask(fields), fl["packets"], fl["bytes"]
-                )
-                keys = analysis.mask_keys(self.keys[first], fields)
-                self._by[fields] = (keys, inv, pk, by, cnt)
+                self._by[fields] = _sketch.group_keys(fl, abi.field_wmask(fields), fl["packets"], fl["bytes"])
         return self._by[fields]
 
     def distinct(self, key_fields: int, elem_fields: int, min_flows: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Exact distinct elements per key, for the keys with at least
         min_flows flows (a key with fewer flows has fewer distinct elements):
         (keys, counts)."""
-        keys, inv, _, _, nflows = self.by(key_fields)
-        groups = np.flatnonzero(nflows >= min_flows)
-        if not len(groups):
-            return keys[:0], np.zeros(0, np.int64)
-        if len(groups) == len(keys):
-            mine = self.keys
+        mine = self._flows_of_keys_with(key_fields, min_flows)
+        if not len(mine):
+            return np.zeros(0, abi.KEY), np.zeros(0, np.int64)
+        pairs = _sketch.group_keys(mine, abi.field_wmask(key_fields | elem_fields))[0]
+        keys, _, _, _, count = _sketch.group_keys(pairs, abi.field_wmask(key_fields))
+        return keys, count
+
+    def _flows_of_keys_with(self, fields: int, min_flows: int) -> np.ndarray:
+        """The flows of the keys (masked to `fields`) that have at least
+        min_flows flows.  A grouping by fewer fields at hand narrows the flows
+        first (a key has no more flows than any coarser key it falls in), so
+        a key pair such as (src_ip, dst_ip) is rarely grouped over all flows."""
+        flows = self.flows
+
+        def surviving(f: int) -> int:
+            n = self._by[f][4]
+            return int(n[n >= min_flows].sum())
+
+        coarser = [f for f in self._by if f != fields and f & fields == f]
+        if fields not in self._by and coarser:
+            _, inv, _, _, nflows = self._by[min(coarser, key=surviving)]
+            many = nflows >= min_flows
+            if not many.all():
+                flows = flows[many[inv]]
+            if not len(flows):
+                return flows
+            _, inv, _, _, nflows = _sketch.group_keys(flows, abi.field_wmask(fields))
         else:
-            want = np.zeros(len(keys), bool)
-            want[groups] = True
-            mine = self.keys[want[inv]]
-        pairs, _, _, _, _ = _sketch.group_keys(mine, abi.field_wmask(key_fields | elem_fields))
-        first, _, _, _, count = _sketch.group_keys(mine[pairs], abi.field_wmask(key_fields))
-        return analysis.mask_keys(mine[pairs][first], key_fields), count
+            _, inv, _, _, nflows = self.by(fields)
+        many = nflows >= min_flows
+        return flows if many.all() else flows[many[inv]]
 
 
 def _largest_first(keys: np.ndarray, values: np.ndarray, *more) -> tuple:

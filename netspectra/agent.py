@@ -38,6 +38,7 @@ class Agent:
         end = self.clock()
         offset = int(end * 1e9) - self.mono_ns()
         totals = p.take_totals(idle)
+        fill = p.table_fill(idle)
         flows = p.take_flows(idle, offset)
         cands = p.take_candidates(idle)
         if getattr(p, "every_packet", False):
@@ -46,6 +47,7 @@ class Agent:
             sk = SketchSet.of_flows(self.layout, flows)
         p.take_sketch(idle, sk, int(totals[abi.C["flow_untracked"], 0]))
         snap = derive(self.seq, self.epoch_start, end, totals, flows, sk, cands)
+        snap.table_fill = fill
         snap.processing_s = time.perf_counter() - t0
         self.seq += 1
         self.epoch_start = end

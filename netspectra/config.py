@@ -93,14 +93,14 @@ DEFAULT_SPREADER_THRESHOLD = 100
 # `tasks`.  Tasks cost the kernel nothing while the flow table holds an epoch
 # (hybrid sketch mode), so a task earns a place by the questions it answers.
 # port_scan: distinct destination ports per (source, destination), a vertical
-# scan; a smaller pool than the address spreads (its keys are pairs, few with
-# many ports) and 256 registers per key (about 6.5% error when estimated).
+# scan; half the pool of the address spreads (bench/accuracy: 4.6% mean error
+# and full detection at 2M packets, where 1 MiB and 256 registers gave 9%).
 DEFAULT_TASKS = (
     ("src", COUNTMIN, ("src_ip",), (), {}),
     ("flow", COUNTMIN, ("src_ip", "dst_ip", "src_port", "dst_port", "proto"), (), {}),
     ("spread_dst", SUPERSPREAD, ("src_ip",), ("dst_ip",), {}),
     ("fanin_src", SUPERSPREAD, ("dst_ip",), ("src_ip",), {}),
-    ("port_scan", SUPERSPREAD, ("src_ip", "dst_ip"), ("dst_port",), {"width": 1 << 20, "registers": 256}),
+    ("port_scan", SUPERSPREAD, ("src_ip", "dst_ip"), ("dst_port",), {"width": 1 << 21, "registers": 512}),
 )
 
 _TOP_KEYS = ("sensor", "tasks", "alerts", "api")

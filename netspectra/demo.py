@@ -3,8 +3,8 @@
 Creates two network namespaces joined by a veth pair, attaches
 `netspectra-sensor` to one end (its live view is this terminal) and sends
 mixed traffic into it from the other: a Zipf background, two heavy hitters, a
-scanner (one source, many destinations) and a DDoS-style fan-in (many sources,
-one victim).  Runs for --seconds (default 30) or until Ctrl-C, asks the sensor a few
+scanner (one source, many destinations), a port scan (one source, one host,
+many ports) and a DDoS-style fan-in (many sources, one victim).  Runs for --seconds (default 30) or until Ctrl-C, asks the sensor a few
 questions through its query API (`netspectra query`, docs/api.md), then
 removes everything it created.
 """
@@ -42,7 +42,7 @@ def traffic(rng: random.Random, n_sources: int = 2000):
         P.frame("203.0.113.10", "198.51.100.200", P.TCP, 40000, 443, size=1400),
         P.frame("2001:db8:cafe::10", "2001:db8:beef::1", P.UDP, 5000, 4789, size=1200),
     ]
-    scan_seq = 0
+    scan_seq = port_seq = 0
     while True:
         batch = rng.choices(background, weights, k=1000)
         batch += heavy * 200
@@ -50,6 +50,9 @@ def traffic(rng: random.Random, n_sources: int = 2000):
             scan_seq += 1
             batch.append(P.frame("192.0.2.66", f"10.200.{scan_seq // 250 % 250}.{scan_seq % 250}", P.TCP,
                                  55555, 22 + scan_seq % 3, flags=0x02))  # fmt: skip
+        for _ in range(15):  # port scan: 150 new ports of one host per second, SYNs
+            port_seq += 1
+            batch.append(P.frame("192.0.2.77", "198.51.100.7", P.TCP, 41000, 1 + port_seq % 65535, flags=0x02))
         for _ in range(50):  # fan-in: random sources flooding one victim
             a = rng.randrange(1 << 24)
             batch.append(P.frame(f"100.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}", "198.51.100.99", P.UDP,
@@ -62,6 +65,7 @@ QUESTIONS = (
     ("top sources, last 5 epochs", ["top", "src", "--epochs", "5", "-n", "5"]),
     ("scanners", ["spreaders", "spread_dst", "-n", "3"]),
     ("DDoS victims", ["spreaders", "fanin_src", "-n", "3"]),
+    ("port scans", ["spreaders", "port_scan", "-n", "3"]),
     ("largest flows to port 443", ["flows", "--dport", "443", "-n", "5"]),
 )
 

@@ -55,6 +55,8 @@ class _Epoch:
     """What the last epoch contributes to a scrape: gauges only, top-K bounded."""
 
     flows: int
+    table_fill: float
+    exact: bool
     duration: float
     processing: float
     end: float
@@ -156,10 +158,12 @@ class SensorCollector(Collector):
         """Fold one epoch in.  processing_s: time to read and analyse it
         (default: snap.processing_s)."""
         k = self.top
-        lay = snap.sketch.layout
-        bounds = tuple(
-            (name, snap.sketch.error_bound(name), snap.sketch.error_bound(name, bytes=True)) for name in self._cm_tasks
-        )
+        lay = self.layout
+        if snap.exact:  # counted from the exact flows: no sketch error (and no sketch to derive)
+            bounds = tuple((name, 0.0, 0.0) for name in self._cm_tasks)
+        else:
+            sk = snap.sketch
+            bounds = tuple((name, sk.error_bound(name), sk.error_bound(name, bytes=True)) for name in self._cm_tasks)
         heavy = {}
         for name in self._cm_tasks:
             hh = snap.heavy.get(name)
@@ -179,6 +183,8 @@ class SensorCollector(Collector):
             spreaders[name] = (len(keys), [(key_label(keys[i], lay, name), float(est[i])) for i in order])
         last = _Epoch(
             flows=len(snap.flows),
+            table_fill=snap.table_fill,
+            exact=snap.exact,
             duration=snap.end - snap.start,
             processing=snap.processing_s if processing_s is None else processing_s,
             end=snap.end,
@@ -292,8 +298,14 @@ class SensorCollector(Collector):
         yield gauge("netspectra_flows", "Exact flows in the last epoch.", last.flows)
         yield gauge(
             "netspectra_flow_table_fill_ratio",
-            "Exact flows in the last epoch / flow table capacity.",
-            last.flows / self.flow_capacity if self.flow_capacity else 0.0,
+            "The fullest CPU's exact flow table in the last epoch: its flows / sensor.flow_capacity.",
+            last.table_fill,
+        )
+        yield gauge(
+            "netspectra_epoch_exact",
+            "1 when the last epoch's flows were complete (no packet untracked): heavy hitters and spreads "
+            "are exact; 0 when they are sketch estimates.",
+            1.0 if last.exact else 0.0,
         )
         yield gauge("netspectra_epoch_duration_seconds", "Length of the last epoch.", last.duration)
         yield gauge("netspectra_epoch_processing_seconds", "Time to read and analyse the last epoch.", last.processing)
@@ -303,7 +315,7 @@ class SensorCollector(Collector):
 
         g = GaugeMetricFamily(
             "netspectra_sketch_error_bound",
-            "Count-Min error bound e/width*N of the last epoch (probability 1-e^-depth).",
+            "Count-Min error bound e/width*N of the last epoch (probability 1-e^-depth); 0 when it was exact.",
             labels=["interface", "task", "unit"],
         )
         for task, p, b in last.error_bounds:
@@ -316,12 +328,12 @@ class SensorCollector(Collector):
         )
         hp = GaugeMetricFamily(
             "netspectra_heavy_hitter_packets",
-            "Packets of a heavy hitter in the last epoch (Count-Min estimate; top-K by packets).",
+            "Packets of a heavy hitter in the last epoch (exact, or a Count-Min estimate; top-K by packets).",
             labels=["interface", "task", "key"],
         )
         hb = GaugeMetricFamily(
             "netspectra_heavy_hitter_bytes",
-            "Bytes of a heavy hitter in the last epoch (Count-Min estimate; top-K by packets).",
+            "Bytes of a heavy hitter in the last epoch (exact, or a Count-Min estimate; top-K by packets).",
             labels=["interface", "task", "key"],
         )
         for task, (count, top) in last.heavy.items():
@@ -336,7 +348,7 @@ class SensorCollector(Collector):
         n = GaugeMetricFamily("netspectra_spreaders", "Spreaders in the last epoch.", labels=["interface", "task"])
         sd = GaugeMetricFamily(
             "netspectra_spreader_distinct",
-            "Distinct elements of a spreader key in the last epoch (estimate; top-K).",
+            "Distinct elements of a spreader key in the last epoch (exact, or an estimate; top-K).",
             labels=["interface", "task", "key"],
         )
         for task, (count, top) in last.spreaders.items():

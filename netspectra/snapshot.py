@@ -38,6 +38,7 @@ class EpochSnapshot:
     candidates: int = 0  # candidate reports received from the kernel
     processing_s: float = 0.0  # time to flip, read and analyse the epoch
     exact: bool = False  # flows complete: heavy hitters and spreads are exact, not estimates
+    table_fill: float = 0.0  # the fullest CPU's flow table: its flows / sensor.flow_capacity (live only)
 
     @property
     def duration(self) -> float:
@@ -62,6 +63,7 @@ class EpochSnapshot:
             "packets": self.counter("all")[0],
             "bytes": self.counter("all")[1],
             "exact": self.exact,
+            "flow_table_fill": round(self.table_fill, 4),
             "totals": {name: {"packets": int(p), "bytes": int(b)} for name, (p, b) in zip(abi.COUNTERS, self.totals)},
             "loss": {
                 "flow_untracked_packets": self.counter("flow_untracked")[0],

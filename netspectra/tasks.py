@@ -46,6 +46,15 @@ class TaskSpec:
         return abi.fields_from_names(self.element)
 
 
+def spread_kind(spec: TaskSpec) -> str:
+    """What a SuperSpread task's reported keys are, in words (singular)."""
+    if "dst_port" in spec.element and "dst_ip" in spec.key:
+        return "port scan"
+    if "src_ip" in spec.key:
+        return "super-spreader"
+    return "fan-in victim" if "dst_ip" in spec.key else "spreader"
+
+
 @dataclass(frozen=True)
 class TaskLayout:
     index: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import abi, analysis
 from .packets import addr_str
 from .snapshot import EpochSnapshot, key_json
+from .tasks import spread_kind
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
 
@@ -52,6 +53,11 @@ def render(s: EpochSnapshot, iface: str, memory: dict[str, int] | None = None, t
         f"candidates lost {s.counter('cand_lost')[0]}",
     ]
     lines.append("  loss: " + ", ".join(loss))
+    lines.append(
+        "  answers: exact (every packet in an exact flow)"
+        if s.exact
+        else "  answers: estimated from the sketches (~), the flow table did not hold every flow"
+    )
     if memory:
         lines.append("  kernel memory: " + human_bytes(sum(memory.values())))
 
@@ -65,16 +71,17 @@ def render(s: EpochSnapshot, iface: str, memory: dict[str, int] | None = None, t
         keys, p, b = analysis.top_by(s.flows, 0x1F, metric, top)
         lines.append(f"top flows by {metric}:")
         lines += [f"  {flow_str(k):<64} {int(pp):>10} pkts {human_bytes(int(bb)):>12}" for k, pp, bb in zip(keys, p, b)]
+    about = " " if s.exact else "~"  # estimates are marked
+    lay = s.sketch.layout
     for task, hh in s.heavy.items():
         lines.append(f"heavy hitters [{task}]: {len(hh.keys)}")
         for k, pp, bb in list(zip(hh.keys, hh.packets, hh.bytes))[:top]:
-            desc = " ".join(f"{n}={v}" for n, v in key_json(k, s.sketch.layout, task).items())
-            lines.append(f"  {desc:<64} ~{int(pp):>9} pkts ~{human_bytes(int(bb)):>11}")
+            desc = " ".join(f"{n}={v}" for n, v in key_json(k, lay, task).items())
+            lines.append(f"  {desc:<64} {about}{int(pp):>9} pkts {about}{human_bytes(int(bb)):>11}")
     for task, (ks, es) in s.spreaders.items():
-        t = s.sketch.layout.by_name(task).spec
-        what = "super-spreaders" if "src_ip" in t.key else "fan-in victims" if "dst_ip" in t.key else "spreaders"
-        lines.append(f"{what} [{task}: distinct {'+'.join(t.element)} per {'+'.join(t.key)}]: {len(ks)}")
+        t = lay.by_name(task).spec
+        lines.append(f"{spread_kind(t)}s [{task}: distinct {'+'.join(t.element)} per {'+'.join(t.key)}]: {len(ks)}")
         for k, e in list(zip(ks, es))[:top]:
-            desc = " ".join(f"{n}={v}" for n, v in key_json(k, s.sketch.layout, task).items())
-            lines.append(f"  {desc:<64} ~{e:.0f} distinct")
+            desc = " ".join(f"{n}={v}" for n, v in key_json(k, lay, task).items())
+            lines.append(f"  {desc:<64} {about}{e:.0f} distinct")
     return "\n".join(lines)

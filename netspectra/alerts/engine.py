@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..tasks import spread_kind
 from .rules import AlertsConfig, Rule
 
 # Per rule and epoch, at most this many keys are considered (the largest
@@ -122,6 +123,11 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
+def _how(snap, estimate: str) -> str:
+    """How a value of the epoch was counted."""
+    return "exact, from the flows" if snap.exact else estimate
+
+
 @dataclass
 class Engine:
     config: AlertsConfig
@@ -213,15 +219,17 @@ class Engine:
                 rule.threshold,
                 f"heavy hitter {key} ({rule.task}): {_fmt(vals[i])} {unit} > {_fmt(rule.threshold)} {unit}",
                 f"Task {rule.task}: key {key} had {_fmt(vals[i])} {unit} in the epoch "
-                f"(Count-Min estimate), over the threshold {_fmt(rule.threshold)} {unit} of rule {rule.name}.",
+                f"({_how(snap, 'Count-Min estimate')}), over the threshold {_fmt(rule.threshold)} {unit} "
+                f"of rule {rule.name}.",
             )
             for i, key in zip(idx, labels)
         ]
 
-    def _spread(self, rule: Rule, snap, what: str) -> list[_Hit]:
+    def _spread(self, rule: Rule, snap) -> list[_Hit]:
         keys, est = snap.spreaders.get(rule.task, (None, None))
         if keys is None or not len(keys):
             return []
+        what = spread_kind(snap.sketch.layout.by_name(rule.task).spec)
         vals = np.asarray(est, np.float64)
         idx = _over(vals, rule.threshold)
         labels = self._keys(snap, rule.task, keys[idx])
@@ -232,17 +240,17 @@ class Engine:
                 float(vals[i]),
                 rule.threshold,
                 f"{what} {key} ({rule.task}): {vals[i]:.0f} distinct > {rule.threshold:g}",
-                f"Task {rule.task}: key {key} reached about {vals[i]:.0f} distinct elements in the epoch "
-                f"(estimate), over the threshold {rule.threshold:g} of rule {rule.name}.",
+                f"Task {rule.task}: key {key} reached {vals[i]:.0f} distinct elements in the epoch "
+                f"({_how(snap, 'estimate')}), over the threshold {rule.threshold:g} of rule {rule.name}.",
             )
             for i, key in zip(idx, labels)
         ]
 
     def _super_spreader(self, rule: Rule, snap) -> list[_Hit]:
-        return self._spread(rule, snap, "super-spreader")
+        return self._spread(rule, snap)
 
     def _fan_in(self, rule: Rule, snap) -> list[_Hit]:
-        return self._spread(rule, snap, "fan-in victim")
+        return self._spread(rule, snap)
 
     def _traffic_spike(self, rule: Rule, snap) -> list[_Hit]:
         st = self._spikes.setdefault(rule.name, _Spike())
@@ -270,19 +278,21 @@ class Engine:
 
     def _flow_table(self, rule: Rule, snap) -> list[_Hit]:
         hits = []
-        if self.flow_capacity:
-            fill = len(snap.flows) / self.flow_capacity
-            if fill >= rule.threshold:
-                hits.append(
-                    _Hit(
-                        "",
-                        "fill",
-                        fill,
-                        rule.threshold,
-                        f"flow table {fill:.0%} full (threshold {rule.threshold:.0%})",
-                        f"{len(snap.flows)} exact flows of capacity {self.flow_capacity} (sensor.flow_capacity).",
-                    )
+        if not self.flow_capacity:  # sketch-only by configuration: every packet is untracked
+            return hits
+        fill = snap.table_fill
+        if fill >= rule.threshold:
+            hits.append(
+                _Hit(
+                    "",
+                    "fill",
+                    fill,
+                    rule.threshold,
+                    f"flow table {fill:.0%} full (threshold {rule.threshold:.0%})",
+                    f"The fullest CPU's table holds {fill * self.flow_capacity:.0f} flows of "
+                    f"{self.flow_capacity} (sensor.flow_capacity); {len(snap.flows)} flows in the epoch.",
                 )
+            )
         untracked = snap.counter("flow_untracked")[0]
         if untracked > 0:
             hits.append(
@@ -292,7 +302,8 @@ class Engine:
                     float(untracked),
                     0.0,
                     f"flow table overflowing: {untracked} packets untracked",
-                    f"{untracked} packets found the flow table full in the epoch; raise sensor.flow_capacity.",
+                    f"{untracked} packets found no room in the flow table in the epoch; heavy hitters and spreads "
+                    "are estimates until it holds again; raise sensor.flow_capacity.",
                 )
             )
         return hits

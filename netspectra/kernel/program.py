@@ -199,6 +199,12 @@ class Program:
         raw.fill(0)
         return out
 
+    def table_fill(self, s: int) -> float:
+        """Set s's fullest per-CPU flow table: its flows / flow_capacity."""
+        if not self.sizes.flow_capacity:
+            return 0.0
+        return int(self.totals[s]["flows"].max()) / self.sizes.flow_capacity
+
     def take_flows(self, s: int, mono_to_wall_ns: int = 0) -> np.ndarray:
         """The exact flows of set s (analysis.FLOW_RECORD, merged over CPUs,
         times shifted by mono_to_wall_ns); empties the set's table."""

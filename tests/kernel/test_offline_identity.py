@@ -104,3 +104,73 @@ def test_real_capture_live_equals_offline(name):
     path = PCAPS / name
     assert path.exists(), f"{path} missing (../shared/pcaps)"
     replay_and_compare(path)
+
+
+@pytest.mark.parametrize("every_packet", [False, True])
+def test_tiny_table_flipping_every_50ms_merges_to_offline(tmp_path, every_packet):
+    """A table far smaller than the capture's flows, flipped every 50 ms while
+    the capture is replayed: in every epoch flows + untracked == what crossed,
+    and the epochs' sketches, merged, equal `netspectra analyze` of the file
+    bit for bit (the light part carried what the heavy part could not)."""
+    import threading
+
+    from netspectra import abi
+    from netspectra.kernel.program import Program, possible_cpus
+    from netspectra.tasks import layout
+
+    capture = generated(tmp_path / "gen.pcap")
+    offline = analyze([str(capture)])
+    lay = layout([t.spec for t in offline.overall.sketch.layout.tasks], possible_cpus())
+    prog = Program(lay, 64, 64, every_packet=every_packet)
+    snaps, stop = [], threading.Event()
+    try:
+        with VethPair() as v:
+            with v.inside_b():
+                link = libbpf.xdp_link(prog.prog_fd, socket.if_nametoindex(v.dev_b), "native")
+            try:
+                agent = Agent(prog, prog.layout)
+                agent.epoch()
+                flipper = threading.Thread(target=agent.run, args=(0.05, snaps.append, stop))
+                flipper.start()
+                r = subprocess.run(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        v.ns_a,
+                        "tcpreplay",
+                        "-q",
+                        "-K",
+                        "--pps",
+                        "6000",
+                        "-i",
+                        v.dev_a,
+                        str(capture),
+                    ],  # fmt: skip
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+                assert r.returncode == 0, r.stderr
+                time.sleep(0.3)
+            finally:
+                stop.set()
+                flipper.join()
+                libbpf.os.close(link)
+    finally:
+        prog.close()
+    assert len(snaps) >= 5, "the replay should span several epochs"
+    totals = sum(s.totals for s in snaps)
+    totals[abi.C["flow_untracked"]] = totals[abi.C["cand_lost"]] = 0  # the file's analysis tracks every flow
+    assert np.array_equal(totals, offline.overall.totals)
+    untracked = [int(s.totals[abi.C["flow_untracked"], 0]) for s in snaps]
+    assert sum(untracked) > 0
+    for s, u in zip(snaps, untracked, strict=True):
+        ip = int(s.totals[abi.C["out_ipv4"], 0] + s.totals[abi.C["out_ipv6"], 0])
+        assert int(s.flows["packets"].sum()) + u == ip
+        assert s.exact == (u == 0)
+    merged = snaps[0].sketch.copy()
+    for s in snaps[1:]:
+        merged.merge(s.sketch)
+    assert np.array_equal(merged.cm, offline.overall.sketch.cm), "Count-Min arrays differ"
+    assert np.array_equal(merged.ss, offline.overall.sketch.ss), "SuperSpread registers differ"

@@ -273,8 +273,8 @@ def test_flow_table_and_sensor_health():
     e = engine(
         Rule("ft", "flow_table", "warning", threshold=0.9), Rule("sh", "sensor_health", "critical", threshold=0.5)
     )
-    assert e.evaluate(snapshot(nflows=50), 0) == []  # 50% full, processing 0.25 s of 5 s
-    evs = e.evaluate(snapshot(nflows=95, totals={"flow_untracked": (7, 700), "cand_lost": (3, 0)}), 1)
+    assert e.evaluate(snapshot(nflows=150, fill=0.5), 0) == []  # 50% full, processing 0.25 s of 5 s
+    evs = e.evaluate(snapshot(nflows=95, fill=0.95, totals={"flow_untracked": (7, 700), "cand_lost": (3, 0)}), 1)
     assert {(ev.rule, ev.labels["key"], ev.value) for ev in evs} == {
         ("ft", "fill", 0.95),
         ("ft", "untracked", 7.0),
@@ -286,6 +286,12 @@ def test_flow_table_and_sensor_health():
     assert [ev.labels["key"] for ev in evs if ev.status == "firing"] == ["processing_time"]
     assert {ev.labels["key"] for ev in evs if ev.status == "resolved"} == {"fill", "untracked", "candidates_lost"}
     assert "alerts firing: 1" in render_active(e.active())
+
+
+def test_flow_table_rule_quiet_without_a_table():
+    """flow_capacity 0 (sketches only): every packet is untracked by design."""
+    e = engine(Rule("ft", "flow_table", "warning", threshold=0.9), flow_capacity=0)
+    assert e.evaluate(snapshot(nflows=0, fill=0.0, totals={"flow_untracked": (7, 700)}), 0) == []
 
 
 def test_metrics():

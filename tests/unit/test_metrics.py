@@ -28,7 +28,18 @@ def keys(srcs, dsts=None, sport=0, dport=0, proto=0):
     return k
 
 
-def snapshot(seq=0, totals=None, nflows=3, heavy=None, spreaders=None, start=100.0, end=105.0, sketch_len=100):
+def snapshot(
+    seq=0,
+    totals=None,
+    nflows=3,
+    heavy=None,
+    spreaders=None,
+    start=100.0,
+    end=105.0,
+    sketch_len=100,
+    fill=None,
+    exact=False,
+):
     flows = np.zeros(nflows, analysis.FLOW_RECORD)
     t = np.zeros((abi.NCOUNTERS, 2), np.uint64)
     for name, (p, b) in (totals or {}).items():
@@ -45,6 +56,8 @@ def snapshot(seq=0, totals=None, nflows=3, heavy=None, spreaders=None, start=100
         heavy=heavy or {},
         spreaders=spreaders or {},
         processing_s=0.25,
+        exact=exact,
+        table_fill=nflows / 100 if fill is None else fill,  # a table of 100 flows per CPU
     )
 
 
@@ -131,9 +144,10 @@ def test_counters_are_plain_ints_past_uint64(reg):
 def test_last_epoch_gauges(reg):
     c = make(reg, flow_capacity=8)
     c.observe(snapshot(0, TOTALS, nflows=2, start=10.0, end=15.0))
-    c.observe(snapshot(1, TOTALS, nflows=6, start=15.0, end=20.5, sketch_len=1000))
+    c.observe(snapshot(1, TOTALS, nflows=6, start=15.0, end=20.5, sketch_len=1000, fill=0.75))
     assert val(reg, "netspectra_flows") == 6
     assert val(reg, "netspectra_flow_table_fill_ratio") == 0.75
+    assert val(reg, "netspectra_epoch_exact") == 0
     assert val(reg, "netspectra_epoch_duration_seconds") == 5.5
     assert val(reg, "netspectra_epoch_processing_seconds") == 0.25
     assert val(reg, "netspectra_last_epoch_timestamp_seconds") == 20.5
@@ -250,3 +264,22 @@ def test_scrapes_while_the_agent_observes(reg):
     assert not errors
     assert val(reg, "netspectra_packets_total", proto="udp") == 1400
     assert val(reg, "netspectra_epochs_total") == 200
+
+
+def test_exact_epoch_has_no_error_and_derives_no_sketch(reg):
+    """An exact epoch's heavy hitters are sums of its flows: the bounds are 0,
+    the gauge says exact, and the scrape never derives its (lazy) sketch."""
+    c = make(reg)
+    snap = snapshot(0, TOTALS, exact=True)
+    flows = np.zeros(2, analysis.FLOW_RECORD)
+    flows["key"] = keys(["10.0.0.1", "10.0.0.2"], ["10.9.0.1", "10.9.0.1"], 1, 2, 6)
+    flows["packets"], flows["bytes"] = (3, 4), (300, 400)
+    snap.flows, snap.sketch = flows, SketchSet.of_flows(LAY, flows)
+    c.observe(snap)
+    generate_latest(reg)
+    assert val(reg, "netspectra_epoch_exact") == 1
+    for task in ("src", "flow"):
+        assert val(reg, "netspectra_sketch_error_bound", task=task, unit="packets") == 0
+        assert val(reg, "netspectra_sketch_error_bound", task=task, unit="bytes") == 0
+    assert not snap.sketch.derived
+    assert snap.sketch.total("src") == (7, 700) and snap.sketch.derived  # derived on first use, exactly

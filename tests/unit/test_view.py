@@ -108,3 +108,40 @@ def test_addr_strings_equal_addr_str_row_by_row():
     rows = np.array([list(mapped(a)) for a in addrs], dtype=np.uint8)
     assert addr_strings(rows) == [addr_str(bytes(r)) for r in rows]
     assert addr_strings(rows[:0]) == []
+
+
+def test_exact_and_estimated_answers_are_told_apart():
+    """derive() over the same flows: complete flows give exact heavy hitters
+    and spreads, shown without '~'; with untracked packets they are sketch
+    estimates, marked '~'.  A port scan is named as one."""
+    from netspectra.snapshot import derive
+
+    lay = layout(default_tasks())
+    flows = np.zeros(150, analysis.FLOW_RECORD)
+    k = flows["key"]
+    k["src"] = np.frombuffer(P.mapped("10.0.0.9"), np.uint8)
+    k["dst"] = np.frombuffer(P.mapped("10.0.0.1"), np.uint8)
+    k["sport"], k["dport"], k["proto"] = 40000, np.arange(1, 151), 6  # 150 ports of one host
+    flows["packets"], flows["bytes"] = 10, 10_000
+    totals = np.zeros((abi.NCOUNTERS, 2), np.uint64)
+    totals[abi.C["all"]] = (1500, 1_500_000)
+    exact = derive(0, 0.0, 5.0, totals, flows, SketchSet.of_flows(lay, flows))
+    assert exact.exact and not exact.sketch.derived
+    text = render(exact, "eth0")
+    assert "answers: exact" in text
+    assert "port scans [port_scan: distinct dst_port per src_ip+dst_ip]: 1" in text
+    assert "src_ip=10.0.0.9 dst_ip=10.0.0.1" in text and "  150 distinct" in text
+    assert "heavy hitters [src]: 1" in text and "1500 pkts" in text and "~" not in text
+    j = exact.to_json()
+    assert j["exact"] and j["spreaders"]["port_scan"][0]["distinct"] == 150
+    assert j["heavy_hitters"]["src"][0]["packets"] == 1500
+
+    totals[abi.C["flow_untracked"]] = (10, 10_000)  # one more flow the table could not hold
+    lost = flows[:1].copy()
+    lost["key"]["dport"] = 999
+    sk = SketchSet.of_flows(lay, np.concatenate([flows, lost]))
+    est = derive(0, 0.0, 5.0, totals, flows, sk)
+    assert not est.exact and not est.to_json()["exact"]
+    text = render(est, "eth0")
+    assert "answers: estimated" in text and "~" in text
+    assert est.heavy["src"].packets[0] >= 1510  # never below the truth

@@ -163,15 +163,24 @@ class SketchSet:
                 _sketch.ss_update(self.ss, keys, **p)
 
     def merge(self, other: SketchSet) -> SketchSet:
-        """In place: add other's counters, max its registers.  Returns self."""
+        """In place: add other's counters, max its registers.  Returns self.
+        An underived of_flows() sketch adds its flows (the same bits) and
+        stays underived."""
         if other.layout != self.layout:
             raise ValueError("cannot merge sketches of different layouts")
+        flows = other._flows
+        if flows is not None:
+            self.add_flows(flows)
+            return self
         cm = self.cm.view(np.uint64)
         np.add(cm, other.cm.view(np.uint64), out=cm)
         np.maximum(self.ss, other.ss, out=self.ss)
         return self
 
     def copy(self) -> SketchSet:
+        flows = self._flows
+        if flows is not None:  # still underived: so is the copy
+            return SketchSet.of_flows(self.layout, flows)
         return SketchSet(self.layout, self.cm.copy(), self.ss.copy())
 
     def clear(self) -> None:

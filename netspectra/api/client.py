@@ -147,6 +147,10 @@ def _key_cols(k: pb.Key, names: list[str]) -> list[str]:
 _PROTO = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
 
 
+def _exactness(exact: bool) -> str:
+    return "exact" if exact else "estimated"
+
+
 def render_status(s: pb.Status) -> str:
     c = s.config
     auth = [a for a, on in (("TLS", c.tls), ("client certificates", c.client_auth), ("token", c.token_auth)) if on]
@@ -168,7 +172,7 @@ def render_status(s: pb.Status) -> str:
         e = s.latest
         lines.append(
             f"latest     epoch {e.epoch}: {e.total.packets} packets, {human_bytes(e.total.bytes)}, {e.flows} flows, "
-            f"ended {_time(e.end)}"
+            f"{_exactness(e.exact)}, ended {_time(e.end)}"
         )
     return "\n".join(lines)
 
@@ -189,11 +193,17 @@ def render_tasks(r: pb.ListTasksResponse) -> str:
 
 def render_top(r: pb.TopKeysResponse, key_names: list[str]) -> str:
     rows = [[*_key_cols(k.key, key_names), k.packets, human_bytes(k.bytes)] for k in r.keys]
-    head = f"top {len(r.keys)} of task {r.task} by {pb.Metric.Name(r.metric)[7:].lower()}, {_epochs(r.epochs)}"
-    foot = (
-        f"Count-Min estimates, never below the truth; over by at most {r.packets_error_bound:.0f} packets / "
-        f"{human_bytes(r.bytes_error_bound)} with probability {r.confidence:.3f}"
+    head = (
+        f"top {len(r.keys)} of task {r.task} by {pb.Metric.Name(r.metric)[7:].lower()}, {_epochs(r.epochs)}, "
+        f"{_exactness(r.exact)}"
     )
+    if r.exact:
+        foot = "exact sums of the flows: no packet of these epochs was untracked"
+    else:
+        foot = (
+            f"Count-Min estimates, never below the truth; over by at most {r.packets_error_bound:.0f} packets / "
+            f"{human_bytes(r.bytes_error_bound)} with probability {r.confidence:.3f}"
+        )
     return "\n".join(
         [
             head,
@@ -205,20 +215,28 @@ def render_top(r: pb.TopKeysResponse, key_names: list[str]) -> str:
 
 def render_estimate(r: pb.EstimateKeyResponse) -> str:
     head = f"task {r.task} ({r.kind}), {key_text(r.key)}, {_epochs(r.epochs)}"
-    if r.kind == "countmin":
+    if r.kind == "countmin" and r.exact:
+        body = f"packets {r.packets}, bytes {r.bytes} (exact)"
+    elif r.kind == "countmin":
         body = (
             f"packets {r.packets} (+{r.packets_error_bound:.0f} at most), bytes {r.bytes} "
             f"(+{r.bytes_error_bound:.0f} at most), with probability {r.confidence:.3f}"
         )
+    elif r.exact:
+        body = f"distinct {r.distinct:.0f} (exact)"
     else:
-        body = f"distinct {r.distinct:.1f} (standard error {r.relative_error:.1%})"
+        body = f"distinct ~{r.distinct:.1f} (standard error {r.relative_error:.1%})"
     return head + "\n" + body
 
 
 def render_spreaders(r: pb.TopSpreadersResponse, key_names: list[str]) -> str:
-    rows = [[*_key_cols(s.key, key_names), f"{s.distinct:.1f}", s.flows] for s in r.spreaders]
-    head = f"top {len(r.spreaders)} spreaders of task {r.task}, {_epochs(r.epochs)}"
-    foot = f"distinct counts: standard error about {r.relative_error:.1%}; FLOWS: exact flows of the key"
+    distinct = "{:.0f}" if r.exact else "~{:.1f}"
+    rows = [[*_key_cols(s.key, key_names), distinct.format(s.distinct), s.flows] for s in r.spreaders]
+    head = f"top {len(r.spreaders)} spreaders of task {r.task}, {_epochs(r.epochs)}, {_exactness(r.exact)}"
+    if r.exact:
+        foot = "exact distinct counts of the flows; FLOWS: exact flows of the key"
+    else:
+        foot = f"distinct counts: standard error about {r.relative_error:.1%}; FLOWS: exact flows of the key"
     n = len(key_names)
     return "\n".join([head, table([x.upper() for x in key_names] + ["DISTINCT", "FLOWS"], rows, {n, n + 1}), foot])
 
@@ -270,7 +288,7 @@ def render_trace(r: pb.TraceFlowResponse) -> str:
 def render_epoch(e: pb.EpochSummary) -> str:
     parts = [
         f"epoch {e.epoch} {_time(e.start)} - {_time(e.end)}: {e.total.packets} packets, {human_bytes(e.total.bytes)}, "
-        f"{e.flows} flows"
+        f"{e.flows} flows, {_exactness(e.exact)}"
     ]
     if e.flow_untracked.packets or e.candidates_lost:
         parts.append(f"  loss: {e.flow_untracked.packets} untracked packets, {e.candidates_lost} candidates lost")
@@ -278,7 +296,7 @@ def render_epoch(e: pb.EpochSummary) -> str:
         for k in tk.heavy_hitters:
             parts.append(f"  {name}: heavy {key_text(k.key)} {k.packets} packets {human_bytes(k.bytes)}")
         for s in tk.spreaders:
-            parts.append(f"  {name}: spreader {key_text(s.key)} {s.distinct:.0f} distinct")
+            parts.append(f"  {name}: spreader {key_text(s.key)} {'' if e.exact else '~'}{s.distinct:.0f} distinct")
     return "\n".join(parts)
 
 

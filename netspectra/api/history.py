@@ -97,7 +97,8 @@ class History:
         with self._lock:
             self._snaps.append(snap)
             kept = {s.seq for s in self._snaps}
-            self._per_epoch = {k: v for k, v in self._per_epoch.items() if k[0] in kept}
+            newest = self._snaps[-1].seq
+            self._per_epoch = {k: v for k, v in self._per_epoch.items() if k[0] in kept or k[0] > newest}
             self.completed += 1
             self.cumulative += snap.totals.astype(np.uint64)
             subs = list(self._epoch_subs)
@@ -171,13 +172,14 @@ class History:
             return value
 
     def per_epoch(self, seq: int, name: str, compute: Callable):
-        """compute() once per kept epoch (an index over its flows, ...)."""
+        """compute() once per kept epoch (an index over its flows, ...), and
+        for an epoch being warmed before add() (newer than every kept one)."""
         with self._lock:
             if (seq, name) in self._per_epoch:
                 return self._per_epoch[(seq, name)]
         value = compute()
         with self._lock:
-            if any(s.seq == seq for s in self._snaps):
+            if any(s.seq == seq for s in self._snaps) or all(s.seq < seq for s in self._snaps):
                 self._per_epoch[(seq, name)] = value
         return value
 

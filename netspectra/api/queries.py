@@ -8,6 +8,13 @@ Work that depends only on a window of epochs (merging its sketches, ranking
 its keys, aggregating and sorting its flows) is cached under the window's
 epoch numbers, so 50 clients asking for the top keys cost one ranking per
 epoch, and a page token stays valid as long as its epochs are kept.
+
+Exact or estimated: a window is exact when every epoch of it had all its
+packets in exact flows (EpochSnapshot.exact).  Its TopKeys, EstimateKey and
+TopSpreaders answers then come from the flows (exact sums and distinct
+counts, bounds 0) and never read the epochs' sketches, which for such epochs
+are only derived from the flows on first use.  Other windows are answered
+from the merged sketches with their error bounds.
 """
 
 from __future__ import annotations
@@ -207,10 +214,29 @@ def aggregate_flows(parts: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _masked_keys(flows: np.ndarray, fields: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys of flows masked to `fields`, and the flows of each."""
-    keys = flows["key"] if len(flows) else np.zeros(0, abi.KEY)
-    return analysis.unique_keys(analysis.mask_keys(keys, fields), return_counts=True)
+def _exact(snaps: list) -> bool:
+    """Every epoch of the window had all its packets in exact flows."""
+    return all(s.exact for s in snaps)
+
+
+def _key_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A lookup index of distinct keys: their 64-bit hashes, sorted, and that
+    order (sorting hashes is several times faster than sorting 40-byte keys)."""
+    h = _sketch.hash_keys(np.ascontiguousarray(keys), _ALL_FIELDS_WMASK, 0)
+    order = np.argsort(h)
+    return h[order], order
+
+
+def _position(keys: np.ndarray, index: tuple, want: np.ndarray) -> int | None:
+    """Where the key want ((1,) abi.KEY) is in keys, through _key_index(keys);
+    None when absent.  Equal hashes are checked against the key bytes."""
+    h, order = index
+    wh = _sketch.hash_keys(want, _ALL_FIELDS_WMASK, 0)[0]
+    raw = want[0].tobytes()
+    for i in order[np.searchsorted(h, wh, "left") : np.searchsorted(h, wh, "right")]:
+        if keys[i].tobytes() == raw:
+            return int(i)
+    return None
 
 
 def _count_of(keys: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -432,31 +458,80 @@ class Queries:
             )
         return out
 
-    # --- sketches
+    # --- sketches, or the flows where they are exact
 
-    def _epoch_keys(self, snap, fields: int) -> tuple[np.ndarray, np.ndarray]:
-        """The distinct keys of an epoch's exact flows masked to `fields`, and
-        how many flows each has (kept with the epoch: Count-Min rankings and
-        spreader rankings of a task keyed alike share them)."""
+    def _epoch_sums(self, snap, fields: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """An epoch's flows grouped by `fields`: (keys, packets, bytes, flows
+        per key), exact.  Kept with the epoch: exact answers, the Count-Min
+        keys to estimate and the spreader candidates of tasks keyed alike
+        share it."""
+        fl = snap.flows
         if fields == 0x1F:  # the flows' own keys, one flow each
-            return snap.flows["key"], np.ones(len(snap.flows), np.int64)
-        return self.h.per_epoch(snap.seq, ("keys", fields), lambda: _masked_keys(snap.flows, fields))
+            return fl["key"], fl["packets"], fl["bytes"], np.ones(len(fl), np.int64)
+
+        def group():
+            keys, _, pk, by, n = _sketch.group_keys(fl, abi.field_wmask(fields), fl["packets"], fl["bytes"])
+            return keys, pk, by, n
+
+        return self.h.per_epoch(snap.seq, ("sums", fields), group)
+
+    def _epoch_position(self, snap, fields: int, key: np.ndarray) -> int | None:
+        """Where a key masked to `fields` is in _epoch_sums(snap, fields); None when absent."""
+        keys = self._epoch_sums(snap, fields)[0]
+        index = self.h.per_epoch(snap.seq, ("index", fields), lambda: _key_index(keys))
+        return _position(keys, index, key)
+
+    def _exact_sums(self, fields: int, snaps: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keys, packets, bytes): the exact sums per key masked to `fields` of
+        an exact window's flows; several epochs' sums are grouped once more."""
+        parts = [self._epoch_sums(s, fields) for s in snaps]
+        if len(parts) == 1:
+            return parts[0][:3]
+        keys, _, pk, by, _ = _sketch.group_keys(
+            np.concatenate([p[0] for p in parts]),
+            abi.field_wmask(fields),
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]),
+        )
+        return keys, pk, by
+
+    def _exact_spread(self, t, snaps: list) -> dict:
+        """A SuperSpread task's keys in an exact window's flows (one record per
+        5-tuple): exact distinct elements and flows per key, and a lookup
+        index.  Tasks with the same key and element fields share it."""
+        kf, ef = t.spec.fields, t.spec.elem_fields
+
+        def compute():
+            flows = self._flows(snaps)
+            keys, key_of, _, _, nflows = _sketch.group_keys(flows, abi.field_wmask(kf))
+            pairs, pair_of = _sketch.group_keys(flows, abi.field_wmask(kf | ef))[:2]
+            # any one flow of each distinct (key, element) pair gives the pair's key
+            flow_of_pair = np.empty(len(pairs), np.int64)
+            flow_of_pair[pair_of] = np.arange(len(flows))
+            distinct = np.bincount(key_of[flow_of_pair], minlength=len(keys))
+            return {"keys": keys, "distinct": distinct, "flows": nflows, "index": _key_index(keys)}
+
+        return self.h.cached(("distinct", kf, ef, snaps[0].seq, snaps[-1].seq), compute)
 
     def _ranked(self, t, snaps: list) -> dict:
-        """Every key of a Count-Min task seen in the window (exact flows masked
-        to the task's key, plus heavy-hitter candidates, which also cover
-        untracked flows), with merged estimates, ranked both ways."""
+        """Every key of a Count-Min task seen in the window, ranked both ways.
+        Exact window: the exact sums of its flows.  Otherwise merged
+        estimates of the exact flows' keys masked to the task's key, plus
+        heavy-hitter candidates (which also cover untracked flows)."""
         name = t.spec.name
 
         def rank():
-            sk = self._sketch(snaps)
-            pool = [self._epoch_keys(s, t.spec.fields)[0] for s in snaps if len(s.flows)]
-            heavy = self._heavy_keys(snaps, name)
-            if len(pool) == 1 and not len(heavy):
-                keys = pool[0]  # one epoch's keys: already distinct
+            if _exact(snaps):
+                keys, pk, by = self._exact_sums(t.spec.fields, snaps)
             else:
-                keys = analysis.unique_keys(np.concatenate([*pool, heavy]))
-            pk, by = sk.query(name, keys) if len(keys) else (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+                sk = self._sketch(snaps)
+                pool = [self._epoch_sums(s, t.spec.fields)[0] for s in snaps if len(s.flows)]
+                heavy = self._heavy_keys(snaps, name)
+                if len(pool) == 1 and not len(heavy):
+                    keys = pool[0]  # one epoch's keys: already distinct
+                else:
+                    keys = analysis.unique_keys(np.concatenate([*pool, heavy]))
+                pk, by = sk.query(name, keys) if len(keys) else (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
             by_bytes = np.lexsort((pk, by))[::-1][:MAX_LIMIT]
             by_packets = np.lexsort((by, pk))[::-1][:MAX_LIMIT]
             kept = np.union1d(by_bytes, by_packets)  # cache only what an answer can show
@@ -471,8 +546,11 @@ class Queries:
         return self.h.cached(("top", name, snaps[0].seq, snaps[-1].seq), rank)
 
     def _bounds(self, t, snaps: list) -> dict:
-        """Per window and task: Count-Min error bounds, or the SuperSpread pool estimate."""
+        """Per window and task: Count-Min error bounds, or the SuperSpread pool
+        estimate.  Zeros for an exact window, whose sketches stay untouched."""
         name = t.spec.name
+        if _exact(snaps):
+            return {"packets": 0.0, "bytes": 0.0} if t.spec.kind == COUNTMIN else {"pool": 0.0}
 
         def compute():
             sk = self._sketch(snaps)
@@ -489,14 +567,17 @@ class Queries:
         limit = _limit(req.limit, "limit", DEFAULT_LIMIT)
         snaps = self._window(req.epochs)
         metric = req.metric or pb.METRIC_BYTES
+        exact = _exact(snaps)
         r = self._ranked(t, snaps)
+        b = self._bounds(t, snaps)
         out = pb.TopKeysResponse(
             task=t.spec.name,
             metric=metric,
             epochs=_range(snaps[0], snaps[-1]),
-            packets_error_bound=self._bounds(t, snaps)["packets"],
-            bytes_error_bound=self._bounds(t, snaps)["bytes"],
-            confidence=1 - math.exp(-t.spec.depth),
+            packets_error_bound=b["packets"],
+            bytes_error_bound=b["bytes"],
+            confidence=1.0 if exact else 1 - math.exp(-t.spec.depth),
+            exact=exact,
         )
         for i in r[metric][:limit]:
             out.keys.add(key=key_pb(r["keys"][i], t.spec.key), packets=int(r["packets"][i]), bytes=int(r["bytes"][i]))
@@ -506,31 +587,48 @@ class Queries:
         t = self._task(req.task, None, "EstimateKey")
         key = key_from_pb(req.key, t.spec.key, "key", f"task {t.spec.name!r}")
         snaps = self._window(req.epochs)
-        sk = self._sketch(snaps)
         name = t.spec.name
+        exact = _exact(snaps)
         out = pb.EstimateKeyResponse(
-            task=name, kind=t.spec.kind, key=key_pb(key[0], t.spec.key), epochs=_range(snaps[0], snaps[-1])
+            task=name, kind=t.spec.kind, key=key_pb(key[0], t.spec.key), epochs=_range(snaps[0], snaps[-1]), exact=exact
         )
-        if t.spec.kind == COUNTMIN:
-            pk, by = sk.query(name, key)
+        if t.spec.kind == COUNTMIN and exact:  # the key's sums in each epoch (0 where absent)
+            for s in snaps:
+                i = self._epoch_position(s, t.spec.fields, key)
+                if i is not None:
+                    _, pk, by, _ = self._epoch_sums(s, t.spec.fields)
+                    out.packets += int(pk[i])
+                    out.bytes += int(by[i])
+            out.confidence = 1.0
+        elif t.spec.kind == COUNTMIN:
+            pk, by = self._sketch(snaps).query(name, key)
             out.packets, out.bytes = int(pk[0]), int(by[0])
             b = self._bounds(t, snaps)
             out.packets_error_bound, out.bytes_error_bound = b["packets"], b["bytes"]
             out.confidence = 1 - math.exp(-t.spec.depth)
+        elif exact:
+            x = self._exact_spread(t, snaps)
+            i = _position(x["keys"], x["index"], key)
+            out.distinct = 0.0 if i is None else float(x["distinct"][i])
         else:
-            out.distinct = float(sk.spread(name, key, pool=self._bounds(t, snaps)["pool"])[0])
+            out.distinct = float(self._sketch(snaps).spread(name, key, pool=self._bounds(t, snaps)["pool"])[0])
             out.relative_error = 1.04 / math.sqrt(t.spec.registers)
         return out
 
     def _spread_ranked(self, t, snaps: list) -> dict:
         name = t.spec.name
 
-        def rank():
+        def from_flows():  # every key of the flows: most distinct elements first, then most flows
+            x = self._exact_spread(t, snaps)
+            order = np.lexsort((-x["flows"], -x["distinct"]))[:MAX_LIMIT]
+            return {"keys": x["keys"][order], "distinct": x["distinct"][order], "flows": x["flows"][order]}
+
+        def from_sketch():
             sk = self._sketch(snaps)
             if len(snaps) == 1:
-                keys, nflows = self._epoch_keys(snaps[0], t.spec.fields)
+                keys, _, _, nflows = self._epoch_sums(snaps[0], t.spec.fields)
             else:  # distinct 5-tuples of the window per key
-                keys, nflows = _masked_keys(self._flows(snaps), t.spec.fields)
+                keys, _, _, _, nflows = _sketch.group_keys(self._flows(snaps), abi.field_wmask(t.spec.fields))
             top = np.argsort(nflows, kind="stable")[::-1][:SPREAD_CANDIDATES]
             extra = [s.spreaders[name][0] for s in snaps if name in s.spreaders]
             # heavy hitters of the Count-Min tasks keyed on (at least) this task's fields; masking
@@ -549,15 +647,20 @@ class Queries:
             # exact flow counts of the ranked keys (0 for keys only candidates saw)
             return {"keys": cand, "distinct": est, "flows": _count_of(keys, nflows, cand)}
 
+        rank = from_flows if _exact(snaps) else from_sketch
         return self.h.cached(("spread", name, snaps[0].seq, snaps[-1].seq), rank)
 
     def TopSpreaders(self, req: pb.TopSpreadersRequest) -> pb.TopSpreadersResponse:
         t = self._task(req.task, SUPERSPREAD, "TopSpreaders")
         limit = _limit(req.limit, "limit", DEFAULT_LIMIT)
         snaps = self._window(req.epochs)
+        exact = _exact(snaps)
         r = self._spread_ranked(t, snaps)
         out = pb.TopSpreadersResponse(
-            task=t.spec.name, epochs=_range(snaps[0], snaps[-1]), relative_error=1.04 / math.sqrt(t.spec.registers)
+            task=t.spec.name,
+            epochs=_range(snaps[0], snaps[-1]),
+            relative_error=0.0 if exact else 1.04 / math.sqrt(t.spec.registers),
+            exact=exact,
         )
         for k, d, n in zip(r["keys"][:limit], r["distinct"][:limit], r["flows"][:limit]):
             out.spreaders.add(key=key_pb(k, t.spec.key), distinct=round(float(d), 1), flows=int(n))
@@ -615,37 +718,20 @@ class Queries:
         snaps = self.h.snapshots()
         if not snaps:
             raise ApiError("", "no epoch has completed yet; try again after the first epoch", "UNAVAILABLE")
-        want = key.view(_VOID)[0]
         out = pb.TraceFlowResponse(key=key_pb(key[0]))
         tp = tb = 0
         for s in snaps:
             fe = out.epochs.add(epoch=s.seq)
             _ts(fe.start, s.start)
             _ts(fe.end, s.end)
-            hit = self._find(s, want)
-            if hit is not None:
+            i = self._epoch_position(s, 0x1F, key)
+            if i is not None:
+                hit = s.flows[i]
                 fe.flow.CopyFrom(flow_pb(hit))
                 tp += int(hit["packets"])
                 tb += int(hit["bytes"])
         out.total.packets, out.total.bytes = tp, tb
         return out
-
-    def _find(self, snap, want):
-        """The flow record of one 5-tuple in an epoch (binary search over the
-        epoch's sorted raw keys, built once per epoch)."""
-        if not len(snap.flows):
-            return None
-
-        def index():
-            raw = np.ascontiguousarray(snap.flows["key"]).view(_VOID).reshape(-1)
-            order = np.argsort(raw, kind="stable")
-            return raw[order], order
-
-        raw, order = self.h.per_epoch(snap.seq, "index", index)
-        i = int(np.searchsorted(raw, want))
-        if i < len(raw) and raw[i] == want:
-            return snap.flows[order[i]]
-        return None
 
     # --- warming
 
@@ -654,7 +740,8 @@ class Queries:
         need: for the window of the new epoch alone and the window of every
         kept epoch with it, each task's ranking and bounds (and the new
         epoch's spreader ranking).  Queries then find them cached instead of
-        waiting on the first asker.  kept: the epochs kept before `snap`."""
+        waiting on the first asker.  kept: the epochs kept before `snap`.
+        Exact windows get exact rankings; their sketches stay underived."""
         windows = [[snap]]
         if self.h.keep > 1 and kept:
             windows.append([*kept, snap][-self.h.keep :])
@@ -677,6 +764,7 @@ class Queries:
             flow_untracked=_counter(snap.totals[abi.C["flow_untracked"]]),
             candidates=snap.candidates,
             candidates_lost=int(snap.totals[abi.C["cand_lost"], 0]),
+            exact=snap.exact,
         )
         _ts(out.start, snap.start)
         _ts(out.end, snap.end)

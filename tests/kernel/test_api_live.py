@@ -91,6 +91,7 @@ def test_query_top_and_flows_return_the_planted_traffic(veth, sensor):
     assert st["interface"] == veth.dev_b and st["xdp_mode"] in ("native", "generic")
     assert st["keep_epochs"] == KEEP and st["epochs_completed"] >= 1
     assert st["kernel_memory_total"] > 0
+    assert st["latest"]["exact"] is True  # the table held every packet
 
     # every exact flow, summed over all kept epochs (the traffic may straddle a flip)
     flows = query_json(veth, "flows", "--epochs", str(KEEP), "--all", "-n", "2")["flows"]
@@ -109,6 +110,11 @@ def test_query_top_and_flows_return_the_planted_traffic(veth, sensor):
     # the flow task's top keys by packets: exactly the planted flows, in order, exact counts
     top = query_json(veth, "top", "flow", "--by", "packets", "--epochs", str(KEEP), "-n", "10")
     want = sorted(PLANTED, key=lambda p: -p[5])
+    assert top["exact"] is True and (top["packets_error_bound"], top["bytes_error_bound"], top["confidence"]) == (
+        0,
+        0,
+        1,
+    )
     assert [(k["key"]["src_ip"], k["key"]["src_port"], k["packets"], k["bytes"]) for k in top["keys"]] == [
         (s, sp, n, n * size) for s, _, _, sp, _, n, size in want
     ]
@@ -119,6 +125,16 @@ def test_query_top_and_flows_return_the_planted_traffic(veth, sensor):
         p, b = by_src.get(s, (0, 0))
         by_src[s] = (p + n, b + n * size)
     assert {k["key"]["src_ip"]: (k["packets"], k["bytes"]) for k in top["keys"]} == by_src
+    assert top["exact"] is True
+
+    # fan-in: distinct sources per destination, exact
+    fanin = query_json(veth, "spreaders", "fanin_src", "--epochs", str(KEEP))
+    assert (fanin["exact"], fanin["relative_error"]) == (True, 0)
+    assert {s["key"]["dst_ip"]: (s["distinct"], s["flows"]) for s in fanin["spreaders"]} == {
+        "10.2.2.2": (2, 2),
+        "10.2.2.9": (1, 2),
+        "2001:db8::2": (1, 1),
+    }
 
     # filters, estimate and trace through the same client
     tcp443 = query_json(
@@ -127,6 +143,9 @@ def test_query_top_and_flows_return_the_planted_traffic(veth, sensor):
     assert sorted(f["key"]["src_port"] for f in tcp443["flows"]) == [40000, 40001] and tcp443["total"] == 2
     est = query_json(veth, "estimate", "src", "10.1.1.3", "--epochs", str(KEEP))
     assert (est["packets"], est["bytes"]) == (30, 20 * 1400 + 10 * 64)
+    assert est["exact"] is True and (est["packets_error_bound"], est["bytes_error_bound"]) == (0, 0)
+    est = query_json(veth, "estimate", "spread_dst", "10.1.1.3", "--epochs", str(KEEP))
+    assert (est["distinct"], est["relative_error"], est["exact"]) == (1, 0, True)
     tr = query_json(
         veth, "trace", "src_ip=2001:db8::1", "dst_ip=2001:db8::2", "proto=tcp", "src_port=5555", "dst_port=80"
     )

@@ -35,10 +35,11 @@ from google.protobuf import descriptor_pb2, json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from netspectra import abi
 from netspectra import packets as P
 from netspectra.alerts.engine import Event
 from netspectra.api.history import SUBSCRIBER_QUEUE, History, Subscription
-from netspectra.api.queries import Queries
+from netspectra.api.queries import Queries, key_pb
 from netspectra.api.server import ApiServer, ApiServerError
 from netspectra.api.settings import ApiConfig, TlsConfig
 from netspectra.api.v1 import sensor_pb2 as pb
@@ -46,6 +47,8 @@ from netspectra.api.v1 import sensor_pb2_grpc as pb_grpc
 from netspectra.config import Config
 from netspectra.metrics import version
 from netspectra.offline import analyze
+from netspectra.sketch import SketchSet
+from netspectra.snapshot import derive
 from netspectra.tasks import COUNTMIN, layout
 from tests.unit.test_offline import pcap
 
@@ -351,12 +354,12 @@ def test_get_status(stub, model, snaps):
     assert (lt.start.ToSeconds(), lt.end.ToSeconds()) == (T0 + 2, T0 + 3)
     assert (lt.total.packets, lt.total.bytes) == model.totals(1)
     assert lt.flows == len(model.epoch[2]) == 156
+    assert lt.exact  # no packet untracked: heavy hitters and spreaders from the flows
     hh = lt.tasks["src"].heavy_hitters  # 10.0.0.2 sent 1.35 MB, over the 1 MB threshold
     assert [(k.key.src_ip, k.packets, k.bytes) for k in hh] == [("10.0.0.2", 900, 1_350_000)]
     assert [key5(k.key) for k in lt.tasks["flow"].heavy_hitters] == [HEAVY.key]
     sp = lt.tasks["spread_dst"].spreaders
-    assert [s.key.src_ip for s in sp] == [SCANNER]
-    assert sp[0].distinct == pytest.approx(150, rel=0.15)
+    assert [(s.key.src_ip, s.distinct) for s in sp] == [(SCANNER, 150)]
     assert list(lt.tasks["fanin_src"].spreaders) == []
 
 
@@ -397,13 +400,11 @@ def test_top_keys_src(stub, model, epochs, metric):
     assert [k.key.src_ip for k in r.keys] == want
     for k in r.keys:
         assert list(k.key.ListFields())[0][0].name == "src_ip" and len(k.key.ListFields()) == 1
-        assert (k.packets, k.bytes) == truth[k.key.src_ip]  # never below the truth, and equal here
+        assert (k.packets, k.bytes) == truth[k.key.src_ip]
     assert (r.epochs.first, r.epochs.last) == (EPOCHS - n, EPOCHS - 1)
     assert (r.epochs.start.ToSeconds(), r.epochs.end.ToSeconds()) == (T0 + EPOCHS - n, T0 + EPOCHS)
-    packets, nbytes = model.totals(n)
-    assert r.packets_error_bound == pytest.approx(math.e / 65536 * packets)
-    assert r.bytes_error_bound == pytest.approx(math.e / 65536 * nbytes)
-    assert r.confidence == pytest.approx(1 - math.exp(-4))
+    # every planted epoch is exact: sums from the flows, no error
+    assert r.exact and (r.packets_error_bound, r.bytes_error_bound, r.confidence) == (0, 0, 1)
 
 
 def test_top_keys_orders_and_sums(stub):
@@ -448,16 +449,14 @@ def test_top_keys_flow_task(stub, model, metric):
     assert key5(r.keys[0].key) == HEAVY.key
 
 
-def test_estimate_key_countmin(stub, model):
+def test_estimate_key_countmin(stub):
     def est(task, key, epochs=0):
         return stub.EstimateKey(pb.EstimateKeyRequest(task=task, key=key, epochs=epochs), timeout=TIMEOUT)
 
     r = est("src", pb.Key(src_ip=SCANNER))
     assert (r.task, r.kind, r.key.src_ip, r.packets, r.bytes) == ("src", "countmin", SCANNER, 150, 12_000)
     assert (r.epochs.first, r.epochs.last) == (2, 2)
-    assert r.packets_error_bound == pytest.approx(math.e / 65536 * model.totals(1)[0])
-    assert r.bytes_error_bound == pytest.approx(math.e / 65536 * model.totals(1)[1])
-    assert r.confidence == pytest.approx(1 - math.exp(-4))
+    assert r.exact and (r.packets_error_bound, r.bytes_error_bound, r.confidence) == (0, 0, 1)
     assert (r.distinct, r.relative_error) == (0, 0)
     r = est("src", pb.Key(src_ip=SCANNER), epochs=3)
     assert (r.packets, r.bytes, r.epochs.first, r.epochs.last) == (450, 36_000, 0, 2)
@@ -481,41 +480,237 @@ def test_estimate_key_superspread(stub):
 
     r = est("spread_dst", pb.Key(src_ip=SCANNER))
     assert (r.task, r.kind, r.key.src_ip) == ("spread_dst", "superspread", SCANNER)
-    assert r.distinct == pytest.approx(150, rel=0.15)
-    assert r.relative_error == pytest.approx(1.04 / math.sqrt(512))
+    assert (r.distinct, r.relative_error, r.exact) == (150, 0, True)  # exact: distinct destinations in the flows
     assert (r.packets, r.bytes, r.packets_error_bound, r.confidence) == (0, 0, 0, 0)
-    # the scanner hits the same 150 destinations every epoch: registers are maxed, not added
+    # the scanner hits the same 150 destinations every epoch: distinct over the window, not added up
     r3 = est("spread_dst", pb.Key(src_ip=SCANNER), epochs=3)
-    assert r3.distinct == pytest.approx(150, rel=0.15)
+    assert (r3.distinct, r3.exact) == (150, True)
     assert (r3.epochs.first, r3.epochs.last) == (0, 2)
-    assert est("spread_dst", pb.Key(src_ip="10.0.0.2")).distinct == pytest.approx(1, abs=0.2)
-    assert est("spread_dst", pb.Key(src_ip="10.99.99.99")).distinct == pytest.approx(0, abs=0.2)
+    assert est("spread_dst", pb.Key(src_ip="10.0.0.2")).distinct == 1
+    assert est("spread_dst", pb.Key(src_ip="10.99.99.99")).distinct == 0
     # 10.9.9.9 heard from 10.0.0.2, 10.0.0.3 and 10.0.0.5 in the last epoch, 10.0.0.2 only in epoch 1
-    assert est("fanin_src", pb.Key(dst_ip="10.9.9.9")).distinct == pytest.approx(3, abs=0.3)
-    assert est("fanin_src", pb.Key(dst_ip="10.9.9.9"), epochs=2).distinct == pytest.approx(3, abs=0.3)
+    assert est("fanin_src", pb.Key(dst_ip="10.9.9.9")).distinct == 3
+    assert est("fanin_src", pb.Key(dst_ip="10.9.9.9"), epochs=2).distinct == 3
 
 
 def test_top_spreaders(stub, model):
     r = stub.TopSpreaders(pb.TopSpreadersRequest(task="spread_dst"), timeout=TIMEOUT)
     assert r.task == "spread_dst" and (r.epochs.first, r.epochs.last) == (2, 2)
-    assert r.relative_error == pytest.approx(1.04 / math.sqrt(512))
+    assert (r.exact, r.relative_error) == (True, 0)
     flows = defaultdict(int)  # exact flows per source in the last epoch
     for k in model.epoch[2]:
         flows[k[0]] += 1
     top = r.spreaders[0]
-    assert (top.key.src_ip, top.flows) == (SCANNER, 150)
-    assert top.distinct == pytest.approx(150, rel=0.15)
+    assert (top.key.src_ip, top.flows, top.distinct) == (SCANNER, 150, 150)
     assert {s.key.src_ip: s.flows for s in r.spreaders} == flows
     assert [s.distinct for s in r.spreaders] == sorted((s.distinct for s in r.spreaders), reverse=True)
-    for s in r.spreaders[1:]:  # small counts are exact enough: each source's flows went to distinct hosts
-        assert s.distinct == pytest.approx(s.flows, abs=0.3)
+    for s in r.spreaders[1:]:  # each source's flows went to distinct hosts
+        assert s.distinct == s.flows
     assert len(stub.TopSpreaders(pb.TopSpreadersRequest(task="spread_dst", limit=2), timeout=TIMEOUT).spreaders) == 2
     r = stub.TopSpreaders(pb.TopSpreadersRequest(task="fanin_src", limit=1, epochs=3), timeout=TIMEOUT)
-    assert [(s.key.dst_ip, s.flows) for s in r.spreaders] == [("10.9.9.9", 3)]
-    assert r.spreaders[0].distinct == pytest.approx(3, abs=0.3)
+    assert [(s.key.dst_ip, s.flows, s.distinct) for s in r.spreaders] == [("10.9.9.9", 3, 3)]
     assert (r.epochs.first, r.epochs.last) == (0, 2)
     r = stub.TopSpreaders(pb.TopSpreadersRequest(task="fanin_src", epochs=3, limit=10000), timeout=TIMEOUT)
     assert len(r.spreaders) == len({k[1] for k in model.flows(3)}) == 156
+
+
+# --- exact and estimated answers ------------------------------------------------------------
+
+FIELD = {"src_ip": 0, "dst_ip": 1, "src_port": 2, "dst_port": 3, "proto": 4}  # positions in a model 5-tuple
+SPEC = {t.name: t for t in CONFIG.tasks}
+
+
+def fields_of(k: tuple, names) -> tuple:
+    """A model 5-tuple's values of the named key fields."""
+    return tuple(k[FIELD[n]] for n in names)
+
+
+def key_of(k: pb.Key, task: str) -> tuple:
+    return tuple(getattr(k, n) for n in SPEC[task].key)
+
+
+def distinct_truth(model: Model, n: int, task: str) -> dict:
+    """Per key of a SuperSpread task over the last n epochs: (distinct elements, flows)."""
+    elems, flows = defaultdict(set), defaultdict(int)
+    for k in model.flows(n):
+        key = fields_of(k, SPEC[task].key)
+        elems[key].add(fields_of(k, SPEC[task].element))
+        flows[key] += 1
+    return {key: (len(elems[key]), flows[key]) for key in elems}
+
+
+# keys no planted flow has (port_scan: a source and a destination that exist, never as a pair)
+ABSENT = {
+    "src": ("10.99.99.99",),
+    "flow": ("10.0.0.2", "10.9.9.9", 4001, 80, P.TCP),
+    "spread_dst": ("10.99.99.99",),
+    "fanin_src": ("10.99.99.99",),
+    "port_scan": (SCANNER, "10.9.9.9"),
+}
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+@pytest.mark.parametrize("metric", [pb.METRIC_BYTES, pb.METRIC_PACKETS])
+@pytest.mark.parametrize("task", ["src", "flow"])
+def test_exact_top_keys_are_the_sums_of_the_flows(stub, model, task, metric, epochs):
+    r = stub.TopKeys(pb.TopKeysRequest(task=task, metric=metric, epochs=epochs, limit=10000), timeout=TIMEOUT)
+    truth = model.by(epochs, lambda k: fields_of(k, SPEC[task].key))
+    assert {key_of(k.key, task): (k.packets, k.bytes) for k in r.keys} == truth  # every key, exactly
+    ranks = [(k.bytes, k.packets) if metric == pb.METRIC_BYTES else (k.packets, k.bytes) for k in r.keys]
+    assert ranks == sorted(ranks, reverse=True)
+    assert r.exact and (r.packets_error_bound, r.bytes_error_bound, r.confidence) == (0, 0, 1)
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+@pytest.mark.parametrize("task", list(SPEC))
+def test_exact_estimates_are_the_counts_of_the_flows(stub, model, task, epochs):
+    names = SPEC[task].key
+    if SPEC[task].kind == COUNTMIN:
+        truth = model.by(epochs, lambda k: fields_of(k, names))
+    else:
+        truth = {k: (d,) for k, (d, _) in distinct_truth(model, epochs, task).items()}
+    absent = (0, 0) if SPEC[task].kind == COUNTMIN else (0,)
+    for values, want in [*truth.items(), (ABSENT[task], absent)]:
+        req = pb.EstimateKeyRequest(task=task, key=pb.Key(**dict(zip(names, values))), epochs=epochs)
+        r = stub.EstimateKey(req, timeout=TIMEOUT)
+        assert r.exact and (r.packets_error_bound, r.bytes_error_bound, r.relative_error) == (0, 0, 0)
+        if SPEC[task].kind == COUNTMIN:
+            assert ((r.packets, r.bytes), r.confidence) == (want, 1), values
+        else:
+            assert (r.distinct,) == want, values
+    assert ABSENT[task] not in truth
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+@pytest.mark.parametrize("task", ["spread_dst", "fanin_src", "port_scan"])
+def test_exact_top_spreaders_are_the_distinct_counts_of_the_flows(stub, model, task, epochs):
+    r = stub.TopSpreaders(pb.TopSpreadersRequest(task=task, epochs=epochs, limit=10000), timeout=TIMEOUT)
+    assert (r.exact, r.relative_error) == (True, 0)
+    assert {key_of(s.key, task): (s.distinct, s.flows) for s in r.spreaders} == distinct_truth(model, epochs, task)
+    assert [s.distinct for s in r.spreaders] == sorted((s.distinct for s in r.spreaders), reverse=True)
+
+
+# In the last epoch, flows a full table could not hold: counted in the totals and the sketch
+# only.  Their sources still have tracked flows, so every true key of the src task is ranked.
+UNTRACKED = (*SCAN[:50], DNS6)
+
+
+def lossy_epoch(snaps: list, seq: int = 2):
+    """The last planted epoch as if its flow table had been full: the flows of
+    UNTRACKED are missing from its flows, its totals say so, and its sketch
+    (the offline sketch of every packet) still counts them: an estimated epoch."""
+    s = snaps[2]
+    drop = {f.key for f in UNTRACKED}
+    tracked = np.array([key5(key_pb(f["key"])) not in drop for f in s.flows])
+    lost = s.flows[~tracked]
+    totals = s.totals.copy()
+    totals[abi.C["flow_untracked"]] = (lost["packets"].sum(), lost["bytes"].sum())
+    snap = derive(seq, float(T0 + seq), float(T0 + seq + 1), totals, s.flows[tracked], s.sketch)
+    assert not snap.exact and len(lost) == len(UNTRACKED)
+    return snap
+
+
+@pytest.fixture(scope="module")
+def lossy(snaps):
+    """A server over the planted epochs 0 and 1 and the lossy epoch 2."""
+    a = Api([snaps[0], snaps[1], lossy_epoch(snaps)])
+    yield a
+    a.close()
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+@pytest.mark.parametrize("metric", [pb.METRIC_BYTES, pb.METRIC_PACKETS])
+def test_estimated_top_keys(lossy, model, metric, epochs):
+    """A window with untracked packets is answered from the sketches:
+    estimates never below the truth, over it by no more than the bound."""
+    r = lossy.stub().TopKeys(pb.TopKeysRequest(task="src", metric=metric, epochs=epochs), timeout=TIMEOUT)
+    truth = model.by(epochs, src_of)
+    packets, nbytes = model.totals(epochs)
+    assert not r.exact
+    assert r.packets_error_bound == pytest.approx(math.e / 65536 * packets) and packets > 0
+    assert r.bytes_error_bound == pytest.approx(math.e / 65536 * nbytes) and nbytes > 0
+    assert r.confidence == pytest.approx(1 - math.exp(-4))
+    assert {k.key.src_ip for k in r.keys} == set(truth)
+    for k in r.keys:
+        p, b = truth[k.key.src_ip]
+        # over by at most the bound with probability 1 - e^-4 per key; a handful of
+        # keys in 65536 counters per row collide with none here (the hashes are fixed)
+        assert p <= k.packets <= p + r.packets_error_bound
+        assert b <= k.bytes <= b + r.bytes_error_bound
+
+
+def test_estimated_estimates_and_spreaders(lossy, model):
+    stub = lossy.stub()
+    # the scanner's tracked flows hold 100 of its 150 packets; the sketch counts all of them
+    tracked = all_flows(stub, filter=pb.FlowFilter(src=SCANNER))
+    assert sum(f.packets for f in tracked.flows) == 100
+    assert (tracked.untracked.packets, tracked.untracked.bytes) == (54, 50 * 80 + 4 * 200)
+    for epochs in (1, 3):
+        r = stub.EstimateKey(
+            pb.EstimateKeyRequest(task="src", key=pb.Key(src_ip=SCANNER), epochs=epochs), timeout=TIMEOUT
+        )
+        p, b = model.by(epochs, src_of)[SCANNER]
+        assert not r.exact and r.confidence == pytest.approx(1 - math.exp(-4))
+        assert 0 < r.packets_error_bound and p <= r.packets <= p + r.packets_error_bound
+        assert 0 < r.bytes_error_bound and b <= r.bytes <= b + r.bytes_error_bound
+        req = pb.EstimateKeyRequest(task="spread_dst", key=pb.Key(src_ip=SCANNER), epochs=epochs)
+        r = stub.EstimateKey(req, timeout=TIMEOUT)
+        assert not r.exact and r.relative_error == pytest.approx(1.04 / math.sqrt(512))
+        assert r.distinct == pytest.approx(150, rel=0.15)
+        r = stub.TopSpreaders(pb.TopSpreadersRequest(task="spread_dst", epochs=epochs), timeout=TIMEOUT)
+        assert not r.exact and r.relative_error == pytest.approx(1.04 / math.sqrt(512))
+        top = r.spreaders[0]
+        assert (top.key.src_ip, top.flows) == (SCANNER, 100 if epochs == 1 else 150)  # exact flows held
+        assert top.distinct == pytest.approx(150, rel=0.15)
+    latest = stub.GetStatus(pb.GetStatusRequest(), timeout=TIMEOUT).latest
+    assert (latest.epoch, latest.exact, latest.flow_untracked.packets) == (2, False, 54)
+    it = stub.StreamEpochs(pb.StreamEpochsRequest(replay=True), timeout=TIMEOUT)
+    assert [(m.epoch, m.exact) for m in (next(it) for _ in range(3))] == [(0, True), (1, True), (2, False)]
+    it.cancel()
+
+
+def test_a_window_is_exact_only_when_every_epoch_is(start, snaps):
+    a = start(epochs=[lossy_epoch(snaps), new_epoch(snaps, 3)], http=False)
+    stub = a.stub()
+    for epochs, exact in ((1, True), (2, False)):
+        top = stub.TopKeys(pb.TopKeysRequest(task="src", epochs=epochs), timeout=TIMEOUT)
+        req = pb.EstimateKeyRequest(task="src", key=pb.Key(src_ip=SCANNER), epochs=epochs)
+        est = stub.EstimateKey(req, timeout=TIMEOUT)
+        sp = stub.TopSpreaders(pb.TopSpreadersRequest(task="port_scan", epochs=epochs), timeout=TIMEOUT)
+        assert (top.exact, est.exact, sp.exact) == (exact, exact, exact)
+        assert (top.packets_error_bound > 0, est.packets_error_bound > 0, sp.relative_error > 0) == (not exact,) * 3
+        assert (est.packets == 150 * epochs) if exact else (est.packets >= 150 * epochs)
+
+
+LOSSY_ROUTES = [
+    ("/v1/status", "GetStatus", pb.GetStatusRequest()),
+    ("/v1/top?task=src&epochs=3", "TopKeys", pb.TopKeysRequest(task="src", epochs=3)),
+    ("/v1/top?task=flow", "TopKeys", pb.TopKeysRequest(task="flow")),
+    (
+        "/v1/estimate?task=src&src_ip=10.0.0.1",
+        "EstimateKey",
+        pb.EstimateKeyRequest(task="src", key=pb.Key(src_ip=SCANNER)),
+    ),
+    (
+        "/v1/estimate?task=spread_dst&src_ip=10.0.0.1&epochs=2",
+        "EstimateKey",
+        pb.EstimateKeyRequest(task="spread_dst", key=pb.Key(src_ip=SCANNER), epochs=2),
+    ),
+    ("/v1/spreaders?task=port_scan", "TopSpreaders", pb.TopSpreadersRequest(task="port_scan")),
+]
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "estimated"])
+@pytest.mark.parametrize(("path", "rpc", "req"), LOSSY_ROUTES, ids=[r[0] for r in LOSSY_ROUTES])
+def test_http_says_exact_as_grpc(api, lossy, path, rpc, req, exact):
+    server = api if exact else lossy
+    body = get(server, path)
+    answer = getattr(server.stub(), rpc)(req, timeout=TIMEOUT)
+    want = json_format.MessageToDict(
+        answer, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    same_json(body, want)
+    assert (body["latest"] if rpc == "GetStatus" else body)["exact"] is exact
 
 
 # --- ListFlows -----------------------------------------------------------------------------
@@ -1037,8 +1232,8 @@ def check_summary(m: pb.EpochSummary, model: Model, e: int):
     hv = truth[HEAVY.key]
     hh = m.tasks["src"].heavy_hitters
     assert [(k.key.src_ip, k.packets, k.bytes) for k in hh] == [("10.0.0.2", hv.packets, hv.bytes)]
-    assert [s.key.src_ip for s in m.tasks["spread_dst"].spreaders] == [SCANNER]
-    assert m.tasks["spread_dst"].spreaders[0].distinct == pytest.approx(150, rel=0.15)
+    assert [(s.key.src_ip, s.distinct) for s in m.tasks["spread_dst"].spreaders] == [(SCANNER, 150)]
+    assert m.exact
 
 
 def test_stream_epochs_replay_then_live(start, snaps, model):
@@ -1775,6 +1970,43 @@ def test_publish_warms_then_shows_the_epoch(start, snaps):
     warm = a.stub().TopKeys(pb.TopKeysRequest(task="flow", epochs=3, limit=50), timeout=TIMEOUT)
     cold = start(http=False).stub().TopKeys(pb.TopKeysRequest(task="flow", epochs=3, limit=50), timeout=TIMEOUT)
     assert warm == cold and len(warm.keys) == 50
+
+
+def lazy(snap):
+    """The snapshot as the live agent makes an exact epoch: its sketch derived from its flows on first use."""
+    return dataclasses.replace(snap, sketch=SketchSet.of_flows(snap.sketch.layout, snap.flows))
+
+
+def test_exact_windows_leave_the_sketches_underived(api, snaps):
+    """Warming and answering exact windows read only the flows: every epoch's
+    lazy sketch stays underived, and the answers are those of epochs whose
+    sketches exist."""
+    h = History(4, layout(CONFIG.tasks, 1))
+    q = Queries(h, {**INFO, "config": CONFIG})
+    epochs = [lazy(s) for s in snaps]
+    for s in epochs:
+        q.warm(s, h.snapshots())
+        h.add(s)
+    assert [s.sketch.derived for s in epochs] == [False] * EPOCHS
+    cached = set(h._cache)
+    for task in ("src", "flow"):
+        assert {("top", task, 2, 2), ("top", task, 0, 2)} <= cached
+    assert {("spread", t, 2, 2) for t in ("spread_dst", "fanin_src", "port_scan")} <= cached
+    reqs = [("GetStatus", pb.GetStatusRequest()), ("TraceFlow", pb.TraceFlowRequest(key=pb_key(HEAVY.key)))]
+    for n in (1, 2, 3):
+        reqs += [
+            ("TopKeys", pb.TopKeysRequest(task="src", epochs=n, limit=50)),
+            ("TopKeys", pb.TopKeysRequest(task="flow", epochs=n, metric=pb.METRIC_PACKETS, limit=50)),
+            ("EstimateKey", pb.EstimateKeyRequest(task="src", key=pb.Key(src_ip=SCANNER), epochs=n)),
+            ("EstimateKey", pb.EstimateKeyRequest(task="flow", key=pb_key(HEAVY.key), epochs=n)),
+            ("EstimateKey", pb.EstimateKeyRequest(task="fanin_src", key=pb.Key(dst_ip="10.9.9.9"), epochs=n)),
+            ("TopSpreaders", pb.TopSpreadersRequest(task="spread_dst", epochs=n)),
+            ("TopSpreaders", pb.TopSpreadersRequest(task="port_scan", epochs=n, limit=100)),
+            ("ListFlows", pb.ListFlowsRequest(epochs=n, page_size=20)),
+        ]
+    for rpc, req in reqs:
+        assert getattr(q, rpc)(req) == getattr(api.queries, rpc)(req), rpc
+    assert [s.sketch.derived for s in epochs] == [False] * EPOCHS
 
 
 def test_aggregate_flows_survives_hash_collisions(snaps, monkeypatch):

@@ -61,6 +61,7 @@ ALERTS = {
     "NetspectraHeavyHitter",
     "NetspectraSuperSpreader",
     "NetspectraFanInVictim",
+    "NetspectraPortScan",
     "NetspectraFlowTableNearFull",
     "NetspectraFlowsUntracked",
     "NetspectraParseErrorsRising",
@@ -166,7 +167,7 @@ def test_every_alert_is_shipped_labelled_and_unit_tested():
         if t["exp_alerts"]
     }
     assert tested == ALERTS
-    per_key = {"NetspectraHeavyHitter", "NetspectraSuperSpreader", "NetspectraFanInVictim"}
+    per_key = {"NetspectraHeavyHitter", "NetspectraSuperSpreader", "NetspectraFanInVictim", "NetspectraPortScan"}
     for name in per_key:
         assert "$labels.key" in alerts[name]["annotations"]["summary"], name
 

@@ -302,3 +302,20 @@ def test_ctl_flip_stores_generation_then_set():
     assert (int(ctl["active"][0]), ctl["gen"][0].tolist()) == (1, [0, 42])
     _sketch.ctl_flip(words, 0, 43)
     assert (int(ctl["active"][0]), ctl["gen"][0].tolist()) == (0, [43, 42])
+
+
+def test_merge_and_copy_keep_underived_sketches_underived():
+    """Merging an exact epoch's sketch into a window adds its flows (same bits)
+    without deriving its own arrays; a copy of an underived sketch is one too."""
+    rng = np.random.default_rng(12)
+    k1, l1 = packets(rng, 400)
+    k2, l2 = packets(rng, 300)
+    a, b = SketchSet.of_flows(SMALL, flows_of(k1, l1)), SketchSet.of_flows(SMALL, flows_of(k2, l2))
+    c = a.copy()
+    assert not c.derived and not a.derived
+    c.merge(b)
+    assert not b.derived
+    want = SketchSet(SMALL)
+    want.update(np.concatenate([k1, k2]), np.concatenate([l1, l2]))
+    assert np.array_equal(c.cm, want.cm) and np.array_equal(c.ss, want.ss)
+    assert not a.derived and not b.derived

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from netspectra.api.settings import TlsConfig
 from netspectra.cli import main
 
-from .test_api_server import HEAVY, SCANNER, TOKEN, Api, model, pki, snaps  # noqa: F401 (fixtures)
+from .test_api_server import HEAVY, SCANNER, TOKEN, Api, lossy_epoch, model, pki, snaps  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,36 @@ def test_tables(server):
     assert "1 of 1 matching flows" in out and HEAVY.dst in out
     out = ok(server, "trace", f"src_ip={HEAVY.src}", f"dst_ip={HEAVY.dst}", "proto=tcp", "src_port=4000", "dst_port=80")
     assert "in 3 kept epochs: 2400 packets" in out
+
+
+def test_exact_or_estimated(server, snaps):  # noqa: F811
+    """Answers say whether they are exact; estimates show their bound."""
+    out = ok(server, "top", "--epochs", "3").splitlines()
+    assert out[0].endswith(", exact") and out[-1] == "exact sums of the flows: no packet of these epochs was untracked"
+    assert ok(server, "estimate", "src", SCANNER).splitlines()[1] == "packets 150, bytes 12000 (exact)"
+    assert ok(server, "estimate", "spread_dst", SCANNER).splitlines()[1] == "distinct 150 (exact)"
+    out = ok(server, "spreaders").splitlines()
+    assert out[0].endswith(", exact") and out[2].split() == [SCANNER, "150", "150"]
+    assert json.loads(ok(server, "--json", "top"))["exact"] is True
+    assert ", exact, ended" in ok(server, "status")
+    a = Api([snaps[0], snaps[1], lossy_epoch(snaps)], http=False)  # the last epoch had untracked packets
+    try:
+        out = ok(a, "top").splitlines()
+        assert out[0].endswith(", estimated") and out[-1].startswith("Count-Min estimates, never below the truth")
+        assert "at most), bytes" in ok(a, "estimate", "src", SCANNER)
+        assert "distinct ~1" in ok(a, "estimate", "spread_dst", SCANNER)
+        out = ok(a, "spreaders").splitlines()
+        assert out[0].endswith(", estimated") and out[2].split()[1].startswith("~")
+        est = json.loads(ok(a, "--json", "estimate", "src", SCANNER))
+        assert est["exact"] is False and est["packets_error_bound"] > 0
+        epochs = ok(a, "watch-epochs", "--replay", "--count", "3").splitlines()
+        assert [x.split(": ")[1].rsplit(", ", 1)[1] for x in epochs if x.startswith("epoch")] == [
+            "exact",
+            "exact",
+            "estimated",
+        ]
+    finally:
+        a.close()
 
 
 def test_json_and_paging(server):

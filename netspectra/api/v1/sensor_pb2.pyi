@@ -209,7 +209,7 @@ class KeyCount(_message.Message):
     def __init__(self, key: _Optional[_Union[Key, _Mapping]] = ..., packets: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class TopKeysResponse(_message.Message):
-    __slots__ = ("task", "metric", "epochs", "keys", "packets_error_bound", "bytes_error_bound", "confidence")
+    __slots__ = ("task", "metric", "epochs", "keys", "packets_error_bound", "bytes_error_bound", "confidence", "exact")
     TASK_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +217,7 @@ class TopKeysResponse(_message.Message):
     PACKETS_ERROR_BOUND_FIELD_NUMBER: _ClassVar[int]
     BYTES_ERROR_BOUND_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
     task: str
     metric: Metric
     epochs: EpochRange
@@ -224,7 +225,8 @@ class TopKeysResponse(_message.Message):
     packets_error_bound: float
     bytes_error_bound: float
     confidence: float
-    def __init__(self, task: _Optional[str] = ..., metric: _Optional[_Union[Metric, str]] = ..., epochs: _Optional[_Union[EpochRange, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[KeyCount, _Mapping]]] = ..., packets_error_bound: _Optional[float] = ..., bytes_error_bound: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
+    exact: bool
+    def __init__(self, task: _Optional[str] = ..., metric: _Optional[_Union[Metric, str]] = ..., epochs: _Optional[_Union[EpochRange, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[KeyCount, _Mapping]]] = ..., packets_error_bound: _Optional[float] = ..., bytes_error_bound: _Optional[float] = ..., confidence: _Optional[float] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class EstimateKeyRequest(_message.Message):
     __slots__ = ("task", "key", "epochs")
@@ -237,7 +239,7 @@ class EstimateKeyRequest(_message.Message):
     def __init__(self, task: _Optional[str] = ..., key: _Optional[_Union[Key, _Mapping]] = ..., epochs: _Optional[int] = ...) -> None: ...
 
 class EstimateKeyResponse(_message.Message):
-    __slots__ = ("task", "kind", "key", "epochs", "packets", "bytes", "packets_error_bound", "bytes_error_bound", "confidence", "distinct", "relative_error")
+    __slots__ = ("task", "kind", "key", "epochs", "packets", "bytes", "packets_error_bound", "bytes_error_bound", "confidence", "distinct", "relative_error", "exact")
     TASK_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +251,7 @@ class EstimateKeyResponse(_message.Message):
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     DISTINCT_FIELD_NUMBER: _ClassVar[int]
     RELATIVE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
     task: str
     kind: str
     key: Key
@@ -260,7 +263,8 @@ class EstimateKeyResponse(_message.Message):
     confidence: float
     distinct: float
     relative_error: float
-    def __init__(self, task: _Optional[str] = ..., kind: _Optional[str] = ..., key: _Optional[_Union[Key, _Mapping]] = ..., epochs: _Optional[_Union[EpochRange, _Mapping]] = ..., packets: _Optional[int] = ..., bytes: _Optional[int] = ..., packets_error_bound: _Optional[float] = ..., bytes_error_bound: _Optional[float] = ..., confidence: _Optional[float] = ..., distinct: _Optional[float] = ..., relative_error: _Optional[float] = ...) -> None: ...
+    exact: bool
+    def __init__(self, task: _Optional[str] = ..., kind: _Optional[str] = ..., key: _Optional[_Union[Key, _Mapping]] = ..., epochs: _Optional[_Union[EpochRange, _Mapping]] = ..., packets: _Optional[int] = ..., bytes: _Optional[int] = ..., packets_error_bound: _Optional[float] = ..., bytes_error_bound: _Optional[float] = ..., confidence: _Optional[float] = ..., distinct: _Optional[float] = ..., relative_error: _Optional[float] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class TopSpreadersRequest(_message.Message):
     __slots__ = ("task", "limit", "epochs")
@@ -283,16 +287,18 @@ class Spreader(_message.Message):
     def __init__(self, key: _Optional[_Union[Key, _Mapping]] = ..., distinct: _Optional[float] = ..., flows: _Optional[int] = ...) -> None: ...
 
 class TopSpreadersResponse(_message.Message):
-    __slots__ = ("task", "epochs", "spreaders", "relative_error")
+    __slots__ = ("task", "epochs", "spreaders", "relative_error", "exact")
     TASK_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     SPREADERS_FIELD_NUMBER: _ClassVar[int]
     RELATIVE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
     task: str
     epochs: EpochRange
     spreaders: _containers.RepeatedCompositeFieldContainer[Spreader]
     relative_error: float
-    def __init__(self, task: _Optional[str] = ..., epochs: _Optional[_Union[EpochRange, _Mapping]] = ..., spreaders: _Optional[_Iterable[_Union[Spreader, _Mapping]]] = ..., relative_error: _Optional[float] = ...) -> None: ...
+    exact: bool
+    def __init__(self, task: _Optional[str] = ..., epochs: _Optional[_Union[EpochRange, _Mapping]] = ..., spreaders: _Optional[_Iterable[_Union[Spreader, _Mapping]]] = ..., relative_error: _Optional[float] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class PortRange(_message.Message):
     __slots__ = ("lo", "hi")
@@ -415,7 +421,7 @@ class TaskKeys(_message.Message):
     def __init__(self, heavy_hitters: _Optional[_Iterable[_Union[KeyCount, _Mapping]]] = ..., spreaders: _Optional[_Iterable[_Union[Spreader, _Mapping]]] = ...) -> None: ...
 
 class EpochSummary(_message.Message):
-    __slots__ = ("epoch", "start", "end", "total", "counters", "flows", "flow_untracked", "candidates", "candidates_lost", "tasks", "processing")
+    __slots__ = ("epoch", "start", "end", "total", "counters", "flows", "flow_untracked", "candidates", "candidates_lost", "tasks", "processing", "exact")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -441,6 +447,7 @@ class EpochSummary(_message.Message):
     CANDIDATES_LOST_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     PROCESSING_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
@@ -452,7 +459,8 @@ class EpochSummary(_message.Message):
     candidates_lost: int
     tasks: _containers.MessageMap[str, TaskKeys]
     processing: _duration_pb2.Duration
-    def __init__(self, epoch: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[_Union[Counter, _Mapping]] = ..., counters: _Optional[_Mapping[str, Counter]] = ..., flows: _Optional[int] = ..., flow_untracked: _Optional[_Union[Counter, _Mapping]] = ..., candidates: _Optional[int] = ..., candidates_lost: _Optional[int] = ..., tasks: _Optional[_Mapping[str, TaskKeys]] = ..., processing: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    exact: bool
+    def __init__(self, epoch: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[_Union[Counter, _Mapping]] = ..., counters: _Optional[_Mapping[str, Counter]] = ..., flows: _Optional[int] = ..., flow_untracked: _Optional[_Union[Counter, _Mapping]] = ..., candidates: _Optional[int] = ..., candidates_lost: _Optional[int] = ..., tasks: _Optional[_Mapping[str, TaskKeys]] = ..., processing: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class StreamAlertsRequest(_message.Message):
     __slots__ = ("replay",)

@@ -107,8 +107,8 @@ class SensorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def EstimateKey(self, request, context):
-        """A point query: any key's Count-Min estimate (with its error bound) or
-        SuperSpread distinct count.
+        """A point query: any key's packets and bytes (Count-Min task) or distinct
+        count (SuperSpread task), exact or estimated with its error bound.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

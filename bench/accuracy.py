@@ -159,12 +159,6 @@ def generate(args) -> tuple[np.ndarray, np.ndarray, dict]:
     for i, k in enumerate(np.concatenate((vict, vict_near))):
         src = tr.distinct(VICTIM_SRC, int(k), 1 << 24)
         tr.add(src, np.full(len(src), VICTIM_DST + i), rng.integers(1024, 65536, len(src)), 80, TCP)
-    pscan = spreads(args.scanners)
-    pscan_near = rng.integers(50, 100, args.near_spreaders)
-    for i, k in enumerate(np.concatenate((pscan, pscan_near))):
-        ports = 1 + rng.permutation(65535)[: int(k)]  # one SYN per port of one host
-        tr.add(np.full(len(ports), PSCAN_SRC + i), np.full(len(ports), PSCAN_DST + i), 50000 + i, ports, TCP)
-    tr.planted["port_scanners_distinct_ports"] = sorted(int(x) for x in pscan)
     tr.planted["scanners_distinct_dst"] = sorted(int(x) for x in scan)
     tr.planted["victims_distinct_src"] = sorted(int(x) for x in vict)
     tr.planted["near_miss_spreaders_each"] = args.near_spreaders
@@ -185,8 +179,20 @@ def generate(args) -> tuple[np.ndarray, np.ndarray, dict]:
     idx = np.repeat(np.arange(args.flows), counts)
     tr.add(fsrc[idx], fdst[idx], fsport[idx], fdport[idx], fproto[idx])
 
+    # Vertical port scans (one SYN per port of one host), on top of the packets
+    # above and from a generator of their own, so the rest of the scenario and
+    # the heavy-hitter threshold are what they were without them.
+    prng = np.random.default_rng(args.seed + 1000)
+    pscan = np.concatenate(([100, 101, 105, 5000], log_uniform_ints(prng, args.scanners - 4, 100, 5000)))
+    pscan_near = prng.integers(50, 100, args.near_spreaders)
+    for i, k in enumerate(np.concatenate((pscan, pscan_near))):
+        ports = 1 + prng.permutation(65535)[: int(k)]
+        tr.add(np.full(len(ports), PSCAN_SRC + i), np.full(len(ports), PSCAN_DST + i), 50000 + i, ports, TCP)
+    tr.planted["port_scanners_distinct_ports"] = sorted(int(x) for x in pscan)
+
     keys = tr.keys()
     lengths = rng.integers(64, 1515, len(keys)).astype(np.uint64)
+    tr.planted["heavy_hitter_threshold_packets"] = thr
     scenario = {
         "packets": len(keys),
         "background_packets": int(nbg),
@@ -484,12 +490,15 @@ def hybrid_goals(res: dict) -> dict:
         for name, v in r.items():
             if not isinstance(v, dict):
                 continue
-            g[f"{label}_{name}_recall"] = {"min": 1.0, "value": v["recall"], "within": v["recall"] == 1.0}
-            want = 1.0 if exact else GOAL_HH_PRECISION
+            # exact: everything right; estimated: the sketches' heavy-hitter and detection goals
+            cm = name in HH_TASKS
+            rmin = 1.0 if exact or cm else GOAL_DETECT
+            pmin = 1.0 if exact else GOAL_HH_PRECISION if cm else GOAL_DETECT
+            g[f"{label}_{name}_recall"] = {"min": rmin, "value": v["recall"], "within": (v["recall"] or 0) >= rmin}
             g[f"{label}_{name}_precision"] = {
-                "min": want,
+                "min": pmin,
                 "value": v["precision"],
-                "within": (v["precision"] or 0) >= want,
+                "within": (v["precision"] or 0) >= pmin,
             }
             if exact:
                 e = v["max_relative_error_of_reported"]
@@ -569,7 +578,7 @@ def main(argv=None) -> None:
     log(f"accuracy: generating {args.packets} packets (seed {args.seed})")
     keys, lengths, scenario = generate(args)
     n = len(keys)
-    thr = math.ceil(HH_FRACTION * n)
+    thr = scenario["planted"]["heavy_hitter_threshold_packets"]  # of the packets before the port scans
     ep = Epoch(keys, lengths, thr)
     scenario["distinct_5tuples"] = len(ep.flow_keys)
     log(

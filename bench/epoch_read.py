@@ -18,6 +18,9 @@ time of the calling thread (the RCU wait in flip() sleeps, it costs no CPU):
             every_packet mode
   scale     the userspace steps at --scale flows, on synthetic tables (no kernel):
             flows_take, derive() and the sketch of the flows
+  clock     what the millisecond clock thread costs (process CPU over a few
+            seconds with it running, minus without) and how far behind the
+            published clock is when read
 Prints one JSON object; never passes or fails on time.
 """
 
@@ -61,6 +64,10 @@ METHOD = {
     "overflow": (
         "random counters (0..999) and registers (0..31) copied into the active set's slices, flip, then "
         "Program.take_sketch(add, clear); cold: a buffer larger than the LLC is written between"
+    ),
+    "clock": (
+        "the pinned process idles for a few seconds with the clock thread stopped, then running: the "
+        "difference in process CPU time; then 2000 reads of the published clock against CLOCK_MONOTONIC"
     ),
     "scale": (
         "synthetic per-CPU tables (entries spread over all CPUs, 1/4 of the flows on two CPUs) read with "
@@ -195,6 +202,32 @@ def bench_overflow(prog: Program, lay, epochs: int, rng) -> dict:
     return out
 
 
+def bench_clock(prog: Program, seconds: float = 4.0) -> dict:
+    def cpu_percent() -> float:
+        t0, w0 = time.process_time(), time.monotonic()
+        time.sleep(seconds)
+        return 100 * (time.process_time() - t0) / (time.monotonic() - w0)
+
+    prog.stop_clock()
+    idle = cpu_percent()
+    prog.start_clock()
+    running = cpu_percent()
+    lag = []
+    for _ in range(2000):
+        lag.append((time.monotonic_ns() - int(prog._ctl["clock_ns"][0])) / 1e6)
+        time.sleep(0.0003)
+    prog.stop_clock()
+    lag = np.array(lag)
+    return {
+        "clock_thread_cpu_percent": round(running - idle, 3),
+        "published_clock_behind_ms": {
+            "p50": round(float(np.percentile(lag, 50)), 3),
+            "p99": round(float(np.percentile(lag, 99)), 3),
+            "max": round(float(lag.max()), 3),
+        },
+    }
+
+
 def synthetic_table(n: int, ncpus: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(entries (ncpus, slots), fidx (ncpus, cap), counts) holding n distinct
     flows, a quarter of them on two CPUs (as flows whose packets RSS spreads)."""
@@ -269,6 +302,8 @@ def main(argv=None) -> None:
         log("epoch_read: overflow arrays")
         ov = bench_overflow(prog, lay, args.epochs, rng)
         clean(prog)
+        log("epoch_read: the millisecond clock")
+        ck = bench_clock(prog)
     finally:
         prog.close()
     sc = bench_scale(lay, args.scale, ncpus, rng) if args.scale else None
@@ -292,10 +327,12 @@ def main(argv=None) -> None:
             "sketch_on_first_use_cpu_ms": ag["sketch_on_first_use_cpu_ms"]["median"],
             "overflow_arrays_cpu_ms_when_nothing_overflowed": ag["steps_cpu_ms"]["take_sketch"]["median"],
             "overflow_arrays_cpu_ms_when_read_cold": ov["cold"]["median"],
+            "millisecond_clock_cpu_percent": ck["clock_thread_cpu_percent"],
             "goals": {"agent_epoch_cpu_ms": {"max": GOAL_EPOCH_CPU_MS, "within": epoch_ms <= GOAL_EPOCH_CPU_MS}},
             "agent": ag,
             "flows": fl,
             "overflow": ov,
+            "clock": ck,
             "scale": sc,
         }
     )

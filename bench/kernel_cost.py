@@ -8,7 +8,8 @@ round so machine noise hits all programs alike:
   minimal_flow  parse + one per-CPU hash lookup/insert of the 5-tuple,
                 packets and bytes (bench/bpf/minimal_flow.c)
   sensor        bpf/sensor.c with the default configuration (hybrid: the
-                flow table holds every flow, the sketch tasks see nothing)
+                flow table holds every flow, the sketch tasks see nothing;
+                the agent's millisecond clock running, as at high rates)
 and, unless --no-breakdown, variants that attribute the sensor's cost: parse
 only; the minimal counter with timestamps (precise / coarse) and totals; the
 same counter in the sensor's own table design (mf_tab); the sensor without
@@ -139,8 +140,12 @@ def table_drain(b):
     return drain
 
 
-def load_sensor(name: str, tasks, capacity: int, ncpus: int, about: str, **kw) -> Subject:
+def load_sensor(name: str, tasks, capacity: int, ncpus: int, about: str, clock: bool = True, **kw) -> Subject:
+    """The sensor program; its millisecond clock runs (as the agent runs it
+    at high packet rates) unless clock=False."""
     prog = Program(layout(tuple(tasks), ncpus), capacity, 64, ncpus, **kw)
+    if clock:
+        prog.start_clock()
 
     def drain(subject: Subject) -> int:
         # Two flips: both map sets end up idle once, drained and cleared, and
@@ -245,6 +250,13 @@ def main(argv=None) -> None:
             for name, t, kw, about in (
                 ("sensor_no_tasks", (), {}, "sensor.c with tasks=()"),
                 ("sensor_precise", tasks, {"timestamps": "precise"}, "sensor, bpf_ktime_get_ns() per packet"),
+                (
+                    "sensor_ms_no_clock",
+                    tasks,
+                    {"clock": False},
+                    "sensor, millisecond timestamps with the agent's clock stopped (below the rate that pays for "
+                    "it): a coarse clock check, then bpf_ktime_get_ns()",
+                ),
                 ("sensor_coarse", tasks, {"timestamps": "coarse"}, "sensor, bpf_ktime_get_coarse_ns() per packet"),
                 ("sensor_every_packet", tasks, {"every_packet": True}, f"sensor, every packet updates {names}"),
                 (
@@ -403,6 +415,12 @@ def breakdown(by: dict[str, Subject]) -> dict:
             "bpf_ktime_get_ns() per packet instead of the agent's millisecond clock",
         ),
         ("timestamps_coarse", "sensor_coarse", "sensor", "bpf_ktime_get_coarse_ns() instead of the millisecond clock"),
+        (
+            "timestamps_ms_clock_stopped",
+            "sensor_ms_no_clock",
+            "sensor",
+            "millisecond timestamps while the agent's clock is stopped (low packet rates): the kernel clock per packet",
+        ),
         ("tasks_while_tracked", "sensor", "sensor_no_tasks", "the default tasks while the table holds (hybrid)"),
         ("every_packet_all_tasks", "sensor_every_packet", "sensor", "every packet updates the default tasks"),
         ("every_packet_countmin", "sensor_every_packet_cm", "sensor", "every packet updates the Count-Min tasks"),

@@ -29,6 +29,24 @@ cdef extern from "<sys/prctl.h>" nogil:
     int PR_SET_TIMERSLACK
     int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)
 
+cdef extern from *:
+    """
+    #include <sys/mman.h>
+    /* Scratch for a table of millions of flows: on 2 MiB pages where the
+     * kernel gives them (transparent huge pages on madvise), so random
+     * probes do not miss the TLB on every access. */
+    static void *ns_big_alloc(size_t size) {
+        void *p = NULL;
+        if (size < (2u << 20))
+            return malloc(size);
+        if (posix_memalign(&p, 2u << 20, size))
+            return NULL;
+        madvise(p, size, MADV_HUGEPAGE);
+        return p;
+    }
+    """
+    void* ns_big_alloc(size_t size) nogil
+
 cdef enum:
     _MAX_TASKS = 8
     _MAX_FIELDSETS = 8
@@ -266,7 +284,7 @@ def flows_take(entries, fidx, counts, record_dtype, uint64_t mono_to_wall_ns=0):
     """The epoch's flows from one map set of the kernel's table.
 
     entries: (ncpus, slots) abi.FLOW, the set's slices; fidx: (ncpus, cap)
-    uint64, each CPU's claimed slots in order; counts: (ncpus,) how many
+    uint64, each CPU's claimed slots; counts: (ncpus,) how many
     (ns_totals.flows).  Returns a record_dtype (analysis.FLOW_RECORD) array,
     one record per 5-tuple: packets and bytes summed over CPUs, first seen the
     earliest, last seen the latest, TCP flags ORed, ICMP type/code of the CPU
@@ -305,7 +323,7 @@ def flows_take(entries, fidx, counts, record_dtype, uint64_t mono_to_wall_ns=0):
         nidx = 1
         while nidx < 2 * total:
             nidx <<= 1
-        index = <int64_t*>malloc(nidx * sizeof(int64_t))
+        index = <int64_t*>ns_big_alloc(nidx * sizeof(int64_t))
         if index == NULL:
             raise MemoryError()
         hmask = <uint64_t>nidx - 1
@@ -421,7 +439,7 @@ def group_keys(keys, key_wmask, packets=None, bytes=None):
         return np.zeros(0, _key_dtype()), inverse, np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int64)
     # Per-group scratch is malloc'd and freed here (the heap reuses it next
     # epoch); only the ng groups are copied out.
-    cdef _Group* grp = <_Group*>malloc(n * sizeof(_Group))
+    cdef _Group* grp = <_Group*>ns_big_alloc(n * sizeof(_Group))
     if grp == NULL:
         raise MemoryError()
     cdef Py_ssize_t ng
@@ -451,7 +469,7 @@ cdef int _index_grow(_Slot** index, Py_ssize_t* nidx) noexcept nogil:
     cdef Py_ssize_t n2 = nidx[0] * 2, i, j
     cdef uint64_t mask = <uint64_t>n2 - 1
     cdef _Slot* old = index[0]
-    cdef _Slot* new = <_Slot*>malloc(n2 * sizeof(_Slot))
+    cdef _Slot* new = <_Slot*>ns_big_alloc(n2 * sizeof(_Slot))
     if new == NULL:
         return -1
     memset(new, 0, n2 * sizeof(_Slot))

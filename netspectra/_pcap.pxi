@@ -3,11 +3,13 @@
 # A capture file is memory-mapped by netspectra/offline.py and walked here in
 # C without the GIL: every record is parsed with the XDP program's own parser
 # (bpf/parse.h, compiled for userspace through netspectra/parse_user.h) and
-# counted exactly as bpf/sensor.c counts a frame -- totals slots, the exact
-# flow table, every sketch task -- except that the byte count is the record's
-# original (on-the-wire) length.  The flow table here is an unbounded
-# open-addressing hash table (insertion-ordered entries, growing), so nothing
-# is untracked unless memory runs out.
+# counted exactly as bpf/sensor.c counts a frame in its hybrid mode -- totals
+# slots, the exact flow table; the sketch tasks only for a record the table
+# cannot hold, the flows entering them when the epoch closes (sketch_flows) --
+# except that the byte count is the record's original (on-the-wire) length.
+# The flow table here is an unbounded open-addressing hash table
+# (insertion-ordered entries, growing), so nothing is untracked unless memory
+# runs out.
 #
 # The walk returns to Python only for: the end of the file, damage (error
 # code, byte offset), a record whose timestamp starts a new epoch (not

@@ -105,17 +105,22 @@ def ss_estimate(
 
     correct=False: E_s alone (inflated by the other keys' elements)."""
 
-def merge_sum_u64(percpu: npt.NDArray, out: npt.NDArray | None = None, clear: bool = False) -> npt.NDArray:
+def merge_sum_u64(
+    percpu: npt.NDArray, out: npt.NDArray | None = None, clear: bool = False, add: bool = False
+) -> npt.NDArray:
     """Sum mod 2**64 over axis 0 of a C-contiguous (ncpus, ...) array viewed as uint64.
 
     Returns out (filled through a flat uint64 view, so an abi.COUNTER out
-    works) or a new flat uint64 array.  clear=True zeroes percpu in the same pass.
+    works) or a new flat uint64 array.  add=True adds to what out holds
+    (out required).  clear=True zeroes percpu in the same pass.
     """
 
-def merge_max_u8(percpu: npt.NDArray, out: npt.NDArray | None = None, clear: bool = False) -> npt.NDArray:
+def merge_max_u8(
+    percpu: npt.NDArray, out: npt.NDArray | None = None, clear: bool = False, add: bool = False
+) -> npt.NDArray:
     """Max over axis 0 of a C-contiguous (ncpus, ...) register array viewed as uint8.
 
-    Same contract as merge_sum_u64.
+    Same contract as merge_sum_u64 (add=True maxes into out).
     """
 
 def verify_candidates(
@@ -133,6 +138,42 @@ def verify_candidates(
     """(keys, packets, bytes) of the unique candidates (masked with key_wmask,
     sorted by key words) whose estimate reaches hh_packets or hh_bytes
     (0 = threshold unused).  No false negatives: estimates never undercount."""
+
+# ---------------------------------------------------------------- the heavy part (_flows.pxi)
+
+def sketch_flows(config: npt.NDArray, cm: npt.NDArray, ss: npt.NDArray, flows: npt.NDArray) -> None:
+    """Add the sketch of flows (records with the 5-tuple first, packets and
+    bytes: analysis.FLOW_RECORD) to cm / ss of the layout whose abi.CONFIG
+    record is config, in place: bit for bit counting each flow's packets one
+    by one (a Count-Min cell adds the flow's totals, a register sees its one
+    key/element pair).  Bounds of every task are checked first."""
+
+def flows_take(
+    entries: npt.NDArray, fidx: npt.NDArray, counts: npt.ArrayLike, record_dtype: np.dtype, mono_to_wall_ns: int = 0
+) -> npt.NDArray:
+    """The flows of one map set of the kernel's table: entries (ncpus, slots)
+    abi.FLOW, fidx (ncpus, cap) uint64 slot lists, counts per CPU.  One
+    record (record_dtype = analysis.FLOW_RECORD) per 5-tuple, merged over
+    CPUs; times shifted by mono_to_wall_ns.  Counts are clamped to cap; a
+    listed slot outside the table raises ValueError."""
+
+def group_keys(
+    keys: npt.NDArray,
+    key_wmask: Sequence[int],
+    packets: npt.ArrayLike | None = None,
+    bytes: npt.ArrayLike | None = None,
+) -> tuple[npt.NDArray, npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+    """(distinct keys masked to the fields (abi.KEY, first-seen order),
+    inverse (group of every key), packets and bytes summed per group, keys
+    per group).  keys: abi.KEY, uint64 (n, 5) or records with the key first,
+    read in place.  O(n) hashing, exact."""
+
+def run_clock(clock: npt.NDArray, stop: npt.NDArray, period_ns: int = 1000000) -> None:
+    """Write CLOCK_MONOTONIC into clock[0] (uint64) every period_ns until
+    stop[0] (uint8) is non-zero; runs without the GIL (a thread of its own)."""
+
+def ctl_flip(ctl: npt.NDArray, set: int, gen: int) -> None:
+    """ns_ctl as uint32 words: store gen[set], then active = set (release order)."""
 
 # ---------------------------------------------------------------- offline capture walk (_pcap.pxi)
 # Private to netspectra.offline: the per-packet path over a memory-mapped
@@ -172,6 +213,8 @@ class PcapEngine:
         """(NCOUNTERS, 2) of the current epoch; zeroes them."""
     def current_flows(self, record_dtype: np.dtype) -> npt.NDArray: ...
     def total_flows(self, record_dtype: np.dtype) -> npt.NDArray: ...
+    def sketch_flows(self) -> None:
+        """Add the current epoch's flows to its sketch arrays (once, as it closes)."""
     def end_epoch(self) -> int:
         """Fold the current flows into the total, clear them; returns flows lost to OOM."""
 

@@ -14,6 +14,14 @@ from .sketch import SketchSet
 from .snapshot import EpochSnapshot, derive
 from .tasks import Layout
 
+# The millisecond clock (timestamps: millisecond) costs a thread 1000 wake-ups a
+# second (bench/epoch_read: ~2% of a CPU on the development VM); reading the
+# kernel clock per packet costs ~25 ns (bench/kernel_cost).  So the clock runs
+# while the packet rate makes it the cheaper of the two, with some hysteresis;
+# below, the program reads the kernel clock itself (ns resolution).
+CLOCK_ON_PPS = 200_000
+CLOCK_OFF_PPS = 100_000
+
 
 class Agent:
     def __init__(self, program, layout: Layout, clock=time.time, mono_ns=time.monotonic_ns):
@@ -46,12 +54,25 @@ class Agent:
         else:
             sk = SketchSet.of_flows(self.layout, flows)
         p.take_sketch(idle, sk, int(totals[abi.C["flow_untracked"], 0]))
+        self._pace_clock(totals, end - self.epoch_start)
         snap = derive(self.seq, self.epoch_start, end, totals, flows, sk, cands)
         snap.table_fill = fill
         snap.processing_s = time.perf_counter() - t0
         self.seq += 1
         self.epoch_start = end
         return snap
+
+    def _pace_clock(self, totals, seconds: float) -> None:
+        """Run the program's millisecond clock only while packets come fast
+        enough for it to cost less than a kernel clock read per packet."""
+        p = self.program
+        if getattr(p, "timestamps", None) != "millisecond":
+            return
+        pps = int(totals[abi.C["out_ipv4"], 0] + totals[abi.C["out_ipv6"], 0]) / max(seconds, 1e-9)
+        if pps >= CLOCK_ON_PPS and not p.clock_running:
+            p.start_clock()
+        elif pps < CLOCK_OFF_PPS and p.clock_running:
+            p.stop_clock()
 
     def run(self, epoch_s: float, on_snapshot, stop: threading.Event, poll_s: float = 0.1) -> None:
         """Call on_snapshot every epoch until `stop` is set, then once more

@@ -1,4 +1,4 @@
-"""Heavy hitters, spreaders and flow arithmetic over an epoch's data.
+"""Spreaders and flow arithmetic over an epoch's data (snapshot.derive uses them).
 
 Pure functions of numpy arrays and a SketchSet: no kernel, no root.
 """
@@ -8,10 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _sketch, abi
-from .sketch import HeavyHitters, SketchSet
-from .tasks import COUNTMIN, SUPERSPREAD, Layout
-
-U64_MAX = np.iinfo(np.uint64).max
+from .sketch import SketchSet
+from .tasks import SUPERSPREAD
 
 # One exact flow of an epoch, merged over CPUs; times are wall-clock ns.
 FLOW_RECORD = np.dtype(
@@ -26,29 +24,6 @@ FLOW_RECORD = np.dtype(
         ("icmp_code", "u1"),
     ]
 )
-
-
-def merge_flow_cpus(keys: np.ndarray, percpu: np.ndarray, mono_to_wall_ns: int = 0) -> np.ndarray:
-    """Per-CPU flow values (n, ncpus) abi.FLOW -> (n,) FLOW_RECORD: packets and
-    bytes summed, first seen the earliest, last seen the latest, TCP flags
-    ORed, ICMP type/code of the CPU that saw the flow first."""
-    n = len(keys)
-    out = np.zeros(n, dtype=FLOW_RECORD)
-    if n == 0:
-        return out
-    out["key"] = keys
-    seen = percpu["packets"] > 0
-    out["packets"] = percpu["packets"].sum(axis=1, dtype=np.uint64)
-    out["bytes"] = percpu["bytes"].sum(axis=1, dtype=np.uint64)
-    first = np.where(seen, percpu["first_ns"], U64_MAX)
-    k = first.argmin(axis=1)
-    rows = np.arange(n)
-    out["first_ns"] = first[rows, k] + np.uint64(mono_to_wall_ns)
-    out["last_ns"] = percpu["last_ns"].max(axis=1) + np.uint64(mono_to_wall_ns)
-    out["tcp_flags"] = np.bitwise_or.reduce(percpu["tcp_flags"], axis=1)
-    out["icmp_type"] = percpu["icmp_type"][rows, k]
-    out["icmp_code"] = percpu["icmp_code"][rows, k]
-    return out
 
 
 def mask_keys(keys: np.ndarray, fields: int) -> np.ndarray:
@@ -83,20 +58,6 @@ def unique_keys(keys: np.ndarray, return_counts: bool = False):
         return keys[np.sort(idx)]
     first = np.argsort(idx)
     return keys[idx[first]], counts[first]
-
-
-def heavy_hitters(sketch: SketchSet, candidates: np.ndarray) -> dict[str, HeavyHitters]:
-    """Per Count-Min task with a threshold: candidates (abi.CAND) verified
-    against the merged sketch, largest first by packets."""
-    out = {}
-    for t in sketch.layout.kind(COUNTMIN):
-        if not (t.spec.hh_packets or t.spec.hh_bytes):
-            continue
-        mine = candidates["key"][candidates["task"] == t.index] if len(candidates) else candidates
-        hh = sketch.verify(t.spec.name, unique_keys(np.ascontiguousarray(mine)) if len(mine) else np.zeros(0, abi.KEY))
-        order = np.argsort(hh.packets, kind="stable")[::-1]
-        out[t.spec.name] = HeavyHitters(hh.keys[order], hh.packets[order], hh.bytes[order])
-    return out
 
 
 def spreaders(
@@ -147,17 +108,3 @@ def top_by(flows: np.ndarray, fields: int, metric: str, n: int) -> tuple[np.ndar
     by = np.bincount(inv, weights=flows["bytes"].astype(np.float64)).astype(np.uint64)
     order = np.argsort(by if metric == "bytes" else pk, kind="stable")[::-1][:n]
     return uniq[order].view(abi.KEY).reshape(-1), pk[order], by[order]
-
-
-def layout_tasks(layout: Layout) -> list[dict]:
-    return [
-        {
-            "name": t.spec.name,
-            "kind": t.spec.kind,
-            "key": list(t.spec.key),
-            "element": list(t.spec.element),
-            "depth": t.spec.depth,
-            "width": t.spec.width,
-        }
-        for t in layout.tasks
-    ]

@@ -76,8 +76,9 @@ class Program:
 
     flow_capacity: flows one CPU's table takes per epoch (0: no flow table,
     every packet goes to the sketches).  timestamps: "millisecond" (the
-    program reads a clock this object advances every millisecond, see
-    start_clock), "precise" or "coarse" (netspectra.h: NS_TS_*).
+    program reads a clock this object advances every millisecond while
+    start_clock() runs it, and the kernel clock otherwise), "precise" or
+    "coarse" (netspectra.h: NS_TS_*).
     every_packet: every IP packet updates the sketch tasks, not only the
     packets the flow table cannot hold."""
 
@@ -129,8 +130,6 @@ class Program:
         self._cands: list[bytes] = []
         self.bpf[b"ns_cand"].open_ring_buffer(self._on_cand)
         self._clock = None
-        if timestamps == "millisecond":
-            self.start_clock()
 
     def _map(self, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
         m, arr = _mmap_array(self.bpf[name.encode()].map_fd, dtype, shape)
@@ -148,11 +147,18 @@ class Program:
         return 0
 
     # -- the millisecond clock --------------------------------------------
+    @property
+    def clock_running(self) -> bool:
+        return self._clock is not None
+
     def start_clock(self, period_ns: int = 1_000_000) -> None:
         """Advance ns_ctl.clock_ns (CLOCK_MONOTONIC) every period_ns from a
         thread that runs without the GIL; flow timestamps read it for free.
-        Where it falls behind (this process stopped or starved), the program
-        reads the kernel clock itself (NS_CLOCK_LATE_NS)."""
+        Where it is not running or falls behind (this process stopped or
+        starved), the program reads the kernel clock itself (NS_CLOCK_LATE_NS).
+        Only for timestamps="millisecond"."""
+        if self.timestamps != "millisecond":
+            return
         if self._clock is not None:
             return
         stop = np.zeros(1, np.uint8)

@@ -576,7 +576,8 @@ def test_millisecond_clock_timestamps():
     the agent's is NS_CLOCK_LATE_NS behind."""
     p = load(SMALL_TASKS, flow_capacity=64)
     try:
-        assert p.timestamps == "millisecond"
+        assert p.timestamps == "millisecond" and not p.clock_running
+        p.start_clock()
         with pinned(cpus()[0]):
             time.sleep(0.01)
             stamps = []

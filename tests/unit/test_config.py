@@ -66,7 +66,7 @@ def test_no_file_gives_defaults():
     assert (spread.kind, spread.key, spread.element) == (SUPERSPREAD, ("src_ip",), ("dst_ip",))
     assert (fanin.kind, fanin.key, fanin.element) == (SUPERSPREAD, ("dst_ip",), ("src_ip",))
     assert (scan.kind, scan.key, scan.element) == (SUPERSPREAD, ("src_ip", "dst_ip"), ("dst_port",))
-    assert (scan.width, scan.registers, scan.spread_threshold) == (1 << 21, 512, 100)
+    assert (scan.width, scan.registers, scan.spread_threshold) == (1 << 22, 512, 100)
     for t in (spread, fanin):
         assert (t.depth, t.width, t.registers, t.spread_threshold) == (1, 1 << 22, 512, 100)
         assert (t.hh_packets, t.hh_bytes) == (0, 0)
@@ -521,8 +521,8 @@ def test_kernel_memory_parts():
         mem = kernel_memory(cfg, ncpus)
         # two countmin tasks of 4 x 65536 cells of 16 bytes, two sets, every CPU
         assert mem["countmin"] == 2 * ncpus * (2 * 4 * 65536) * 16
-        # two superspread pools of 2**22 one-byte registers and one (port_scan) of 2**21
-        assert mem["superspread"] == 2 * ncpus * (2 * (1 << 22) + (1 << 21))
+        # three superspread pools of 2**22 one-byte registers
+        assert mem["superspread"] == 2 * ncpus * 3 * (1 << 22)
         assert mem["sketches"] == mem["countmin"] + mem["superspread"]
         # 65536 flows per CPU: 131072 slots of 80 bytes and a list of 65536 slot numbers
         assert mem["flows"] == 2 * ncpus * (131072 * 80 + 65536 * 8)
@@ -557,9 +557,9 @@ def test_memory_guard_refuses(tmp_path):
 
 def test_memory_guard_counts_cpus_and_flows(tmp_path):
     text = "sensor: {max_kernel_memory: 256MiB}\n"
-    assert load_text(tmp_path, text, ncpus=2)  # 114.5 MiB
+    assert load_text(tmp_path, text, ncpus=2)  # 122.5 MiB
     msg = error_of(tmp_path, text, ncpus=8)
-    assert "the maps need 457.3 MiB of kernel memory on 8 CPUs (countmin 128.0 MiB, superspread 160.0 MiB," in msg
+    assert "the maps need 489.3 MiB of kernel memory on 8 CPUs (countmin 128.0 MiB, superspread 192.0 MiB," in msg
     assert "flows 168.0 MiB), more than sensor.max_kernel_memory 256.0 MiB" in msg
     assert load_text(tmp_path, "sensor: {max_kernel_memory: 512MiB}\n", ncpus=8)
 
@@ -575,8 +575,8 @@ def test_memory_guard_exact_bytes_when_rounding_hides_the_excess(tmp_path):
 
 def test_defaults_fit_128_cpus():
     assert load_config(None, env={}, ncpus=128)
-    with pytest.raises(ConfigError, match="on 144 CPUs"):
-        load_config(None, env={}, ncpus=144)
+    with pytest.raises(ConfigError, match="on 135 CPUs"):
+        load_config(None, env={}, ncpus=135)
 
 
 def test_memory_guard_limit_can_be_raised(tmp_path):

@@ -621,6 +621,15 @@ class _Builder:
         return TaskSpec(name=name, kind=kind, key=key, depth=depth, width=width, seed=seed, **kw)
 
     def _guard(self, cfg: Config, ncpus: int) -> None:
+        lay = layout(cfg.tasks, ncpus)
+        sizes = Sizes(ncpus, lay.cm_cells, lay.ss_blocks, cfg.sensor.flow_capacity, cfg.sensor.ringbuf_pages)
+        for path, per_cpu in (
+            ("sensor.flow_capacity", sizes.flow_slots),
+            ("tasks", lay.cm_cells),
+            ("tasks", lay.ss_blocks),
+        ):  # the program indexes its arrays [set][cpu][...] with 32-bit numbers
+            if abi.NSETS * ncpus * per_cpu >= 1 << 32:
+                raise _Fail(path, f"too large for {ncpus} CPUs: an array would need 2^32 or more elements")
         mem = kernel_memory(cfg, ncpus)
         limit = cfg.sensor.max_kernel_memory
         if mem["total"] > limit:

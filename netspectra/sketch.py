@@ -70,7 +70,7 @@ class SketchSet:
 
     A sketch made by of_flows() holds its flows until its arrays are first
     read (cm, ss, any query): an epoch whose answers all come from its exact
-    flows never pays for the arrays (about 17 MiB with the default tasks)."""
+    flows never pays for the arrays (20 MiB with the default tasks)."""
 
     def __init__(self, layout: Layout, cm: np.ndarray | None = None, ss: np.ndarray | None = None):
         self.layout = layout

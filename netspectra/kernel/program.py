@@ -192,7 +192,7 @@ class Program:
         new generation); return the now-idle set, which no program writes
         any more."""
         old = self.active
-        self._gen += 1
+        self._gen = self._gen % 0xFFFFFFFF + 1  # never 0: a slot nobody claimed has generation 0
         _sketch.ctl_flip(self._ctl_words, 1 - old, self._gen)
         self.barrier()
         return old

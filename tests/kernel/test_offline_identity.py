@@ -7,8 +7,8 @@ the other end of the pair.  Frames must fit the veth MTU (1600 here) and must
 not be cut by the capture's snaplen, or the live and file byte counts differ.
 """
 
+import contextlib
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from netspectra.agent import Agent
 from netspectra.kernel import libbpf
 from netspectra.netns import VethPair
 from netspectra.offline import analyze
+from tests.helpers.replay import tcpreplay
 
 from .conftest import load
 
@@ -62,30 +63,31 @@ def flows_dict(flows):
     }
 
 
-def replay_and_compare(capture: Path):
-    offline = analyze([str(capture)])
-    assert not offline.errors
-    prog = load(flow_capacity=65536)
+@contextlib.contextmanager
+def attached(prog):
+    """prog attached (native XDP) to one end of a fresh veth pair; yields the
+    pair and an agent whose sets start empty.  Detaches and closes prog."""
     try:
         with VethPair() as v:
             with v.inside_b():
                 link = libbpf.xdp_link(prog.prog_fd, socket.if_nametoindex(v.dev_b), "native")
             try:
                 agent = Agent(prog, prog.layout)
-                agent.epoch()  # start from empty sets
-                r = subprocess.run(
-                    ["ip", "netns", "exec", v.ns_a, "tcpreplay", "-q", "-K", "--topspeed", "-i", v.dev_a, str(capture)],
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
-                )
-                assert r.returncode == 0, r.stderr
-                time.sleep(0.3)
-                live = agent.epoch()
+                agent.epoch()
+                yield v, agent
             finally:
                 libbpf.os.close(link)
     finally:
         prog.close()
+
+
+def replay_and_compare(capture: Path):
+    offline = analyze([str(capture)])
+    assert not offline.errors
+    with attached(load(flow_capacity=65536)) as (v, agent):
+        tcpreplay(v, capture)
+        time.sleep(0.3)
+        live = agent.epoch()
     sent = int(offline.overall.totals[0][0])
     assert int(live.totals[0][0]) == sent, "not every frame of the file reached the sensor"
     assert np.array_equal(live.totals, offline.overall.totals)
@@ -121,44 +123,16 @@ def test_tiny_table_flipping_every_50ms_merges_to_offline(tmp_path, every_packet
     capture = generated(tmp_path / "gen.pcap")
     offline = analyze([str(capture)])
     lay = layout([t.spec for t in offline.overall.sketch.layout.tasks], possible_cpus())
-    prog = Program(lay, 64, 64, every_packet=every_packet)
     snaps, stop = [], threading.Event()
-    try:
-        with VethPair() as v:
-            with v.inside_b():
-                link = libbpf.xdp_link(prog.prog_fd, socket.if_nametoindex(v.dev_b), "native")
-            try:
-                agent = Agent(prog, prog.layout)
-                agent.epoch()
-                flipper = threading.Thread(target=agent.run, args=(0.05, snaps.append, stop))
-                flipper.start()
-                r = subprocess.run(
-                    [
-                        "ip",
-                        "netns",
-                        "exec",
-                        v.ns_a,
-                        "tcpreplay",
-                        "-q",
-                        "-K",
-                        "--pps",
-                        "6000",
-                        "-i",
-                        v.dev_a,
-                        str(capture),
-                    ],  # fmt: skip
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
-                )
-                assert r.returncode == 0, r.stderr
-                time.sleep(0.3)
-            finally:
-                stop.set()
-                flipper.join()
-                libbpf.os.close(link)
-    finally:
-        prog.close()
+    with attached(Program(lay, 64, 64, every_packet=every_packet)) as (v, agent):
+        flipper = threading.Thread(target=agent.run, args=(0.05, snaps.append, stop))
+        flipper.start()
+        try:
+            tcpreplay(v, capture, "--pps", "6000")
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            flipper.join()
     assert len(snaps) >= 5, "the replay should span several epochs"
     totals = sum(s.totals for s in snaps)
     totals[abi.C["flow_untracked"]] = totals[abi.C["cand_lost"]] = 0  # the file's analysis tracks every flow

@@ -4,13 +4,13 @@ CLI.  The scanner must show in the live view, the Prometheus metrics, the
 sensor's own alerts and the query API -- exactly, since the flow table holds
 every flow of the scan."""
 
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from netspectra.netns import VethPair
+from tests.helpers.replay import tcpreplay
 
 from .test_api_live import query_json
 from .test_cli import finish, start, wait_attached, xdp_id
@@ -41,13 +41,7 @@ def test_syn_scan_reported_by_view_metrics_alerts_and_api(veth, tmp_path):
     seen, alerts = [], 0.0
     try:
         wait_attached(veth, proc)
-        r = subprocess.run(
-            ["ip", "netns", "exec", veth.ns_a, "tcpreplay", "-q", "-K", "--topspeed", "-i", veth.dev_a, str(SYNSCAN)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert r.returncode == 0, r.stderr
+        tcpreplay(veth, SYNSCAN)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not (seen and alerts):
             m = scrape(veth, port)

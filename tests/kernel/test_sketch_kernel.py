@@ -26,14 +26,14 @@ import numpy as np
 import pytest
 
 from netspectra import _sketch, abi, analysis
-from netspectra import _sketch_ref as sref
 from netspectra import packets as P
 from netspectra.config import default_tasks
 from netspectra.kernel import libbpf
 from netspectra.kernel.program import Program, possible_cpus
-from netspectra.sketch import SketchSet, task_params
+from netspectra.sketch import SketchSet
 from netspectra.snapshot import derive
 from netspectra.tasks import COUNTMIN, SUPERSPREAD, TaskSpec, layout
+from tests.helpers.reference import reference_sketch
 
 from .conftest import load
 
@@ -157,22 +157,6 @@ def take_epoch(prog, s):
         sk.add_flows(flows)
     read = prog.take_sketch(s, sk, int(totals[abi.C["flow_untracked"], 0]))
     return totals, flows, sk, cands, read
-
-
-def reference_sketch(lay, keys, lengths) -> SketchSet:
-    """The plain-Python per-packet reference (_sketch_ref), packet by packet."""
-    cells = [[0, 0] for _ in range(lay.cm_cells)]
-    regs = bytearray(lay.ss_blocks * abi.REGS_PER_BLOCK)
-    for k, ln in zip(keys, lengths, strict=True):
-        w = sref.key_words(k)
-        for t in lay.tasks:
-            p = task_params(lay, t)
-            if t.spec.kind == COUNTMIN:
-                sref.cm_update(cells, w, int(ln), **p)
-            else:
-                sref.ss_update(regs, w, **p)
-    cm = np.array(cells, dtype=np.uint64).reshape(-1).view(abi.COUNTER)
-    return SketchSet(lay, np.ascontiguousarray(cm), np.frombuffer(bytes(regs), np.uint8).copy())
 
 
 def assert_same(got: SketchSet, ref: SketchSet):

@@ -589,3 +589,12 @@ def test_memory_guard_limit_can_be_raised(tmp_path):
 
 def test_possible_cpus_positive():
     assert possible_cpus() >= 1
+
+
+def test_arrays_stay_within_32_bit_indexes(tmp_path):
+    """[set][cpu][slot] must fit the program's 32-bit array indexes, whatever
+    memory the operator allows."""
+    text = "sensor: {flow_capacity: 16777216, max_kernel_memory: 100TiB}\n"
+    assert load_text(tmp_path, text, ncpus=32)  # 2 * 32 * 2**25 = 2**31 slots
+    msg = error_of(tmp_path, text, ncpus=64)
+    assert msg.endswith("sensor.flow_capacity: too large for 64 CPUs: an array would need 2^32 or more elements")

@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netspectra import _sketch, abi, analysis
-from netspectra import _sketch_ref as ref
 from netspectra.config import default_tasks
-from netspectra.sketch import SketchSet, task_params
+from netspectra.sketch import SketchSet
 from netspectra.snapshot import FlowGroups, derive
 from netspectra.tasks import COUNTMIN, SUPERSPREAD, TaskSpec, layout
+from tests.helpers.reference import reference_sketch
 
 HSET = settings(derandomize=True, deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 SMALL = layout(
@@ -58,27 +58,12 @@ def flows_of(keys, lengths) -> np.ndarray:
     return fl
 
 
-def reference(lay, keys, lengths) -> SketchSet:
-    cells = [[0, 0] for _ in range(lay.cm_cells)]
-    regs = bytearray(lay.ss_blocks * abi.REGS_PER_BLOCK)
-    for k, ln in zip(keys, lengths, strict=True):
-        w = ref.key_words(k)
-        for t in lay.tasks:
-            p = task_params(lay, t)
-            if t.spec.kind == COUNTMIN:
-                ref.cm_update(cells, w, int(ln), **p)
-            else:
-                ref.ss_update(regs, w, **p)
-    cm = np.ascontiguousarray(np.array(cells, dtype=np.uint64).reshape(-1).view(abi.COUNTER))
-    return SketchSet(lay, cm, np.frombuffer(bytes(regs), np.uint8).copy())
-
-
 @HSET
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 400))
 def test_sketch_of_flows_equals_per_packet_reference(seed, n):
     rng = np.random.default_rng(seed)
     keys, lengths = packets(rng, n)
-    want = reference(SMALL, keys, lengths)
+    want = reference_sketch(SMALL, keys, lengths)
     got = SketchSet.of_flows(SMALL, flows_of(keys, lengths))
     assert np.array_equal(got.cm.view(np.uint64), want.cm.view(np.uint64))
     assert np.array_equal(got.ss, want.ss)

@@ -33,6 +33,7 @@ from netspectra import _sketch_ref as ref
 from netspectra.config import default_tasks
 from netspectra.sketch import SketchSet, task_params
 from netspectra.tasks import COUNTMIN, SUPERSPREAD, TaskSpec, hh_per_cpu, layout
+from tests.helpers.reference import reference_arrays
 
 M64 = (1 << 64) - 1
 ONES = (M64,) * abi.KEY_WORDS
@@ -86,20 +87,7 @@ def small_layout():
     )
 
 
-def ref_sketch(lay, keys, lengths):
-    """The oracle's arrays for a packet stream, in numpy form."""
-    cells = [[0, 0] for _ in range(lay.cm_cells)]
-    regs = bytearray(lay.ss_blocks * abi.REGS_PER_BLOCK)
-    for key, ln in zip(keys, lengths):
-        w = ref.key_words(key)
-        for t in lay.tasks:
-            p = task_params(lay, t)
-            if t.spec.kind == COUNTMIN:
-                ref.cm_update(cells, w, int(ln), **p)
-            else:
-                ref.ss_update(regs, w, **p)
-    cm = np.array([tuple(c) for c in cells], dtype=abi.COUNTER)
-    return cm, np.frombuffer(bytes(regs), dtype=np.uint8)
+ref_sketch = reference_arrays  # the oracle's arrays for a packet stream
 
 
 def sketch_of(lay, keys, lengths):

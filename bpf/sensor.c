@@ -252,7 +252,7 @@ static __always_inline u64 ns_now(struct ns_ctl *ctl)
 {
 #if NS_TIMESTAMPS == NS_TS_PRECISE
 	return bpf_ktime_get_ns();
-#elif NS_TS_COARSE == NS_TIMESTAMPS
+#elif NS_TIMESTAMPS == NS_TS_COARSE
 	return bpf_ktime_get_coarse_ns();
 #else
 	/* The agent's clock, unless it fell behind (agent stopped or starved). */

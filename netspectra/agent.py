@@ -11,7 +11,7 @@ import time
 
 from . import abi
 from .sketch import SketchSet
-from .snapshot import EpochSnapshot, derive
+from .snapshot import EpochSnapshot, Origin, derive, layout_fingerprint
 from .tasks import Layout
 
 # The millisecond clock (timestamps: millisecond) costs a thread 1000 wake-ups a
@@ -24,9 +24,12 @@ CLOCK_OFF_PPS = 100_000
 
 
 class Agent:
-    def __init__(self, program, layout: Layout, clock=time.time, mono_ns=time.monotonic_ns):
+    def __init__(
+        self, program, layout: Layout, clock=time.time, mono_ns=time.monotonic_ns, origin: Origin | None = None
+    ):
         self.program = program
         self.layout = layout
+        self.origin = origin or Origin(layout=layout_fingerprint(layout))
         self.clock = clock
         self.mono_ns = mono_ns
         self.seq = 0
@@ -57,6 +60,7 @@ class Agent:
         self._pace_clock(totals, end - self.epoch_start)
         snap = derive(self.seq, self.epoch_start, end, totals, flows, sk, cands)
         snap.table_fill = fill
+        snap.origin = self.origin
         snap.processing_s = time.perf_counter() - t0
         self.seq += 1
         self.epoch_start = end

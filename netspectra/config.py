@@ -19,6 +19,7 @@ import hashlib
 import math
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -105,6 +106,7 @@ DEFAULT_TASKS = (
 
 _TOP_KEYS = ("sensor", "tasks", "alerts", "api")
 _SENSOR_KEYS = (
+    "id",
     "epoch",
     "mode",
     "flow_capacity",
@@ -142,6 +144,7 @@ _ONLY_FOR = {
     "depth": COUNTMIN,  # a SuperSpread task is one register pool (depth 1)
 }
 _NAME_RE = re.compile(r"[a-z0-9_]+")
+_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 # --- the configuration -------------------------------------------------------
@@ -158,6 +161,11 @@ class SensorConfig:
     timestamps: str = "millisecond"  # flow first/last seen: millisecond, precise (ns) or coarse (kernel tick)
     sketch_mode: str = "hybrid"  # hybrid: sketches count what the flow table cannot; every_packet: all
     metrics_address: str = DEFAULT_METRICS_ADDRESS  # Prometheus /metrics listen host:port; "" = off
+    id: str = ""  # names the sensor on its epochs and alerts; "" = the host name
+
+    @property
+    def sensor_id(self) -> str:
+        return self.id or socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -519,6 +527,13 @@ class _Builder:
     def _sensor(self, value) -> SensorConfig:
         m = self._mapping(value, "sensor", _SENSOR_KEYS)
         kw = {}
+        if "id" in m:
+            sid = self._expand(m["id"], "sensor.id")
+            if sid is None:
+                sid = ""
+            if not isinstance(sid, str) or not (sid == "" or _ID_RE.fullmatch(sid)):
+                raise _Fail("sensor.id", f"{_show(sid)} must be 1-64 of A-Z a-z 0-9 . _ - (a host name will do)")
+            kw["id"] = sid
         if "epoch" in m:
             kw["epoch_s"] = self._parsed(m["epoch"], "sensor.epoch", parse_epoch)
         if "mode" in m:
@@ -699,6 +714,9 @@ def defaults_yaml() -> str:
         "# Unknown keys are errors.  Reference: docs/config.md",
         "",
         "sensor:",
+        "  # Names this sensor on its epochs and alerts (1-64 of A-Z a-z 0-9 . _ -);",
+        '  # "" is the host name.',
+        '  id: ""',
         "  # Epoch length: sketches and flows are read and reset once per epoch.",
         "  # A duration (100ms, 5s, 1m, 1h) or a number of seconds; 100ms..1h.",
         f"  epoch: {_fmt_duration(DEFAULT_EPOCH_S)}",

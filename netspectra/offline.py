@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import socket
 import struct
 import sys
 import time
@@ -34,7 +35,7 @@ import numpy as np
 from . import _sketch, abi, analysis
 from .config import Config, default_tasks
 from .sketch import SketchSet
-from .snapshot import EpochSnapshot, derive
+from .snapshot import EpochSnapshot, Origin, derive, layout_fingerprint
 from .tasks import Layout
 from .tasks import layout as make_layout
 
@@ -298,7 +299,7 @@ class _Progress:
 
 
 class _Run:
-    def __init__(self, lay: Layout, epoch_ns: int, on_epoch, keep_epochs: bool):
+    def __init__(self, lay: Layout, epoch_ns: int, on_epoch, keep_epochs: bool, sensor_id: str | None = None):
         self.lay = lay
         self.epoch_ns = epoch_ns
         self.on_epoch = on_epoch
@@ -310,6 +311,9 @@ class _Run:
         self.epochs: list[EpochSnapshot] = []
         self.k = 0  # index of the current epoch
         self.lost = 0
+        self.origin = Origin(
+            sensor=socket.gethostname() if sensor_id is None else sensor_id, layout=layout_fingerprint(lay)
+        )
 
     def cut(self) -> None:
         """Close the current epoch (if it counted anything) and start the one
@@ -321,6 +325,7 @@ class _Run:
             flows = e.current_flows(analysis.FLOW_RECORD)
             start = (e.t0 + self.k * self.epoch_ns) / 1e9
             snap = derive(self.k, start, start + self.epoch_ns / 1e9, totals, flows, self.sk)
+            snap.origin = self.origin
             self.overall_totals += totals
             self.overall_sk.merge(self.sk)
             self.lost += e.end_epoch()
@@ -351,7 +356,9 @@ class _Run:
             totals = e.take_totals()
         if self.lost:  # out of memory while merging epochs: never silent
             totals[abi.C["flow_untracked"], 0] += np.uint64(self.lost)
-        return derive(0, start, end, totals, flows, self.overall_sk)
+        snap = derive(0, start, end, totals, flows, self.overall_sk)
+        snap.origin = self.origin
+        return snap
 
 
 def _layout(config: Config | None) -> Layout:
@@ -392,7 +399,7 @@ def analyze(
     try:
         for p in paths:
             files.append(_File(p))
-        run = _Run(_layout(config), epoch_ns, on_epoch, keep_epochs)
+        run = _Run(_layout(config), epoch_ns, on_epoch, keep_epochs, config.sensor.sensor_id if config else None)
         bar = _Progress(sum(f.size for f in files)) if progress else None
         rep = Report(overall=None)  # type: ignore[arg-type]
         base = 0

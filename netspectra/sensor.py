@@ -167,7 +167,7 @@ def start_alerts(iface: str, cfg: Config, collector, err=sys.stderr):
     from .alerts.notify import Dispatcher, make_notifier
 
     al = cfg.alerts
-    engine = Engine(al, interface=iface, flow_capacity=cfg.sensor.flow_capacity)
+    engine = Engine(al, interface=iface, sensor=cfg.sensor.sensor_id, flow_capacity=cfg.sensor.flow_capacity)
     notifiers = [make_notifier(spec, al.repeat_interval) for spec in al.notifiers]
     collector.alerting([(r.name, r.severity) for r in al.rules], [n.name for n in notifiers])
     dispatcher = Dispatcher(notifiers, on_failure=collector.notification_failed, log=err)
@@ -179,6 +179,7 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
     from .alerts.engine import render_active
     from .kernel import libbpf
     from .kernel.program import KernelError, Program
+    from .snapshot import Origin, boot_id, layout_fingerprint
     from .view import human_bytes, render
 
     try:
@@ -238,7 +239,8 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
 
     stop = threading.Event()
     handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    agent = Agent(prog, lay)
+    origin = Origin(cfg.sensor.sensor_id, boot_id(), iface, layout_fingerprint(lay))
+    agent = Agent(prog, lay, origin=origin)
     tty = out.isatty()
     engine, dispatcher = start_alerts(iface, cfg, collector, err)
 

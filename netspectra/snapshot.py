@@ -1,4 +1,4 @@
-"""EpochSnapshot, the one record of an epoch, and derive(), which builds it.
+"""EpochSnapshot, the one record of an epoch; derive() builds it, merge() adds epochs up.
 
 The live agent and the offline analyzer both hand derive() an epoch's totals,
 its exact flows and its sketch (already the sketch of every packet: flows
@@ -11,10 +11,17 @@ plus what the flow table could not hold), and get the same analysis:
              kernel reported for untracked packets) are verified against the
              merged Count-Min sketch (never below the truth, so no true heavy
              hitter is missed), spreads are SuperSpread estimates.
+
+Every snapshot carries its Origin (which sensor, boot, interface and sketch
+layout): merge() adds up epochs of one layout only -- several epochs of one
+sensor, or one epoch of several sensors -- and refuses any other.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +30,55 @@ from . import _sketch, abi, analysis
 from .packets import addr_str, addr_strings
 from .sketch import HeavyHitters, SketchSet
 from .tasks import COUNTMIN, SUPERSPREAD, Layout
+
+_VOID = np.dtype((np.void, abi.KEY.itemsize))
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who produced an epoch (OpenTelemetry's Resource for epochs): enough for
+    a collector to merge, de-duplicate and refuse what does not fit."""
+
+    sensor: str = ""  # sensor.id (default: the host name)
+    boot: str = ""  # the host's boot id (/proc/sys/kernel/random/boot_id); "" offline
+    interface: str = ""  # the attached interface; "" for a capture file or a merge
+    layout: str = ""  # layout_fingerprint() of the sketch tasks
+
+
+def boot_id(path: str = "/proc/sys/kernel/random/boot_id") -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def layout_fingerprint(layout: Layout) -> str:
+    """16 hex digits over everything that makes two sketches mergeable: the
+    ABI and hash constants, the array sizes and, per task, its kind, fields,
+    shape, seeds and place in the arrays.  Thresholds and names are left out:
+    they change what is reported, not the arrays."""
+    desc = {
+        "abi": abi.ABI_VERSION,
+        "hash": [abi.HASH_MUL, abi.FMIX_1, abi.FMIX_2],
+        "cm_cells": layout.cm_cells,
+        "ss_blocks": layout.ss_blocks,
+        "tasks": [
+            [
+                t.spec.kind,
+                t.spec.fields,
+                t.spec.elem_fields,
+                t.spec.depth,
+                t.spec.width,
+                t.spec.registers,
+                t.spec.seed,
+                t.spec.elem_seed,
+                t.offset,
+            ]  # fmt: skip
+            for t in layout.tasks
+        ],
+    }
+    return hashlib.sha256(json.dumps(desc, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -39,6 +95,7 @@ class EpochSnapshot:
     processing_s: float = 0.0  # time to flip, read and analyse the epoch
     exact: bool = False  # flows complete: heavy hitters and spreads are exact, not estimates
     table_fill: float = 0.0  # the fullest CPU's flow table: its flows / sensor.flow_capacity (live only)
+    origin: Origin = field(default_factory=Origin)
 
     @property
     def duration(self) -> float:
@@ -63,6 +120,7 @@ class EpochSnapshot:
             "packets": self.counter("all")[0],
             "bytes": self.counter("all")[1],
             "exact": self.exact,
+            "origin": dataclasses.asdict(self.origin),
             "flow_table_fill": round(self.table_fill, 4),
             "totals": {name: {"packets": int(p), "bytes": int(b)} for name, (p, b) in zip(abi.COUNTERS, self.totals)},
             "loss": {
@@ -187,6 +245,95 @@ class FlowGroups:
 def _largest_first(keys: np.ndarray, values: np.ndarray, *more) -> tuple:
     order = np.argsort(values, kind="stable")[::-1]
     return (keys[order], values[order], *(m[order] for m in more))
+
+
+def merge_flows(parts: list[np.ndarray]) -> np.ndarray:
+    """Flows of several epochs or sensors -> one record per 5-tuple (packets
+    and bytes summed exactly, first seen the earliest, last seen the latest,
+    flags ORed, ICMP type/code of the first part).  Groups by sorting 64-bit key
+    hashes, not 40-byte keys; a hash collision falls back to sorting keys."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return np.zeros(0, analysis.FLOW_RECORD)
+    if len(parts) == 1:
+        return parts[0]
+    fl = np.concatenate(parts)
+    keys = np.ascontiguousarray(fl["key"])
+    h = _sketch.hash_keys(keys, abi.field_wmask(0x1F), 0)
+    order = np.argsort(h, kind="stable")
+    h = h[order]
+    raw = keys.view(_VOID).reshape(-1)[order]
+    new = np.ones(len(fl), bool)
+    new[1:] = h[1:] != h[:-1]
+    same = ~new[1:]
+    if not np.array_equal(raw[1:][same], raw[:-1][same]):  # two 5-tuples share a hash
+        order = np.argsort(keys.view(_VOID).reshape(-1), kind="stable")
+        raw = keys.view(_VOID).reshape(-1)[order]
+        new[1:] = raw[1:] != raw[:-1]
+    starts = np.flatnonzero(new)
+    srt = fl[order]
+    out = srt[starts].copy()
+    out["packets"] = np.add.reduceat(srt["packets"], starts)
+    out["bytes"] = np.add.reduceat(srt["bytes"], starts)
+    out["first_ns"] = np.minimum.reduceat(srt["first_ns"], starts)
+    out["last_ns"] = np.maximum.reduceat(srt["last_ns"], starts)
+    out["tcp_flags"] = np.bitwise_or.reduceat(srt["tcp_flags"], starts)
+    return out
+
+
+def merge(snaps: list[EpochSnapshot], seq: int | None = None, origin: Origin | None = None) -> EpochSnapshot:
+    """The snapshot of several epochs or sensors together: totals added, flows
+    summed per 5-tuple, Count-Min counters added and registers maxed, then
+    derive()d again (so exact only if every part was).  Bit for bit what one
+    sensor would report for all their traffic.  Parts of another sketch layout
+    are refused (ValueError naming both).  seq defaults to the first part's,
+    origin to the parts' common sensor and layout."""
+    if not snaps:
+        raise ValueError("nothing to merge")
+    first = snaps[0]
+    fp = layout_fingerprint(first.sketch.layout)
+    for s in snaps[1:]:
+        other = layout_fingerprint(s.sketch.layout)
+        if other != fp or s.sketch.layout != first.sketch.layout:
+            raise ValueError(
+                f"cannot merge epochs of different sketch layouts: {_who(first)} has layout {fp}, "
+                f"{_who(s)} has {other} (tasks, seeds and sizes must be the same everywhere)"
+            )
+    totals = sum((s.totals.astype(np.uint64) for s in snaps[1:]), first.totals.astype(np.uint64))
+    flows = merge_flows([s.flows for s in snaps])
+    if all(s.exact for s in snaps):  # the sketch of the merged flows, derived when read
+        sketch = SketchSet.of_flows(first.sketch.layout, flows)
+    else:
+        sketch = first.sketch.copy()
+        for s in snaps[1:]:
+            sketch.merge(s.sketch)
+    # The parts' heavy hitters are candidates too (keys seen only in untracked packets).
+    lay = first.sketch.layout
+    cands = [_cands(lay.by_name(name).index, hh.keys) for s in snaps for name, hh in s.heavy.items() if len(hh.keys)]
+    snap = derive(
+        first.seq if seq is None else seq,
+        min(s.start for s in snaps),
+        max(s.end for s in snaps),
+        totals,
+        flows,
+        sketch,
+        np.concatenate(cands) if cands else None,
+    )
+    snap.candidates = sum(s.candidates for s in snaps)
+    sensors = {s.origin.sensor for s in snaps}
+    snap.origin = origin or Origin(sensor=sensors.pop() if len(sensors) == 1 else "", layout=fp)
+    return snap
+
+
+def _who(s: EpochSnapshot) -> str:
+    o = s.origin
+    return f"sensor {o.sensor or '?'}" + (f" ({o.interface})" if o.interface else "") + f" epoch {s.seq}"
+
+
+def _cands(task: int, keys: np.ndarray) -> np.ndarray:
+    c = np.zeros(len(keys), abi.CAND)
+    c["task"], c["key"] = task, keys
+    return c
 
 
 def derive(

@@ -32,7 +32,7 @@ import numpy as np
 from .. import _sketch, abi, analysis
 from ..metrics import version
 from ..packets import addr_str
-from ..snapshot import key_json
+from ..snapshot import key_json, merge_flows
 from ..tasks import COUNTMIN, SUPERSPREAD
 from .history import History
 from .v1 import sensor_pb2 as pb
@@ -178,40 +178,6 @@ def _limit(value: int, field: str, default: int, hi: int = MAX_LIMIT) -> int:
 
 _VOID = np.dtype((np.void, abi.KEY.itemsize))
 _ALL_FIELDS_WMASK = abi.field_wmask(0x1F)
-
-
-def aggregate_flows(parts: list[np.ndarray]) -> np.ndarray:
-    """Flows of several epochs -> one record per 5-tuple (packets and bytes
-    summed exactly, first seen the earliest, last seen the latest, flags ORed,
-    ICMP type/code of the earliest epoch).  Groups by sorting 64-bit key
-    hashes, not 40-byte keys; a hash collision falls back to sorting keys."""
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return np.zeros(0, analysis.FLOW_RECORD)
-    if len(parts) == 1:
-        return parts[0]
-    fl = np.concatenate(parts)
-    keys = np.ascontiguousarray(fl["key"])
-    h = _sketch.hash_keys(keys, _ALL_FIELDS_WMASK, 0)
-    order = np.argsort(h, kind="stable")
-    h = h[order]
-    raw = keys.view(_VOID).reshape(-1)[order]
-    new = np.ones(len(fl), bool)
-    new[1:] = h[1:] != h[:-1]
-    same = ~new[1:]
-    if not np.array_equal(raw[1:][same], raw[:-1][same]):  # two 5-tuples share a hash
-        order = np.argsort(keys.view(_VOID).reshape(-1), kind="stable")
-        raw = keys.view(_VOID).reshape(-1)[order]
-        new[1:] = raw[1:] != raw[:-1]
-    starts = np.flatnonzero(new)
-    srt = fl[order]
-    out = srt[starts].copy()
-    out["packets"] = np.add.reduceat(srt["packets"], starts)
-    out["bytes"] = np.add.reduceat(srt["bytes"], starts)
-    out["first_ns"] = np.minimum.reduceat(srt["first_ns"], starts)
-    out["last_ns"] = np.maximum.reduceat(srt["last_ns"], starts)
-    out["tcp_flags"] = np.bitwise_or.reduceat(srt["tcp_flags"], starts)
-    return out
 
 
 def _exact(snaps: list) -> bool:
@@ -391,7 +357,7 @@ class Queries:
     def _flows(self, snaps: list) -> np.ndarray:
         if len(snaps) == 1:
             return snaps[0].flows
-        return self.h.cached(("flows", snaps[0].seq, snaps[-1].seq), lambda: aggregate_flows([s.flows for s in snaps]))
+        return self.h.cached(("flows", snaps[0].seq, snaps[-1].seq), lambda: merge_flows([s.flows for s in snaps]))
 
     def _heavy_keys(self, snaps: list, task: str | None = None) -> np.ndarray:
         parts = [hh.keys for s in snaps for name, hh in s.heavy.items() if task in (None, name)]
@@ -791,4 +757,4 @@ def key_text(k: pb.Key) -> str:
     return " ".join(f"{n}={getattr(k, n)}" for n in _set_fields(k))
 
 
-__all__ = ["ApiError", "Queries", "aggregate_flows", "alert_pb", "filter_flows", "key_json", "key_pb", "key_text"]
+__all__ = ["ApiError", "Queries", "alert_pb", "filter_flows", "key_json", "key_pb", "key_text"]

@@ -8,6 +8,7 @@ vertical scan, one destination, so the per-source spread (spread_dst) stays at
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ def test_synscan_reported_exactly():
     rep = analyze([str(SYNSCAN)])
     snap = rep.overall
     assert snap.exact  # the offline table holds every flow: counted, not estimated
+    assert (snap.origin.sensor, snap.origin.interface) == (socket.gethostname(), "")
     assert scans(snap) == {(SCANNER, TARGET): PORTS}
     assert len(snap.spreaders["spread_dst"][0]) == 0  # one destination: no super-spreader
     # in 5 s epochs the scan is cut in pieces; each piece of >= 100 ports is reported exactly

@@ -9,6 +9,7 @@ from netspectra import abi, analysis
 from netspectra.agent import CLOCK_OFF_PPS, CLOCK_ON_PPS, Agent
 from netspectra.config import default_tasks
 from netspectra.sketch import SketchSet
+from netspectra.snapshot import Origin, layout_fingerprint
 from netspectra.tasks import layout
 
 LAY = layout(default_tasks(), 2)
@@ -82,10 +83,22 @@ def test_epoch_reads_the_idle_set_and_defers_the_sketch():
     assert p.calls == ["flip", "take_totals", "take_flows", "take_sketch(0)"]
     assert s.exact and s.table_fill == 0.25 and s.seq == 0 and (s.start, s.end) == (1001.0, 1002.0)
     assert isinstance(s.sketch, SketchSet) and not s.sketch.derived  # nothing read it
+    assert s.origin == Origin(layout=layout_fingerprint(LAY))
     assert s.sketch.total("src") == (15, 1500)  # derived on first use, from the flows
     p.untracked = 7
     s = a.epoch()
     assert not s.exact and s.seq == 1 and p.calls[-1] == "take_sketch(7)"
+
+
+def test_agent_stamps_its_origin():
+    o = Origin("edge-1", "boot-x", "eth3", layout_fingerprint(LAY))
+    a = Agent(FakeProgram(), LAY, origin=o)
+    assert a.epoch().origin == o and a.epoch().to_json()["origin"] == {
+        "sensor": "edge-1",
+        "boot": "boot-x",
+        "interface": "eth3",
+        "layout": layout_fingerprint(LAY),
+    }
 
 
 def test_clock_runs_only_while_packets_come_fast():

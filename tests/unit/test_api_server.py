@@ -2009,15 +2009,15 @@ def test_exact_windows_leave_the_sketches_underived(api, snaps):
     assert [s.sketch.derived for s in epochs] == [False] * EPOCHS
 
 
-def test_aggregate_flows_survives_hash_collisions(snaps, monkeypatch):
+def test_merge_flows_survives_hash_collisions(snaps, monkeypatch):
     """Flows are grouped by a 64-bit hash; when two 5-tuples share one, the
     fallback groups by the keys themselves and the answer is unchanged."""
-    from netspectra.api import queries
+    from netspectra import snapshot
 
     parts = [s.flows for s in snaps]
-    want = queries.aggregate_flows(parts)
-    monkeypatch.setattr(queries._sketch, "hash_keys", lambda keys, *a: np.zeros(len(keys), np.uint64))
-    got = queries.aggregate_flows(parts)
+    want = snapshot.merge_flows(parts)
+    monkeypatch.setattr(snapshot._sketch, "hash_keys", lambda keys, *a: np.zeros(len(keys), np.uint64))
+    got = snapshot.merge_flows(parts)
 
     def by_key(fl):
         return sorted((bytes(f["key"].tobytes()), int(f["packets"]), int(f["bytes"]), int(f["first_ns"]),

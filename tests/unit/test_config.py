@@ -308,6 +308,8 @@ ERRORS = [
     ("sensor: {mode: nativ}", "sensor.mode: 'nativ' is not one of auto, native, generic (did you mean 'native'?)"),
     ("sensor: {mode: xyz}", "sensor.mode: 'xyz' is not one of auto, native, generic"),
     ("sensor: {flow_capacity: -1}", "sensor.flow_capacity: -1 is out of range 0..16777216"),
+    ("sensor: {id: 'edge 1'}", "sensor.id: 'edge 1' must be 1-64 of A-Z a-z 0-9 . _ - (a host name will do)"),
+    ("sensor: {id: 7}", "sensor.id: 7 must be 1-64 of A-Z a-z 0-9 . _ - (a host name will do)"),
     ("sensor: {flow_capacity: 16777217}", "sensor.flow_capacity: 16777217 is out of range 0..16777216"),
     ("sensor: {timestamps: ms}", "sensor.timestamps: 'ms' is not one of millisecond, precise, coarse"),
     (
@@ -349,7 +351,7 @@ ERRORS = [
     ("sensor: {epcoh: 5s}", "sensor.epcoh: unknown option (did you mean 'epoch'?)"),
     (
         "sensor: {zzz: 1}",
-        "sensor.zzz: unknown option (valid: epoch, mode, flow_capacity, ringbuf_pages, top, max_kernel_memory, timestamps, sketch_mode, metrics_address)",
+        "sensor.zzz: unknown option (valid: id, epoch, mode, flow_capacity, ringbuf_pages, top, max_kernel_memory, timestamps, sketch_mode, metrics_address)",
     ),
     (
         "tasks: [" + CM + "}, " + CM.replace("a,", "b,") + ", widht: 1024}]",
@@ -598,3 +600,11 @@ def test_arrays_stay_within_32_bit_indexes(tmp_path):
     assert load_text(tmp_path, text, ncpus=32)  # 2 * 32 * 2**25 = 2**31 slots
     msg = error_of(tmp_path, text, ncpus=64)
     assert msg.endswith("sensor.flow_capacity: too large for 64 CPUs: an array would need 2^32 or more elements")
+
+
+def test_sensor_id_defaults_to_the_host_name(tmp_path):
+    import socket
+
+    assert load_config(None, env={}).sensor.sensor_id == socket.gethostname()
+    assert load_text(tmp_path, "sensor: {id: edge-1.fra}\n").sensor.sensor_id == "edge-1.fra"
+    assert load_text(tmp_path, "sensor: {id: '${SID:-}'}\n").sensor.sensor_id == socket.gethostname()

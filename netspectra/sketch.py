@@ -22,7 +22,6 @@ active again).  Otherwise clear them with ndarray.fill(0).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import threading
@@ -31,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _sketch, abi
-from .tasks import COUNTMIN, SUPERSPREAD, Layout, TaskLayout, TaskSpec
+from .tasks import COUNTMIN, SUPERSPREAD, Layout, TaskLayout, specs_from_json, specs_to_json
 from .tasks import layout as make_layout
 
 FORMAT_VERSION = 1
@@ -259,7 +258,7 @@ class SketchSet:
             "abi": abi.ABI_VERSION,
             "cm_cells": self.layout.cm_cells,
             "ss_blocks": self.layout.ss_blocks,
-            "tasks": [dataclasses.asdict(t.spec) for t in self.layout.tasks],
+            "tasks": specs_to_json(t.spec for t in self.layout.tasks),
         }
         with open(path, "wb") as f:
             np.savez(f, cm=self.cm, ss=self.ss, meta=np.array(json.dumps(meta)))
@@ -275,13 +274,7 @@ class SketchSet:
                 raise ValueError(f"{path}: not a netspectra sketch file (missing {e})") from None
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"{path}: unsupported sketch file format {meta.get('format')!r}")
-        specs = []
-        for d in meta["tasks"]:
-            d = dict(d)
-            d["key"] = tuple(d["key"])
-            d["element"] = tuple(d.get("element", ()))
-            specs.append(TaskSpec(**d))
-        lay = make_layout(specs)
+        lay = make_layout(specs_from_json(meta["tasks"]))
         if (lay.cm_cells, lay.ss_blocks) != (meta["cm_cells"], meta["ss_blocks"]):
             raise ValueError(f"{path}: array sizes do not match the task specs")
         return cls(lay, np.ascontiguousarray(cm, dtype=abi.COUNTER), np.ascontiguousarray(ss, dtype=np.uint8))

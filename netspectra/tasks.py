@@ -12,6 +12,7 @@ one shape.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,6 +87,25 @@ class Layout:
 
     def kind(self, kind: str) -> list[TaskLayout]:
         return [t for t in self.tasks if t.spec.kind == kind]
+
+
+def specs_to_json(specs) -> list[dict]:
+    """Task specs as plain JSON-able dicts (sketch files, epoch records)."""
+    return [dataclasses.asdict(s) for s in specs]
+
+
+def specs_from_json(items) -> tuple[TaskSpec, ...]:
+    """The inverse of specs_to_json(); ValueError on anything else."""
+    out = []
+    try:
+        for d in items:
+            d = dict(d)
+            d["key"] = tuple(d["key"])
+            d["element"] = tuple(d.get("element", ()))
+            out.append(TaskSpec(**d))
+    except (TypeError, KeyError, ValueError) as e:
+        raise ValueError(f"not a list of task specs ({e})") from None
+    return tuple(out)
 
 
 def hh_per_cpu(threshold: int, ncpus: int) -> int:

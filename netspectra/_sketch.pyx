@@ -539,19 +539,19 @@ def verify_candidates(cells, keys, *, key_wmask, seed, depth, width_log2, offset
     hb = int(hh_bytes)
     cdef uint64_t m[NWORDS]
     _masks(key_wmask, m)
-    w = _key_words(keys) & np.array([m[i] for i in range(NWORDS)], dtype=np.uint64)
-    if w.shape[0]:
-        w = np.unique(w, axis=0)
-    w = np.ascontiguousarray(w)
+    # distinct masked keys by hashing (np.unique over (n, 5) words sorts: 10x slower)
+    w = group_keys(keys, key_wmask)[0].view("<u8").reshape(-1, NWORDS)
     pk, by = cm_query(cells, w, key_wmask=key_wmask, seed=seed, depth=depth, width_log2=width_log2, offset=offset)
     sel = np.zeros(w.shape[0], dtype=bool)
     if hp > 0:
         sel |= pk >= np.uint64(hp)
     if hb > 0:
         sel |= by >= np.uint64(hb)
+    hits = np.flatnonzero(sel)
+    hits = hits[np.lexsort(w[hits].T[::-1])] if len(hits) else hits  # in key word order, as documented
     from . import abi
-    out_keys = np.ascontiguousarray(w[sel]).view(np.uint8).view(abi.KEY).reshape(-1)
-    return out_keys, pk[sel], by[sel]
+    out_keys = np.ascontiguousarray(w[hits]).view(np.uint8).view(abi.KEY).reshape(-1)
+    return out_keys, pk[hits], by[hits]
 
 
 # The agent's half of the heavy part (flows -> sketches, grouping, the clock).

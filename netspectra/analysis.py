@@ -60,30 +60,91 @@ def unique_keys(keys: np.ndarray, return_counts: bool = False):
     return keys[idx[first]], counts[first]
 
 
+class FlowGroups:
+    """The flows of an epoch grouped by a field set, computed once per field
+    set (tasks keyed alike share it): distinct masked keys, and per key the
+    exact packets, bytes and number of flows.  Threads may share it: a race
+    computes a grouping twice, never a wrong one."""
+
+    def __init__(self, flows: np.ndarray):
+        self.flows = flows
+        self._by: dict[int, tuple] = {}
+
+    def by(self, fields: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(keys masked to `fields`, inverse, packets, bytes, flows per key)."""
+        if fields not in self._by:
+            fl = self.flows
+            if fields == 0x1F:  # flows are distinct 5-tuples already
+                n = len(fl)
+                self._by[fields] = (fl["key"], np.arange(n), fl["packets"], fl["bytes"], np.ones(n, np.int64))
+            else:
+                self._by[fields] = _sketch.group_keys(fl, abi.field_wmask(fields), fl["packets"], fl["bytes"])
+        return self._by[fields]
+
+    def distinct(self, key_fields: int, elem_fields: int, min_flows: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Exact distinct elements per key, for the keys with at least
+        min_flows flows (a key with fewer flows has fewer distinct elements):
+        (keys, counts)."""
+        mine = self._flows_of_keys_with(key_fields, min_flows)
+        if not len(mine):
+            return np.zeros(0, abi.KEY), np.zeros(0, np.int64)
+        pairs = _sketch.group_keys(mine, abi.field_wmask(key_fields | elem_fields))[0]
+        keys, _, _, _, count = _sketch.group_keys(pairs, abi.field_wmask(key_fields))
+        return keys, count
+
+    def _flows_of_keys_with(self, fields: int, min_flows: int) -> np.ndarray:
+        """The flows of the keys (masked to `fields`) that have at least
+        min_flows flows.  A grouping by fewer fields at hand narrows the flows
+        first (a key has no more flows than any coarser key it falls in), so
+        a key pair such as (src_ip, dst_ip) is rarely grouped over all flows."""
+        flows = self.flows
+
+        def surviving(f: int) -> int:
+            n = self._by[f][4]
+            return int(n[n >= min_flows].sum())
+
+        coarser = [f for f in self._by if f != fields and f & fields == f]
+        if fields not in self._by and coarser:
+            _, inv, _, _, nflows = self._by[min(coarser, key=surviving)]
+            many = nflows >= min_flows
+            if not many.all():
+                flows = flows[many[inv]]
+            if not len(flows):
+                return flows
+            _, inv, _, _, nflows = _sketch.group_keys(flows, abi.field_wmask(fields))
+        else:
+            _, inv, _, _, nflows = self.by(fields)
+        many = nflows >= min_flows
+        return flows if many.all() else flows[many[inv]]
+
+
 def spreaders(
-    sketch: SketchSet, flows: np.ndarray, extra_keys: np.ndarray | None = None, complete: bool = True
+    sketch: SketchSet,
+    flows: np.ndarray,
+    extra_keys: np.ndarray | None = None,
+    complete: bool = True,
+    groups: FlowGroups | None = None,
 ) -> dict[str, tuple]:
     """Per SuperSpread task with a threshold: (keys, estimates) of the keys
     whose distinct count reaches it, largest first.  Keys to test come from the
-    epoch's exact flows and any extra keys (heavy-hitter candidates).
+    epoch's exact flows (grouped by `groups`, the epoch's own when given) and
+    any extra keys (heavy-hitter candidates).
 
     complete: the flows are every flow of the epoch (no flow_untracked).  Then
     a key needs at least `threshold` flows to have `threshold` distinct
     elements, so keys with fewer are not estimated: no true spreader is
     skipped, and the estimator cannot report those keys falsely."""
+    groups = FlowGroups(flows) if groups is None else groups
     out = {}
     for t in sketch.layout.kind(SUPERSPREAD):
         thr = t.spec.spread_threshold
         if not thr:
             continue
-        pool = flows["key"] if len(flows) else np.zeros(0, abi.KEY)
+        keys, _, _, _, nflows = groups.by(t.spec.fields)
         if complete:
-            keys, nflows = unique_keys(mask_keys(pool, t.spec.fields), return_counts=True)
             keys = keys[nflows >= thr]
-        else:
-            if extra_keys is not None and len(extra_keys):
-                pool = np.concatenate([pool, extra_keys])
-            keys = unique_keys(mask_keys(pool, t.spec.fields))
+        elif extra_keys is not None and len(extra_keys):
+            keys = unique_keys(np.concatenate([keys, mask_keys(extra_keys, t.spec.fields)]))
         if len(keys) == 0:
             out[t.spec.name] = (keys, np.zeros(0))
             continue

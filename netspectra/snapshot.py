@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _sketch, abi, analysis
+from .analysis import FlowGroups
 from .packets import addr_str, addr_strings
 from .sketch import HeavyHitters, SketchSet
 from .tasks import COUNTMIN, SUPERSPREAD, Layout
@@ -53,6 +54,10 @@ def boot_id(path: str = "/proc/sys/kernel/random/boot_id") -> str:
         return ""
 
 
+# What of a task decides the bits of its arrays (its name and thresholds do not).
+_ARRAY_SHAPING = ("kind", "fields", "elem_fields", "depth", "width", "registers", "seed", "elem_seed")
+
+
 def layout_fingerprint(layout: Layout) -> str:
     """16 hex digits over everything that makes two sketches mergeable: the
     ABI and hash constants, the array sizes and, per task, its kind, fields,
@@ -63,20 +68,7 @@ def layout_fingerprint(layout: Layout) -> str:
         "hash": [abi.HASH_MUL, abi.FMIX_1, abi.FMIX_2],
         "cm_cells": layout.cm_cells,
         "ss_blocks": layout.ss_blocks,
-        "tasks": [
-            [
-                t.spec.kind,
-                t.spec.fields,
-                t.spec.elem_fields,
-                t.spec.depth,
-                t.spec.width,
-                t.spec.registers,
-                t.spec.seed,
-                t.spec.elem_seed,
-                t.offset,
-            ]  # fmt: skip
-            for t in layout.tasks
-        ],
+        "tasks": [[*(getattr(t.spec, a) for a in _ARRAY_SHAPING), t.offset] for t in layout.tasks],
     }
     return hashlib.sha256(json.dumps(desc, separators=(",", ":")).encode()).hexdigest()[:16]
 
@@ -96,6 +88,15 @@ class EpochSnapshot:
     exact: bool = False  # flows complete: heavy hitters and spreads are exact, not estimates
     table_fill: float = 0.0  # the fullest CPU's flow table: its flows / sensor.flow_capacity (live only)
     origin: Origin = field(default_factory=Origin)
+    _groups: FlowGroups | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def groups(self) -> FlowGroups:
+        """The flows grouped by field sets, each grouping made once (derive()
+        makes those of the tasks; queries reuse them)."""
+        if self._groups is None or self._groups.flows is not self.flows:
+            self._groups = FlowGroups(self.flows)
+        return self._groups
 
     @property
     def duration(self) -> float:
@@ -183,63 +184,6 @@ def key_json(k, layout: Layout, task: str) -> dict:
 
 
 # --- derive --------------------------------------------------------------------------
-
-
-class FlowGroups:
-    """The flows of an epoch grouped by a field set, computed once per field
-    set (tasks keyed alike share it): distinct masked keys, and per key the
-    exact packets, bytes and number of flows."""
-
-    def __init__(self, flows: np.ndarray):
-        self.flows = flows
-        self._by: dict[int, tuple] = {}
-
-    def by(self, fields: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(keys masked to `fields`, inverse, packets, bytes, flows per key)."""
-        if fields not in self._by:
-            fl = self.flows
-            if fields == 0x1F:  # flows are distinct 5-tuples already
-                n = len(fl)
-                self._by[fields] = (fl["key"], np.arange(n), fl["packets"], fl["bytes"], np.ones(n, np.int64))
-            else:
-                self._by[fields] = _sketch.group_keys(fl, abi.field_wmask(fields), fl["packets"], fl["bytes"])
-        return self._by[fields]
-
-    def distinct(self, key_fields: int, elem_fields: int, min_flows: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Exact distinct elements per key, for the keys with at least
-        min_flows flows (a key with fewer flows has fewer distinct elements):
-        (keys, counts)."""
-        mine = self._flows_of_keys_with(key_fields, min_flows)
-        if not len(mine):
-            return np.zeros(0, abi.KEY), np.zeros(0, np.int64)
-        pairs = _sketch.group_keys(mine, abi.field_wmask(key_fields | elem_fields))[0]
-        keys, _, _, _, count = _sketch.group_keys(pairs, abi.field_wmask(key_fields))
-        return keys, count
-
-    def _flows_of_keys_with(self, fields: int, min_flows: int) -> np.ndarray:
-        """The flows of the keys (masked to `fields`) that have at least
-        min_flows flows.  A grouping by fewer fields at hand narrows the flows
-        first (a key has no more flows than any coarser key it falls in), so
-        a key pair such as (src_ip, dst_ip) is rarely grouped over all flows."""
-        flows = self.flows
-
-        def surviving(f: int) -> int:
-            n = self._by[f][4]
-            return int(n[n >= min_flows].sum())
-
-        coarser = [f for f in self._by if f != fields and f & fields == f]
-        if fields not in self._by and coarser:
-            _, inv, _, _, nflows = self._by[min(coarser, key=surviving)]
-            many = nflows >= min_flows
-            if not many.all():
-                flows = flows[many[inv]]
-            if not len(flows):
-                return flows
-            _, inv, _, _, nflows = _sketch.group_keys(flows, abi.field_wmask(fields))
-        else:
-            _, inv, _, _, nflows = self.by(fields)
-        many = nflows >= min_flows
-        return flows if many.all() else flows[many[inv]]
 
 
 def _largest_first(keys: np.ndarray, values: np.ndarray, *more) -> tuple:
@@ -384,7 +328,7 @@ def derive(
                 spreaders[t.spec.name] = _largest_first(keys[hit], count[hit].astype(np.float64))
     else:
         extra = np.concatenate([h.keys for h in heavy.values()]) if heavy else None
-        spreaders = analysis.spreaders(sketch, flows, extra, complete=False)
+        spreaders = analysis.spreaders(sketch, flows, extra, complete=False, groups=groups)
     return EpochSnapshot(
         seq=seq,
         start=start,
@@ -397,4 +341,5 @@ def derive(
         candidates=0 if candidates is None else len(candidates),
         processing_s=processing_s,
         exact=exact,
+        _groups=groups,
     )

@@ -428,18 +428,11 @@ class Queries:
 
     def _epoch_sums(self, snap, fields: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """An epoch's flows grouped by `fields`: (keys, packets, bytes, flows
-        per key), exact.  Kept with the epoch: exact answers, the Count-Min
-        keys to estimate and the spreader candidates of tasks keyed alike
-        share it."""
-        fl = snap.flows
-        if fields == 0x1F:  # the flows' own keys, one flow each
-            return fl["key"], fl["packets"], fl["bytes"], np.ones(len(fl), np.int64)
-
-        def group():
-            keys, _, pk, by, n = _sketch.group_keys(fl, abi.field_wmask(fields), fl["packets"], fl["bytes"])
-            return keys, pk, by, n
-
-        return self.h.per_epoch(snap.seq, ("sums", fields), group)
+        per key), exact.  The epoch's own groupings (EpochSnapshot.groups:
+        derive() made those of its tasks already), so exact answers, the
+        Count-Min keys to estimate and the spreader candidates share them."""
+        keys, _, pk, by, n = snap.groups.by(fields)
+        return keys, pk, by, n
 
     def _epoch_position(self, snap, fields: int, key: np.ndarray) -> int | None:
         """Where a key masked to `fields` is in _epoch_sums(snap, fields); None when absent."""

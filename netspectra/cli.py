@@ -348,13 +348,17 @@ def _key_args(args: tuple[str, ...], fields: list[str], what: str):
 
 
 @query.command("status")
+@click.option("--since", metavar="TIME", help="Also the totals of the epochs since TIME (2h, 2026-12-01T10:00Z).")
+@click.option("--until", metavar="TIME", help="End of that range (default: now).")
 @click.pass_obj
-def query_status(c):
-    """What the sensor watches, its configuration and losses."""
+def query_status(c, since, until):
+    """What the sensor watches, its configuration, history and losses."""
     from .api.client import render_status
     from .api.v1 import sensor_pb2 as pb
 
-    r = _ask(c, "GetStatus", pb.GetStatusRequest())
+    req = pb.GetStatusRequest()
+    _set_window(req, None, since, until, has_epochs=False)
+    r = _ask(c, "GetStatus", req)
     _print(c, r, None if c.as_json else render_status(r))
 
 
@@ -369,33 +373,62 @@ def query_tasks(c):
     _print(c, r, None if c.as_json else render_tasks(r))
 
 
-_EPOCHS = click.option("--epochs", type=click.IntRange(1, 1000), default=1, show_default=True,
-                       help="Over the last N kept epochs.")  # fmt: skip
+def _window(f):
+    """--epochs N, or a time range --since/--until (from history when the sensor no longer keeps it)."""
+    f = click.option("--until", metavar="TIME", help="End of the range (default: now).")(f)
+    f = click.option("--since", metavar="TIME",
+                     help="Over the epochs since TIME: 2h (ago), 2026-12-01T10:00Z, 2026-12-01.")(f)  # fmt: skip
+    return click.option("--epochs", type=click.IntRange(1, 1000), help="Over the last N kept epochs [default: 1].")(f)
+
+
+def _set_window(req, epochs, since, until, has_epochs: bool = True) -> None:
+    """Fill a request's epochs or range from the options (times from this host's clock)."""
+    import time as _t
+
+    from .configkit import parse_time
+
+    if until is not None and since is None:
+        _fail("--until needs --since")
+    if since is None:
+        if epochs and has_epochs:
+            req.epochs = epochs
+        return
+    if epochs:
+        _fail("give --epochs or --since, not both")
+    now = _t.time()
+    for opt, text, field in (("--since", since, "since"), ("--until", until, "until")):
+        if text is not None:
+            try:
+                getattr(req.range, field).FromNanoseconds(int(parse_time(text, now) * 1e9))
+            except ValueError as e:
+                _fail(f"{opt}: {e}")
 
 
 @query.command("top")
 @click.argument("task", required=False)
 @click.option("--by", type=click.Choice(["bytes", "packets"]), default="bytes", show_default=True)
 @click.option("-n", "--limit", type=click.IntRange(1, 10000), default=10, show_default=True)
-@_EPOCHS
+@_window
 @click.pass_obj
-def query_top(c, task, by, limit, epochs):
+def query_top(c, task, by, limit, epochs, since, until):
     """Top talkers: the largest keys of a Count-Min TASK (default: the first)."""
     from .api.client import render_top
     from .api.v1 import sensor_pb2 as pb
 
     t = _task_of(c, task, "countmin")
     metric = pb.METRIC_PACKETS if by == "packets" else pb.METRIC_BYTES
-    r = _ask(c, "TopKeys", pb.TopKeysRequest(task=t.name, metric=metric, limit=limit, epochs=epochs))
+    req = pb.TopKeysRequest(task=t.name, metric=metric, limit=limit)
+    _set_window(req, epochs, since, until)
+    r = _ask(c, "TopKeys", req)
     _print(c, r, None if c.as_json else render_top(r, list(t.key)))
 
 
 @query.command("estimate")
 @click.argument("task")
 @click.argument("key", nargs=-1, required=True)
-@_EPOCHS
+@_window
 @click.pass_obj
-def query_estimate(c, task, key, epochs):
+def query_estimate(c, task, key, epochs, since, until):
     """Any key's estimate in TASK: KEY is FIELD=VALUE ... (or just VALUE for a one-field key).
 
     \b
@@ -405,26 +438,26 @@ def query_estimate(c, task, key, epochs):
     from .api.v1 import sensor_pb2 as pb
 
     t = _task_of(c, task, "")
-    r = _ask(
-        c,
-        "EstimateKey",
-        pb.EstimateKeyRequest(task=t.name, key=_key_args(key, list(t.key), f"task {t.name}"), epochs=epochs),
-    )
+    req = pb.EstimateKeyRequest(task=t.name, key=_key_args(key, list(t.key), f"task {t.name}"))
+    _set_window(req, epochs, since, until)
+    r = _ask(c, "EstimateKey", req)
     _print(c, r, None if c.as_json else render_estimate(r))
 
 
 @query.command("spreaders")
 @click.argument("task", required=False)
 @click.option("-n", "--limit", type=click.IntRange(1, 10000), default=10, show_default=True)
-@_EPOCHS
+@_window
 @click.pass_obj
-def query_spreaders(c, task, limit, epochs):
+def query_spreaders(c, task, limit, epochs, since, until):
     """Keys of a SuperSpread TASK (default: the first) with the most distinct elements."""
     from .api.client import render_spreaders
     from .api.v1 import sensor_pb2 as pb
 
     t = _task_of(c, task, "superspread")
-    r = _ask(c, "TopSpreaders", pb.TopSpreadersRequest(task=t.name, limit=limit, epochs=epochs))
+    req = pb.TopSpreadersRequest(task=t.name, limit=limit)
+    _set_window(req, epochs, since, until)
+    r = _ask(c, "TopSpreaders", req)
     _print(c, r, None if c.as_json else render_spreaders(r, list(t.key)))
 
 
@@ -444,18 +477,18 @@ _ORDERS = {"bytes": 1, "packets": 2, "first": 3, "last": 4}
 @click.option("-n", "--limit", type=click.IntRange(1, 10000), default=20, show_default=True, help="Flows per page.")
 @click.option("--page-token", default="", help="Continue after a previous page.")
 @click.option("--all", "all_pages", is_flag=True, help="Follow every page.")
-@_EPOCHS
+@_window
 @click.pass_obj
-def query_flows(c, src, dst, host, sport, dport, port, proto, sort, asc, limit, page_token, all_pages, epochs):
+def query_flows(c, src, dst, host, sport, dport, port, proto, sort, asc, limit, page_token, all_pages, epochs, since,
+                until):  # fmt: skip
     """Exact flows, filtered and sorted (largest first)."""
     from .api.client import render_flows
     from .api.http import parse_ports, parse_proto, to_json
     from .api.queries import ApiError
     from .api.v1 import sensor_pb2 as pb
 
-    req = pb.ListFlowsRequest(
-        order_by=_ORDERS[sort], ascending=asc, page_size=limit, page_token=page_token, epochs=epochs
-    )
+    req = pb.ListFlowsRequest(order_by=_ORDERS[sort], ascending=asc, page_size=limit, page_token=page_token)
+    _set_window(req, epochs, since, until)
     try:
         for name, value in (("src", src), ("dst", dst), ("host", host)):
             if value:
@@ -484,14 +517,18 @@ def query_flows(c, src, dst, host, sport, dport, port, proto, sort, asc, limit, 
 
 @query.command("trace")
 @click.argument("key", nargs=-1, required=True)
+@click.option("--since", metavar="TIME", help="Over the epochs since TIME (default: every kept epoch).")
+@click.option("--until", metavar="TIME", help="End of the range (default: now).")
 @click.pass_obj
-def query_trace(c, key):
-    """One exact flow in every kept epoch: KEY is src_ip=.. dst_ip=.. proto=.. [src_port=.. dst_port=..]."""
+def query_trace(c, key, since, until):
+    """One exact flow in every kept epoch (or range): KEY is src_ip=.. dst_ip=.. proto=.. [src_port=.. dst_port=..]."""
     from .api.client import render_trace
     from .api.v1 import sensor_pb2 as pb
 
     fields = ["src_ip", "dst_ip", "src_port", "dst_port", "proto"]
-    r = _ask(c, "TraceFlow", pb.TraceFlowRequest(key=_key_args(key, fields, "a flow")))
+    req = pb.TraceFlowRequest(key=_key_args(key, fields, "a flow"))
+    _set_window(req, None, since, until, has_epochs=False)
+    r = _ask(c, "TraceFlow", req)
     _print(c, r, None if c.as_json else render_trace(r))
 
 

@@ -8,6 +8,8 @@ is a single ConfigError line naming the file, the dotted key and the reason:
 
     config.yaml: tasks[1].widht: unknown option (did you mean 'width'?)
 
+The sensor and tasks sections are read here; alerts, api and store by their
+own packages, which use netspectra.configkit and never import this module.
 docs/config.md is the reference of every option; defaults_yaml() prints the
 whole default configuration as commented YAML.
 """
@@ -16,13 +18,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import math
 import os
-import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 
 import yaml
 
@@ -30,6 +29,21 @@ from . import abi
 from .alerts.rules import AlertsConfig, default_alerts, parse_alerts
 from .api.settings import ApiConfig, parse_api
 from .api.settings import defaults_yaml_lines as api_defaults_yaml_lines
+from .configkit import (
+    ID_RE,
+    NAME_RE,
+    Invalid,
+    Reader,
+    fmt_bytes,
+    fmt_duration,
+    parse_address,
+    parse_duration,
+    parse_size,
+    show,
+    typename,
+)
+from .store.config import StoreConfig, parse_store
+from .store.config import defaults_yaml_lines as store_defaults_yaml_lines
 from .tasks import COUNTMIN, SUPERSPREAD, Sizes, TaskSpec, layout
 
 __all__ = [
@@ -104,7 +118,7 @@ DEFAULT_TASKS = (
     ("port_scan", SUPERSPREAD, ("src_ip", "dst_ip"), ("dst_port",), {}),
 )
 
-_TOP_KEYS = ("sensor", "tasks", "alerts", "api")
+_TOP_KEYS = ("sensor", "tasks", "alerts", "api", "store")
 _SENSOR_KEYS = (
     "id",
     "epoch",
@@ -143,8 +157,6 @@ _ONLY_FOR = {
     "heavy_hitter": COUNTMIN,
     "depth": COUNTMIN,  # a SuperSpread task is one register pool (depth 1)
 }
-_NAME_RE = re.compile(r"[a-z0-9_]+")
-_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 # --- the configuration -------------------------------------------------------
@@ -175,6 +187,7 @@ class Config:
     source: str = field(default="<defaults>", compare=False)  # file the config came from
     alerts: AlertsConfig = field(default_factory=lambda: default_alerts(default_tasks()))  # docs/alerts.md
     api: ApiConfig = field(default_factory=ApiConfig)  # docs/api.md
+    store: StoreConfig = field(default_factory=StoreConfig)  # docs/history.md
 
     @property
     def spreader_thresholds(self) -> dict[str, int]:
@@ -193,124 +206,15 @@ def derive_seed(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
-# --- scalar parsers (also for the CLI) ---------------------------------------
-
-_DURATION_UNITS = {
-    "ns": Decimal("1e-9"),
-    "us": Decimal("1e-6"),
-    "µs": Decimal("1e-6"),
-    "ms": Decimal("0.001"),
-    "s": Decimal(1),
-    "m": Decimal(60),
-    "h": Decimal(3600),
-}
-_NUM = r"(?:\d+(?:\.\d*)?|\.\d+)"
-_DURATION_PART = re.compile(rf"({_NUM})\s*(ns|us|µs|ms|s|m|h)")
-_DURATION_RE = re.compile(rf"(?:{_NUM}\s*(?:ns|us|µs|ms|s|m|h)\s*)+")
-
-
-def parse_duration(value) -> float:
-    """Seconds from "5s", "100ms", "1m", "1h", "1m30s", "2.5s" or a plain number
-    of seconds (int, float or numeric string).  Raises ValueError."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration (use e.g. 5s, 100ms)")
-    if isinstance(value, (int, float)):
-        secs = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            secs = float(Decimal(text))
-        except InvalidOperation:
-            if not text or not _DURATION_RE.fullmatch(text):
-                raise ValueError(f"{value!r} is not a duration (use e.g. 5s, 100ms)") from None
-            total = sum(Decimal(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
-            secs = float(total)
-    else:
-        raise ValueError(f"{value!r} is not a duration (use e.g. 5s, 100ms)")
-    if not math.isfinite(secs) or secs < 0:
-        raise ValueError(f"{value!r} is not a duration (use e.g. 5s, 100ms)")
-    return secs
+# --- scalar parsers (also for the CLI; the rest are configkit's) ----------------
 
 
 def parse_epoch(value) -> float:
     """parse_duration() plus the epoch range check (100ms..1h), for --epoch."""
     secs = parse_duration(value)
     if not EPOCH_MIN_S <= secs <= EPOCH_MAX_S:
-        raise ValueError(f"{_show(value)} is out of range 100ms..1h")
+        raise ValueError(f"{show(value)} is out of range 100ms..1h")
     return secs
-
-
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 1 << 10,
-    "mib": 1 << 20,
-    "gib": 1 << 30,
-    "tib": 1 << 40,
-}
-_SIZE_RE = re.compile(rf"({_NUM})\s*([a-zA-Z]*)")
-
-
-def parse_size(value) -> int:
-    """Bytes from an int or "512MiB", "1GiB", "2GB", "4096".  Raises ValueError."""
-    bad = f"{_show(value)} is not a size in bytes (use e.g. 512MiB, 1GiB)"
-    if isinstance(value, bool):
-        raise ValueError(bad)
-    if isinstance(value, int):
-        n = value
-    elif isinstance(value, str):
-        m = _SIZE_RE.fullmatch(value.strip())
-        if not m or m.group(2).lower() not in _SIZE_UNITS:
-            raise ValueError(bad)
-        n = Decimal(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
-        if n != n.to_integral_value():
-            raise ValueError(bad)
-        n = int(n)
-    else:
-        raise ValueError(bad)
-    if n <= 0:
-        raise ValueError(f"{_show(value)} must be more than 0 bytes")
-    return n
-
-
-def parse_address(value) -> tuple[str, int]:
-    """(host, port) from "host:port" or "[v6]:port"; port 1..65535.  Raises ValueError."""
-    bad = f"{_show(value)} is not host:port (e.g. 127.0.0.1:9781, [::1]:9781, 0.0.0.0:9781)"
-    if not isinstance(value, str):
-        raise ValueError(bad)
-    host, sep, port = value.strip().rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        if not host or ":" not in host:
-            raise ValueError(bad)
-    elif ":" in host:
-        raise ValueError(bad)
-    if not sep or not host or not port.isascii() or not port.isdigit() or any(c.isspace() for c in host):
-        raise ValueError(bad)
-    if not 1 <= int(port) <= 65535:
-        raise ValueError(f"{_show(value)}: port {int(port)} is out of range 1..65535")
-    return host, int(port)
-
-
-def _show(value) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def _fmt_duration(secs: float) -> str:
-    if secs < 1:
-        return f"{secs * 1000:g}ms"
-    return f"{secs:g}s"
 
 
 # --- kernel memory -------------------------------------------------------------
@@ -397,124 +301,45 @@ def parse_config(
     return _Builder(source, env).build(data, ncpus)
 
 
-class _Fail(Exception):
-    def __init__(self, path: str, why: str):
-        super().__init__(f"{path}: {why}" if path else why)
-
-
-_VAR_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
-_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-class _Builder:
+class _Builder(Reader):
     def __init__(self, source: str, env: Mapping[str, str]):
+        super().__init__(env)
         self.source = source
-        self.env = env
 
     def build(self, data, ncpus: int | None) -> Config:
         try:
             cfg = self._config(data)
             self._guard(cfg, possible_cpus() if ncpus is None else ncpus)
-        except _Fail as e:
+        except Invalid as e:
             raise ConfigError(f"{self.source}: {e}") from None
         return cfg
 
-    # --- helpers
-
-    def _parsed(self, value, path: str, parse):
-        """Expand `value`, then parse it with `parse` (which raises ValueError
-        with the reason); failures name `path`."""
-        try:
-            return parse(self._expand(value, path))
-        except ValueError as e:
-            raise _Fail(path, str(e)) from None
-
-    def _expand(self, value, path: str):
-        if not isinstance(value, str) or "$" not in value:
-            return value
-
-        def sub(m: re.Match) -> str:
-            if m.group(0) == "$${":
-                return "${"
-            body = m.group(1)
-            if body is None:
-                raise _Fail(path, "unterminated ${ (write $${ for a literal ${)")
-            name, sep, default = body.partition(":-")
-            if not _VAR_NAME.fullmatch(name):
-                raise _Fail(path, f"bad variable reference ${{{body}}} (use ${{VAR}} or ${{VAR:-default}})")
-            got = self.env.get(name)
-            if sep:
-                return got if got else default
-            if got is None:
-                raise _Fail(path, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)")
-            return got
-
-        return _VAR_RE.sub(sub, value)
-
-    def _mapping(self, value, path: str, allowed: tuple[str, ...], what: str = "a mapping") -> dict:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise _Fail(path, f"expected {what}, got {_typename(value)}")
-        for k in value:
-            if k not in allowed:
-                sub = _join(path, k)
-                close = difflib.get_close_matches(str(k), allowed, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "valid: " + ", ".join(allowed)
-                raise _Fail(sub, f"unknown option ({hint})")
-        return value
-
-    def _int(self, value, path: str, lo: int, hi: int | None = None, pow2: bool = False) -> int:
-        value = self._expand(value, path)
-        if isinstance(value, str):
-            try:
-                value = int(value.strip(), 10)
-            except ValueError:
-                raise _Fail(path, f"{_show(value)} is not an integer") from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Fail(path, f"{_show(value)} is not an integer")
-        if value < lo or (hi is not None and value > hi):
-            rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            raise _Fail(path, f"{value} is out of range {rng}")
-        if pow2 and value & (value - 1):
-            near = 1 << (value.bit_length() - 1)
-            raise _Fail(path, f"{value} is not a power of two (e.g. {near} or {near * 2})")
-        return value
-
-    def _choice(self, value, path: str, choices: tuple[str, ...]) -> str:
-        value = self._expand(value, path)
-        if value not in choices:
-            close = difflib.get_close_matches(str(value), choices, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise _Fail(path, f"{_show(value)} is not one of {', '.join(choices)}{hint}")
-        return value
-
     def _fields(self, value, path: str) -> tuple[str, ...]:
-        value = self._expand(value, path)
+        value = self.expand(value, path)
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
-            raise _Fail(path, f"expected a list of fields, got {_typename(value)}")
+            raise Invalid(path, f"expected a list of fields, got {typename(value)}")
         if not value:
-            raise _Fail(path, "must name at least one field")
+            raise Invalid(path, "must name at least one field")
         names = tuple(abi.FIELD_BITS)
         out = []
         for i, f in enumerate(value):
             p = f"{path}[{i}]"
-            f = self._expand(f, p)
+            f = self.expand(f, p)
             if not isinstance(f, str) or f not in abi.FIELD_BITS:
                 close = difflib.get_close_matches(str(f), names, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else "fields: " + ", ".join(names)
-                raise _Fail(p, f"unknown field {_show(f)} ({hint})")
+                raise Invalid(p, f"unknown field {show(f)} ({hint})")
             if f in out:
-                raise _Fail(p, f"{f} is listed twice")
+                raise Invalid(p, f"{f} is listed twice")
             out.append(f)
         return tuple(out)
 
     # --- sections
 
     def _config(self, data) -> Config:
-        top = self._mapping(data, "", _TOP_KEYS, "a mapping with sensor, tasks, alerts and api")
+        top = self.mapping(data, "", _TOP_KEYS, "a mapping with sensor, tasks, alerts, api and store")
         sensor = self._sensor(top.get("sensor"))
         raw_tasks = top.get("tasks")
         if raw_tasks is None:
@@ -522,117 +347,118 @@ class _Builder:
         else:
             tasks = self._tasks(raw_tasks)
         alerts = parse_alerts(self, top.get("alerts"), tasks)
-        return Config(sensor, tasks, self.source, alerts, parse_api(self, top.get("api")))
+        api = parse_api(self, top.get("api"))
+        return Config(sensor, tasks, self.source, alerts, api, parse_store(self, top.get("store")))
 
     def _sensor(self, value) -> SensorConfig:
-        m = self._mapping(value, "sensor", _SENSOR_KEYS)
+        m = self.mapping(value, "sensor", _SENSOR_KEYS)
         kw = {}
         if "id" in m:
-            sid = self._expand(m["id"], "sensor.id")
+            sid = self.expand(m["id"], "sensor.id")
             if sid is None:
                 sid = ""
-            if not isinstance(sid, str) or not (sid == "" or _ID_RE.fullmatch(sid)):
-                raise _Fail("sensor.id", f"{_show(sid)} must be 1-64 of A-Z a-z 0-9 . _ - (a host name will do)")
+            if not isinstance(sid, str) or not (sid == "" or ID_RE.fullmatch(sid)):
+                raise Invalid("sensor.id", f"{show(sid)} must be 1-64 of A-Z a-z 0-9 . _ - (a host name will do)")
             kw["id"] = sid
         if "epoch" in m:
-            kw["epoch_s"] = self._parsed(m["epoch"], "sensor.epoch", parse_epoch)
+            kw["epoch_s"] = self.parsed(m["epoch"], "sensor.epoch", parse_epoch)
         if "mode" in m:
-            kw["mode"] = self._choice(m["mode"], "sensor.mode", MODES)
+            kw["mode"] = self.choice(m["mode"], "sensor.mode", MODES)
         if "flow_capacity" in m:
-            kw["flow_capacity"] = self._int(m["flow_capacity"], "sensor.flow_capacity", 0, FLOW_CAPACITY_MAX)
+            kw["flow_capacity"] = self.integer(m["flow_capacity"], "sensor.flow_capacity", 0, FLOW_CAPACITY_MAX)
         if "ringbuf_pages" in m:
-            kw["ringbuf_pages"] = self._int(m["ringbuf_pages"], "sensor.ringbuf_pages", 1, RINGBUF_PAGES_MAX, True)
+            kw["ringbuf_pages"] = self.integer(m["ringbuf_pages"], "sensor.ringbuf_pages", 1, RINGBUF_PAGES_MAX, True)
         if "top" in m:
-            kw["top"] = self._int(m["top"], "sensor.top", 1, TOP_MAX)
+            kw["top"] = self.integer(m["top"], "sensor.top", 1, TOP_MAX)
         if "timestamps" in m:
-            kw["timestamps"] = self._choice(m["timestamps"], "sensor.timestamps", TIMESTAMPS)
+            kw["timestamps"] = self.choice(m["timestamps"], "sensor.timestamps", TIMESTAMPS)
         if "sketch_mode" in m:
-            kw["sketch_mode"] = self._choice(m["sketch_mode"], "sensor.sketch_mode", SKETCH_MODES)
+            kw["sketch_mode"] = self.choice(m["sketch_mode"], "sensor.sketch_mode", SKETCH_MODES)
         if "max_kernel_memory" in m:
-            kw["max_kernel_memory"] = self._parsed(m["max_kernel_memory"], "sensor.max_kernel_memory", parse_size)
+            kw["max_kernel_memory"] = self.parsed(m["max_kernel_memory"], "sensor.max_kernel_memory", parse_size)
         if "metrics_address" in m:
-            raw = self._expand(m["metrics_address"], "sensor.metrics_address")
+            raw = self.expand(m["metrics_address"], "sensor.metrics_address")
             if raw is None:
                 raw = ""
             if raw != "":
                 try:
                     parse_address(raw)
                 except ValueError as e:
-                    raise _Fail("sensor.metrics_address", str(e)) from None
+                    raise Invalid("sensor.metrics_address", str(e)) from None
                 raw = raw.strip()
             kw["metrics_address"] = raw
         return SensorConfig(**kw)
 
     def _tasks(self, value) -> tuple[TaskSpec, ...]:
         if not isinstance(value, list):
-            raise _Fail("tasks", f"expected a list of tasks, got {_typename(value)}")
+            raise Invalid("tasks", f"expected a list of tasks, got {typename(value)}")
         if len(value) > abi.MAX_TASKS:
-            raise _Fail("tasks", f"{len(value)} tasks given, at most {abi.MAX_TASKS}")
+            raise Invalid("tasks", f"{len(value)} tasks given, at most {abi.MAX_TASKS}")
         out: list[TaskSpec] = []
         for i, raw in enumerate(value):
             spec = self._task(raw, f"tasks[{i}]")
             for j, prev in enumerate(out):
                 if prev.name == spec.name:
-                    raise _Fail(f"tasks[{i}].name", f"{spec.name!r} is also the name of tasks[{j}]")
+                    raise Invalid(f"tasks[{i}].name", f"{spec.name!r} is also the name of tasks[{j}]")
             out.append(spec)
         try:
             layout(out)
         except ValueError as e:
-            raise _Fail("tasks", str(e)) from None
+            raise Invalid("tasks", str(e)) from None
         return tuple(out)
 
     def _task(self, value, path: str) -> TaskSpec:
-        m = self._mapping(value, path, _TASK_KEYS, "a task mapping")
+        m = self.mapping(value, path, _TASK_KEYS, "a task mapping")
         for req, what in (("name", "[a-z0-9_]+"), ("kind", "countmin or superspread"), ("key", "a list of fields")):
             if req not in m:
-                raise _Fail(path, f"missing {req!r} ({what})")
-        name = self._expand(m["name"], f"{path}.name")
+                raise Invalid(path, f"missing {req!r} ({what})")
+        name = self.expand(m["name"], f"{path}.name")
         if not isinstance(name, str):
-            raise _Fail(f"{path}.name", f"{_show(name)} is not a string (quote it)")
-        if not _NAME_RE.fullmatch(name):
-            raise _Fail(f"{path}.name", f"{_show(name)} must match [a-z0-9_]+")
-        kind = self._choice(m["kind"], f"{path}.kind", (COUNTMIN, SUPERSPREAD))
+            raise Invalid(f"{path}.name", f"{show(name)} is not a string (quote it)")
+        if not NAME_RE.fullmatch(name):
+            raise Invalid(f"{path}.name", f"{show(name)} must match [a-z0-9_]+")
+        kind = self.choice(m["kind"], f"{path}.kind", (COUNTMIN, SUPERSPREAD))
         for opt, only in _ONLY_FOR.items():
             if opt in m and kind != only:
-                raise _Fail(f"{path}.{opt}", f"only for {only} tasks")
+                raise Invalid(f"{path}.{opt}", f"only for {only} tasks")
         key = self._fields(m["key"], f"{path}.key")
         d = KIND_DEFAULTS[kind]
         if kind == COUNTMIN:
-            depth = self._int(m.get("depth", d["depth"]), f"{path}.depth", 1, DEPTH_MAX)
-            width = self._int(m.get("width", d["width"]), f"{path}.width", WIDTH_MIN, WIDTH_MAX, True)
+            depth = self.integer(m.get("depth", d["depth"]), f"{path}.depth", 1, DEPTH_MAX)
+            width = self.integer(m.get("width", d["width"]), f"{path}.width", WIDTH_MIN, WIDTH_MAX, True)
         else:
             depth = 1
-            width = self._int(m.get("width", d["width"]), f"{path}.width", SS_WIDTH_MIN, SS_WIDTH_MAX, True)
-        seed = self._int(m["seed"], f"{path}.seed", 0, SEED_MAX) if "seed" in m else derive_seed(name)
+            width = self.integer(m.get("width", d["width"]), f"{path}.width", SS_WIDTH_MIN, SS_WIDTH_MAX, True)
+        seed = self.integer(m["seed"], f"{path}.seed", 0, SEED_MAX) if "seed" in m else derive_seed(name)
         kw = {}
         if kind == SUPERSPREAD:
             if "element" not in m:
-                raise _Fail(path, "missing 'element' (superspread tasks count distinct elements per key)")
+                raise Invalid(path, "missing 'element' (superspread tasks count distinct elements per key)")
             element = self._fields(m["element"], f"{path}.element")
             both = [f for f in element if f in key]
             if both:
-                raise _Fail(f"{path}.element", f"{', '.join(both)} is also in the key")
+                raise Invalid(f"{path}.element", f"{', '.join(both)} is also in the key")
             kw["element"] = element
-            kw["registers"] = self._int(
+            kw["registers"] = self.integer(
                 m.get("registers", d["registers"]), f"{path}.registers", REGISTERS_MIN, REGISTERS_MAX, True
             )
             if kw["registers"] >= width:
-                raise _Fail(
+                raise Invalid(
                     f"{path}.registers",
                     f"{kw['registers']} must be less than width {width} (the register pool shared by all keys)",
                 )
             kw["elem_seed"] = (
-                self._int(m["elem_seed"], f"{path}.elem_seed", 0, SEED_MAX)
+                self.integer(m["elem_seed"], f"{path}.elem_seed", 0, SEED_MAX)
                 if "elem_seed" in m
                 else derive_seed(name + ":elem")
             )
-            kw["spread_threshold"] = self._int(
+            kw["spread_threshold"] = self.integer(
                 m.get("spreader_threshold", DEFAULT_SPREADER_THRESHOLD), f"{path}.spreader_threshold", 1
             )
         else:
-            hh = self._mapping(m.get("heavy_hitter"), f"{path}.heavy_hitter", _HH_KEYS)
-            kw["hh_packets"] = self._int(hh.get("packets", DEFAULT_HH_PACKETS), f"{path}.heavy_hitter.packets", 0)
-            kw["hh_bytes"] = self._int(hh.get("bytes", DEFAULT_HH_BYTES), f"{path}.heavy_hitter.bytes", 0)
+            hh = self.mapping(m.get("heavy_hitter"), f"{path}.heavy_hitter", _HH_KEYS)
+            kw["hh_packets"] = self.integer(hh.get("packets", DEFAULT_HH_PACKETS), f"{path}.heavy_hitter.packets", 0)
+            kw["hh_bytes"] = self.integer(hh.get("bytes", DEFAULT_HH_BYTES), f"{path}.heavy_hitter.bytes", 0)
         return TaskSpec(name=name, kind=kind, key=key, depth=depth, width=width, seed=seed, **kw)
 
     def _guard(self, cfg: Config, ncpus: int) -> None:
@@ -644,33 +470,21 @@ class _Builder:
             ("tasks", lay.ss_blocks),
         ):  # the program indexes its arrays [set][cpu][...] with 32-bit numbers
             if abi.NSETS * ncpus * per_cpu >= 1 << 32:
-                raise _Fail(path, f"too large for {ncpus} CPUs: an array would need 2^32 or more elements")
+                raise Invalid(path, f"too large for {ncpus} CPUs: an array would need 2^32 or more elements")
         mem = kernel_memory(cfg, ncpus)
         limit = cfg.sensor.max_kernel_memory
         if mem["total"] > limit:
-            need, have = _fmt_bytes(mem["total"]), _fmt_bytes(limit)
+            need, have = fmt_bytes(mem["total"]), fmt_bytes(limit)
             if need == have:  # too close to tell apart when rounded
                 need, have = f"{need} ({mem['total']} B)", f"{have} ({limit} B)"
-            raise _Fail(
+            raise Invalid(
                 "",
                 f"the maps need {need} of kernel memory on {ncpus} CPUs "
-                f"(countmin {_fmt_bytes(mem['countmin'])}, superspread {_fmt_bytes(mem['superspread'])}, "
-                f"flows {_fmt_bytes(mem['flows'])}), more than sensor.max_kernel_memory {have}; "
+                f"(countmin {fmt_bytes(mem['countmin'])}, superspread {fmt_bytes(mem['superspread'])}, "
+                f"flows {fmt_bytes(mem['flows'])}), more than sensor.max_kernel_memory {have}; "
                 "lower the tasks' width, depth or registers or sensor.flow_capacity, "
                 "or raise sensor.max_kernel_memory",
             )
-
-
-def _join(path: str, key) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _typename(value) -> str:
-    if value is None:
-        return "nothing"
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
-    names.update({int: "an integer", float: "a number"})
-    return names.get(type(value), f"a {type(value).__name__}")
 
 
 def default_tasks() -> tuple[TaskSpec, ...]:
@@ -719,7 +533,7 @@ def defaults_yaml() -> str:
         '  id: ""',
         "  # Epoch length: sketches and flows are read and reset once per epoch.",
         "  # A duration (100ms, 5s, 1m, 1h) or a number of seconds; 100ms..1h.",
-        f"  epoch: {_fmt_duration(DEFAULT_EPOCH_S)}",
+        f"  epoch: {fmt_duration(DEFAULT_EPOCH_S)}",
         "  # XDP attach mode: auto (native if the driver supports it, else generic),",
         "  # native (driver mode) or generic (skb mode).",
         f"  mode: {DEFAULT_MODE}",
@@ -795,5 +609,7 @@ def defaults_yaml() -> str:
         "    - {name: sensor_health, kind: sensor_health, severity: critical, threshold: 0.5}",
         "",
         *api_defaults_yaml_lines(),
+        "",
+        *store_defaults_yaml_lines(),
     ]
     return "\n".join(lines) + "\n"

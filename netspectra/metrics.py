@@ -93,6 +93,7 @@ class SensorCollector(Collector):
         self._failed: dict[str, int] = {}  # notifier -> notifications given up
         self._active: dict[tuple[str, str], int] = {}  # (rule, severity) -> alerts firing now
         self._api = None  # (ApiStats, open_streams) once the query API serves
+        self._sinks: list = []  # sinks.Queued whose counters are exported
 
     # ------------------------------------------------------------ alerts side
 
@@ -128,6 +129,32 @@ class SensorCollector(Collector):
         """Export the query API's counters: stats an api.stats.ApiStats,
         open_streams() the number of streams open now."""
         self._api = (stats, open_streams)
+
+    def watching_sinks(self, queued: list) -> None:
+        """Export the delivery counters of the sensor's queued sinks (sinks.Queued)."""
+        self._sinks = list(queued)
+
+    def _collect_sinks(self, ifc: str):
+        rows = [(q.name, q.stats()) for q in self._sinks]
+        for name, attr, doc in (
+            ("netspectra_sink_epochs_delivered_total", "delivered", "Epochs a sink took (view, store, ...)."),
+            ("netspectra_sink_epochs_dropped_total", "dropped", "Epochs lost to a sink: its queue (the store's spool) was full, or still held epochs at exit."),
+            ("netspectra_sink_epochs_failed_total", "failed", "Epochs a sink refused for good (e.g. another sketch layout)."),
+            ("netspectra_sink_errors_total", "errors", "Failed deliveries to a sink that is down (each retried)."),
+        ):  # fmt: skip
+            c = CounterMetricFamily(name, doc, labels=["interface", "sink"])
+            for sink, st in rows:
+                c.add_metric([ifc, sink], getattr(st, attr))
+            yield c
+        for name, attr, doc in (
+            ("netspectra_sink_queued_epochs", "queued", "Epochs waiting for a sink."),
+            ("netspectra_sink_queued_bytes", "queued_bytes", "Memory held by the epochs waiting for a sink."),
+            ("netspectra_sink_up", "up", "1 while a sink takes epochs, 0 from a failed delivery until the next success."),
+        ):  # fmt: skip
+            g = GaugeMetricFamily(name, doc, labels=["interface", "sink"])
+            for sink, st in rows:
+                g.add_metric([ifc, sink], float(getattr(st, attr)))
+            yield g
 
     def _collect_api(self, ifc: str):
         stats, open_streams = self._api
@@ -286,6 +313,8 @@ class SensorCollector(Collector):
         yield g
         if self._api is not None:
             yield from self._collect_api(ifc)
+        if self._sinks:
+            yield from self._collect_sinks(ifc)
 
         if last is None:
             return

@@ -108,12 +108,13 @@ def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, ou
     ncpus = possible_cpus()
     lay = layout(cfg.tasks, ncpus)
     collector, server = start_metrics(iface, cfg, lay)
+    history = SensorHistory(cfg, iface, lay, err)
     api = None
     try:
-        api = start_api(cfg, lay, {"interface": iface, "ifindex": ifindex, "epoch_s": epoch_s}, err)
+        api = start_api(cfg, lay, {"interface": iface, "ifindex": ifindex, "epoch_s": epoch_s}, err, history)
         if api is not None:
             collector.serving_api(api.stats, api.history.open_streams)
-        _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, api, out, err)
+        _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, api, history, out, err)
     finally:
         if api is not None:
             api.stop()
@@ -138,19 +139,86 @@ def start_metrics(iface: str, cfg: Config, lay):
     return collector, server
 
 
-def start_api(cfg: Config, lay, info: dict, err=sys.stderr):
-    """The query API (docs/api.md) over the epochs the sensor keeps, or None
-    when both api.address and api.http_address are ""."""
+class SensorHistory:
+    """The sensor's history (store.url, docs/history.md): the store sink, fed
+    through a bounded spool, and the source the query API reads time ranges
+    from.  Off (no sink, no source) with store.url: off."""
+
+    def __init__(self, cfg: Config, iface: str, lay, err=sys.stderr):
+        from .snapshot import layout_fingerprint
+        from .store import Series, describe, open_store
+
+        self.url = "" if cfg.store.url == "off" else describe(cfg.store.url)
+        self.sink = self.queued = self.source = None
+        if cfg.store.url == "off":
+            return
+        from .source import StoreSource
+        from .store.sink import StoreHandle, StoreSink
+
+        retention = dict(cfg.store.retention)
+        self.handle = StoreHandle(lambda: open_store(cfg.store.url, retention), self.url)
+        self.series = Series(cfg.sensor.sensor_id, iface, layout_fingerprint(lay))
+        self.sink = StoreSink(self.handle, log=err)
+        self.source = StoreSource(self.handle, self.series, retention)
+        self.spool = cfg.store.spool
+        self.err = err
+
+    def start(self):
+        """The store sink behind its spool (sinks.Queued), or None when off."""
+        if self.sink is None:
+            return None
+        from .sinks import Queued
+        from .store import StoreError
+
+        try:
+            self.handle.get()
+        except StoreError as e:
+            print(f"netspectra: warning: {e}; epochs wait in the spool (store.spool = {self.spool})", file=self.err)
+        self.queued = Queued(self.sink, "store", max_epochs=self.spool, max_bytes=SPOOL_BYTES, log=self.err)
+        return self.queued
+
+    def status(self) -> dict:
+        """What GetStatus reports of the history (api HistoryStatus)."""
+        out = {"store": self.url}
+        if self.queued is None:
+            return out
+        st = self.queued.stats()
+        out |= {
+            "up": st.up,
+            "epochs_written": self.sink.results["written"],
+            "epochs_lost": st.dropped + st.failed,
+            "epochs_waiting": st.queued,
+        }
+        try:
+            first = [i.first for i in self.handle.get().series() if i.series == self.series]
+            if first:
+                out["oldest"] = first[0]
+        except Exception:  # status must answer while the store is away
+            pass
+        return out
+
+
+SPOOL_BYTES = 2 << 30  # memory the spool may hold, whatever store.spool says
+
+
+def start_api(cfg: Config, lay, info: dict, err=sys.stderr, history: SensorHistory | None = None):
+    """The query API (docs/api.md) over the epochs the sensor keeps (and its
+    history, for time ranges), or None when both api.address and
+    api.http_address are ""."""
     if not cfg.api.enabled:
         return None
-    from .api.history import History
+    from .api.history import History as Kept
     from .api.queries import Queries
     from .api.server import ApiServer, ApiServerError
 
-    history = History(cfg.api.keep_epochs, lay, cfg.api.max_streams)
+    kept = Kept(cfg.api.keep_epochs, lay, cfg.api.max_streams)
     info = {"pid": os.getpid(), "started": time.time(), "config": cfg, **info}
+    source = None
+    if history is not None and history.source is not None:
+        source = history.source
+        info["history"] = history.status
     try:
-        api = ApiServer(cfg.api, Queries(history, info), history, log=err).start()
+        api = ApiServer(cfg.api, Queries(kept, info, source), kept, log=err).start()
     except ApiServerError as e:
         raise SensorError(str(e)) from None
     from .api.settings import host_port
@@ -174,13 +242,12 @@ def start_alerts(iface: str, cfg: Config, collector, err=sys.stderr):
     return engine, dispatcher.start()
 
 
-def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, api, out, err) -> None:
+def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, api, history, out, err) -> None:
     from .agent import Agent
-    from .alerts.engine import render_active
     from .kernel import libbpf
     from .kernel.program import KernelError, Program
     from .snapshot import Origin, boot_id, layout_fingerprint
-    from .view import human_bytes, render
+    from .view import human_bytes
 
     try:
         prog = Program(
@@ -231,7 +298,8 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
         f"kernel memory {human_bytes(sum(mem.values()))} "
         f"({', '.join(f'{k} {human_bytes(v)}' for k, v in mem.items())}), "
         f"metrics {f'http://{cfg.sensor.metrics_address}/metrics' if cfg.sensor.metrics_address else 'off'}, "
-        f"query API {api_text(cfg) if api is not None else 'off'}; "
+        f"query API {api_text(cfg) if api is not None else 'off'}, "
+        f"history {history.url or 'off'}; "
         "Ctrl-C to stop",
         file=err,
         flush=True,
@@ -241,41 +309,110 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
     handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     origin = Origin(cfg.sensor.sensor_id, boot_id(), iface, layout_fingerprint(lay))
     agent = Agent(prog, lay, origin=origin)
-    tty = out.isatty()
     engine, dispatcher = start_alerts(iface, cfg, collector, err)
-
-    def show(snap) -> None:
-        collector.observe(snap)
-        events = engine.evaluate(snap, time.time())
-        dispatcher.submit(events)
-        active = engine.active()
-        collector.observe_alerts(events, active)
-        if api is not None:
-            api.publish(snap, events, active)
-        if as_json:
-            rec = snap.to_json() | {"alerts": [ev.to_json() for ev in active]}
-            out.write(json.dumps(rec, separators=(",", ":")) + "\n")
-        else:
-            text = render(snap, iface, mem, cfg.sensor.top) + "\n" + render_active(active, cfg.sensor.top)
-            out.write(("\x1b[H\x1b[2J" if tty else "\n") + text + "\n")
-        out.flush()
-        info.update(last_epoch=snap.seq, last_epoch_end=snap.end, last_packets=snap.counter("all")[0])
-        tmp = state.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info))
-        tmp.replace(state)
-
+    fanout = epoch_sinks(cfg, iface, mem, as_json, collector, engine, dispatcher, api, state, info, stop, out, err)
+    store = history.start()
+    if store is not None:
+        fanout.sinks.append(store)
+    collector.watching_sinks(fanout.queued())
     try:
-        agent.run(epoch_s, show, stop)
-    except BrokenPipeError:
-        pass  # reader of --json went away: detach quietly
+        agent.run(epoch_s, fanout.on_epoch, stop)
     finally:
-        dispatcher.close()
+        fanout.close()
         os.close(link)
         prog.close()
         state.unlink(missing_ok=True)
         for s, h in handlers.items():
             signal.signal(s, h)
     print(f"netspectra: detached from {iface} after {agent.seq} epochs", file=err, flush=True)
+
+
+class AlertSink:
+    """Evaluates the alert rules on each epoch (in the epoch loop: cheap) and
+    hands what fired to the notifiers' own queue.  Later sinks (the view,
+    the API) read the outcome of an epoch with of(snap)."""
+
+    name = "alerts"
+    KEEP = 1024  # outcomes kept for sinks that run behind
+
+    def __init__(self, engine, dispatcher, collector):
+        self.engine = engine
+        self.dispatcher = dispatcher
+        self.collector = collector
+        self._by_seq: dict = {}
+        self._lock = threading.Lock()
+
+    def on_epoch(self, snap) -> None:
+        events = self.engine.evaluate(snap, time.time())
+        self.dispatcher.submit(events)
+        active = self.engine.active()
+        self.collector.observe_alerts(events, active)
+        with self._lock:
+            self._by_seq[snap.seq] = (events, active)
+            while len(self._by_seq) > self.KEEP:
+                del self._by_seq[next(iter(self._by_seq))]
+
+    def of(self, snap) -> tuple[list, list]:
+        with self._lock:
+            return self._by_seq.get(snap.seq, ([], []))
+
+    def close(self) -> None:
+        self.dispatcher.close()
+
+
+class ViewSink:
+    """The terminal view (or --json lines) and the state file that `status`
+    reads.  Behind its own queue: a stalled terminal or pipe reader cannot
+    hold the epoch loop.  A reader that goes away stops the sensor quietly."""
+
+    name = "view"
+
+    def __init__(self, iface, cfg, mem, as_json, alerts: AlertSink, state: Path, info: dict, stop, out):
+        self.iface, self.cfg, self.mem, self.as_json = iface, cfg, mem, as_json
+        self.alerts, self.state, self.info, self.stop, self.out = alerts, state, info, stop, out
+        self.tty = out.isatty()
+
+    def on_epoch(self, snap) -> None:
+        from .alerts.engine import render_active
+        from .sinks import SinkRefused
+        from .view import render
+
+        _, active = self.alerts.of(snap)
+        try:
+            if self.as_json:
+                rec = snap.to_json() | {"alerts": [ev.to_json() for ev in active]}
+                self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            else:
+                top = self.cfg.sensor.top
+                text = render(snap, self.iface, self.mem, top) + "\n" + render_active(active, top)
+                self.out.write(("\x1b[H\x1b[2J" if self.tty else "\n") + text + "\n")
+            self.out.flush()
+        except BrokenPipeError:  # the reader of --json went away: detach quietly
+            self.stop.set()
+            raise SinkRefused("output closed") from None
+        self.info.update(last_epoch=snap.seq, last_epoch_end=snap.end, last_packets=snap.counter("all")[0])
+        tmp = self.state.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.info))
+        tmp.replace(self.state)
+
+    def close(self) -> None:
+        pass
+
+
+def epoch_sinks(cfg, iface, mem, as_json, collector, engine, dispatcher, api, state, info, stop, out, err):
+    """Where each closed epoch goes, in this order: the metrics and the alert
+    rules (in the epoch loop: both cheap folds), the query API (which queues
+    for itself), the view, and (when history is on) the store, each of the
+    last two behind a bounded queue of its own."""
+    from .sinks import Fanout, FuncSink, Queued
+
+    alerts = AlertSink(engine, dispatcher, collector)
+    sinks = [FuncSink("metrics", collector.observe), alerts]
+    if api is not None:
+        sinks.append(FuncSink("api", lambda snap: api.publish(snap, *alerts.of(snap))))
+    view = ViewSink(iface, cfg, mem, as_json, alerts, state, info, stop, out)
+    sinks.append(Queued(view, "view", max_epochs=64, log=err))
+    return Fanout(sinks, log=err)
 
 
 def api_text(cfg: Config) -> str:

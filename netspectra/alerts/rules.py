@@ -1,6 +1,6 @@
 """Alert rules and notifiers from the `alerts:` section of the config file.
 
-parse_alerts() is called by config._Builder with the tasks already parsed, so
+parse_alerts() is called by netspectra.config with the tasks already parsed, so
 a rule naming a task can be checked against it; every problem is a one-line
 error naming the dotted key (alerts.rules[2].threshold: ...).  docs/alerts.md
 is the reference.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..configkit import NAME_RE, Invalid, Reader, parse_duration, show, typename
 from ..tasks import COUNTMIN, SUPERSPREAD, TaskSpec
 
 KINDS = ("heavy_hitter", "super_spreader", "fan_in", "traffic_spike", "flow_table", "sensor_health")
@@ -116,42 +117,40 @@ def default_alerts(tasks: tuple[TaskSpec, ...]) -> AlertsConfig:
     return AlertsConfig(rules=default_rules(tasks))
 
 
-def parse_alerts(b, value, tasks: tuple[TaskSpec, ...]) -> AlertsConfig:
-    """The `alerts` section; `b` is the config._Builder (its helpers raise _Fail)."""
-    from ..config import _Fail, _typename, parse_duration
-
-    m = b._mapping(value, "alerts", _SECTION_KEYS)
+def parse_alerts(b: Reader, value, tasks: tuple[TaskSpec, ...]) -> AlertsConfig:
+    """The `alerts` section; `b` reads the values (configkit.Reader)."""
+    m = b.mapping(value, "alerts", _SECTION_KEYS)
     kw = {}
     if "repeat_interval" in m:
-        kw["repeat_interval"] = b._parsed(m["repeat_interval"], "alerts.repeat_interval", parse_duration)
+        kw["repeat_interval"] = b.parsed(m["repeat_interval"], "alerts.repeat_interval", parse_duration)
         if kw["repeat_interval"] <= 0:
-            raise _Fail("alerts.repeat_interval", "must be more than 0")
+            raise Invalid("alerts.repeat_interval", "must be more than 0")
     if "history" in m:
-        kw["history"] = b._int(m["history"], "alerts.history", 1, HISTORY_MAX)
+        kw["history"] = b.integer(m["history"], "alerts.history", 1, HISTORY_MAX)
     if m.get("rules") is None:
         kw["rules"] = default_rules(tasks)
     else:
         raw = m["rules"]
         if not isinstance(raw, list):
-            raise _Fail("alerts.rules", f"expected a list of rules, got {_typename(raw)}")
+            raise Invalid("alerts.rules", f"expected a list of rules, got {typename(raw)}")
         rules: list[Rule] = []
         for i, r in enumerate(raw):
             rule = _rule(b, r, f"alerts.rules[{i}]", tasks)
             for j, prev in enumerate(rules):
                 if prev.name == rule.name:
-                    raise _Fail(f"alerts.rules[{i}].name", f"{rule.name!r} is also the name of alerts.rules[{j}]")
+                    raise Invalid(f"alerts.rules[{i}].name", f"{rule.name!r} is also the name of alerts.rules[{j}]")
             rules.append(rule)
         kw["rules"] = tuple(rules)
     raw = m.get("notifiers")
     if raw is not None:
         if not isinstance(raw, list):
-            raise _Fail("alerts.notifiers", f"expected a list of notifiers, got {_typename(raw)}")
+            raise Invalid("alerts.notifiers", f"expected a list of notifiers, got {typename(raw)}")
         nots: list[NotifierSpec] = []
         for i, n in enumerate(raw):
             spec = _notifier(b, n, f"alerts.notifiers[{i}]")
             for j, prev in enumerate(nots):
                 if prev.name == spec.name:
-                    raise _Fail(
+                    raise Invalid(
                         f"alerts.notifiers[{i}].name", f"{spec.name!r} is also the name of alerts.notifiers[{j}]"
                     )
             nots.append(spec)
@@ -159,77 +158,71 @@ def parse_alerts(b, value, tasks: tuple[TaskSpec, ...]) -> AlertsConfig:
     return AlertsConfig(**kw)
 
 
-def _number(b, value, path: str, lo: float, hi: float | None = None, lo_open: bool = False) -> float:
-    from ..config import _Fail, _show
-
-    value = b._expand(value, path)
+def _number(b: Reader, value, path: str, lo: float, hi: float | None = None, lo_open: bool = False) -> float:
+    value = b.expand(value, path)
     if isinstance(value, str):
         try:
             value = float(value.strip())
         except ValueError:
-            raise _Fail(path, f"{_show(value)} is not a number") from None
+            raise Invalid(path, f"{show(value)} is not a number") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise _Fail(path, f"{_show(value)} is not a number")
+        raise Invalid(path, f"{show(value)} is not a number")
     value = float(value)
     if (value <= lo if lo_open else value < lo) or (hi is not None and value > hi):
         lo_txt = f"> {lo:g}" if lo_open else f">= {lo:g}"
         rng = f"{lo_txt} and <= {hi:g}" if hi is not None else lo_txt
-        raise _Fail(path, f"{value:g} is out of range (must be {rng})")
+        raise Invalid(path, f"{value:g} is out of range (must be {rng})")
     return value
 
 
-def _str(b, value, path: str) -> str:
-    from ..config import _Fail, _show
-
-    value = b._expand(value, path)
+def _str(b: Reader, value, path: str) -> str:
+    value = b.expand(value, path)
     if not isinstance(value, str) or not value.strip():
-        raise _Fail(path, f"{_show(value)} is not a non-empty string")
+        raise Invalid(path, f"{show(value)} is not a non-empty string")
     return value.strip()
 
 
-def _rule(b, value, path: str, tasks: tuple[TaskSpec, ...]) -> Rule:
-    from ..config import _NAME_RE, _Fail, _show
-
+def _rule(b: Reader, value, path: str, tasks: tuple[TaskSpec, ...]) -> Rule:
     if not isinstance(value, dict):
-        b._mapping(value, path, (), "a rule mapping")  # raises the type error
+        b.mapping(value, path, (), "a rule mapping")  # raises the type error
     for req in ("name", "kind"):
         if req not in value:
-            raise _Fail(path, f"missing {req!r}")
-    kind = b._choice(value["kind"], f"{path}.kind", KINDS)
-    m = b._mapping(value, path, _RULE_KEYS[kind], "a rule mapping")
-    name = b._expand(m["name"], f"{path}.name")
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise _Fail(f"{path}.name", f"{_show(name)} must match [a-z0-9_]+")
+            raise Invalid(path, f"missing {req!r}")
+    kind = b.choice(value["kind"], f"{path}.kind", KINDS)
+    m = b.mapping(value, path, _RULE_KEYS[kind], "a rule mapping")
+    name = b.expand(m["name"], f"{path}.name")
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise Invalid(f"{path}.name", f"{show(name)} must match [a-z0-9_]+")
     kw = {"name": name, "kind": kind}
     if "severity" in m:
-        kw["severity"] = b._choice(m["severity"], f"{path}.severity", SEVERITIES)
+        kw["severity"] = b.choice(m["severity"], f"{path}.severity", SEVERITIES)
     if "for" in m:
-        kw["for_epochs"] = b._int(m["for"], f"{path}.for", 1, 1_000_000)
+        kw["for_epochs"] = b.integer(m["for"], f"{path}.for", 1, 1_000_000)
     if kind in _TASK_KIND:
         if "task" not in m:
-            raise _Fail(path, f"missing 'task' (a {_TASK_KIND[kind]} task)")
-        task = b._expand(m["task"], f"{path}.task")
+            raise Invalid(path, f"missing 'task' (a {_TASK_KIND[kind]} task)")
+        task = b.expand(m["task"], f"{path}.task")
         found = {t.name: t.kind for t in tasks}
         if task not in found:
-            raise _Fail(f"{path}.task", f"no task named {_show(task)} (tasks: {', '.join(found) or 'none'})")
+            raise Invalid(f"{path}.task", f"no task named {show(task)} (tasks: {', '.join(found) or 'none'})")
         if found[task] != _TASK_KIND[kind]:
-            raise _Fail(f"{path}.task", f"{task!r} is a {found[task]} task; {kind} needs a {_TASK_KIND[kind]} task")
+            raise Invalid(f"{path}.task", f"{task!r} is a {found[task]} task; {kind} needs a {_TASK_KIND[kind]} task")
         kw["task"] = task
     if kind == "heavy_hitter":
-        kw["metric"] = b._choice(m.get("metric", "packets"), f"{path}.metric", HH_METRICS)
+        kw["metric"] = b.choice(m.get("metric", "packets"), f"{path}.metric", HH_METRICS)
     if kind == "traffic_spike":
-        kw["metric"] = b._choice(m.get("metric", "bytes"), f"{path}.metric", SPIKE_METRICS)
+        kw["metric"] = b.choice(m.get("metric", "bytes"), f"{path}.metric", SPIKE_METRICS)
         if "factor" in m:
             kw["factor"] = _number(b, m["factor"], f"{path}.factor", 1.0, lo_open=True)
         if "min_rate" in m:
             kw["min_rate"] = _number(b, m["min_rate"], f"{path}.min_rate", 0.0)
         if "warmup" in m:
-            kw["warmup"] = b._int(m["warmup"], f"{path}.warmup", 1, 1_000_000)
+            kw["warmup"] = b.integer(m["warmup"], f"{path}.warmup", 1, 1_000_000)
         if "smoothing" in m:
             kw["smoothing"] = _number(b, m["smoothing"], f"{path}.smoothing", 0.0, 1.0, lo_open=True)
     if kind in ("heavy_hitter", "super_spreader", "fan_in"):
         if "threshold" not in m:
-            raise _Fail(path, "missing 'threshold'")
+            raise Invalid(path, "missing 'threshold'")
         kw["threshold"] = _number(b, m["threshold"], f"{path}.threshold", 0.0, lo_open=True)
     elif kind == "flow_table":
         kw["threshold"] = _number(b, m.get("threshold", DEFAULT_FILL), f"{path}.threshold", 0.0, 1.0, lo_open=True)
@@ -240,32 +233,30 @@ def _rule(b, value, path: str, tasks: tuple[TaskSpec, ...]) -> Rule:
     return Rule(**kw)
 
 
-def _notifier(b, value, path: str) -> NotifierSpec:
-    from ..config import _NAME_RE, _Fail, _show, parse_duration
-
+def _notifier(b: Reader, value, path: str) -> NotifierSpec:
     if not isinstance(value, dict):
-        b._mapping(value, path, (), "a notifier mapping")
+        b.mapping(value, path, (), "a notifier mapping")
     if "kind" not in value:
-        raise _Fail(path, f"missing 'kind' ({', '.join(NOTIFIER_KINDS)})")
-    kind = b._choice(value["kind"], f"{path}.kind", NOTIFIER_KINDS)
-    m = b._mapping(value, path, _NOTIFIER_KEYS[kind], "a notifier mapping")
-    name = b._expand(m.get("name", kind), f"{path}.name")
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise _Fail(f"{path}.name", f"{_show(name)} must match [a-z0-9_]+")
+        raise Invalid(path, f"missing 'kind' ({', '.join(NOTIFIER_KINDS)})")
+    kind = b.choice(value["kind"], f"{path}.kind", NOTIFIER_KINDS)
+    m = b.mapping(value, path, _NOTIFIER_KEYS[kind], "a notifier mapping")
+    name = b.expand(m.get("name", kind), f"{path}.name")
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise Invalid(f"{path}.name", f"{show(name)} must match [a-z0-9_]+")
     kw = {"name": name, "kind": kind}
     for opt in ("timeout", "backoff"):
         if opt in m:
-            kw[opt] = b._parsed(m[opt], f"{path}.{opt}", parse_duration)
+            kw[opt] = b.parsed(m[opt], f"{path}.{opt}", parse_duration)
     if kw.get("timeout", 1.0) <= 0:
-        raise _Fail(f"{path}.timeout", "must be more than 0")
+        raise Invalid(f"{path}.timeout", "must be more than 0")
     if "retries" in m:
-        kw["retries"] = b._int(m["retries"], f"{path}.retries", 0, 100)
+        kw["retries"] = b.integer(m["retries"], f"{path}.retries", 0, 100)
     if kind in ("alertmanager", "webhook"):
         if "url" not in m:
-            raise _Fail(path, "missing 'url'")
+            raise Invalid(path, "missing 'url'")
         url = _str(b, m["url"], f"{path}.url")
         if not url.startswith(("http://", "https://")):
-            raise _Fail(f"{path}.url", f"{url!r} is not an http:// or https:// URL")
+            raise Invalid(f"{path}.url", f"{url!r} is not an http:// or https:// URL")
         kw["url"] = url
         if "secret" in m:
             kw["secret"] = _str(b, m["secret"], f"{path}.secret")
@@ -274,24 +265,24 @@ def _notifier(b, value, path: str) -> NotifierSpec:
     else:
         for req in ("host", "from", "to"):
             if req not in m:
-                raise _Fail(path, f"missing {req!r}")
+                raise Invalid(path, f"missing {req!r}")
         kw["host"] = _str(b, m["host"], f"{path}.host")
         kw["sender"] = _str(b, m["from"], f"{path}.from")
-        to = b._expand(m["to"], f"{path}.to")
+        to = b.expand(m["to"], f"{path}.to")
         to = [to] if isinstance(to, str) else to
         if not isinstance(to, list) or not to:
-            raise _Fail(f"{path}.to", "expected an address or a list of addresses")
+            raise Invalid(f"{path}.to", "expected an address or a list of addresses")
         kw["to"] = tuple(_str(b, a, f"{path}.to[{i}]") for i, a in enumerate(to))
         if "port" in m:
-            kw["port"] = b._int(m["port"], f"{path}.port", 1, 65535)
+            kw["port"] = b.integer(m["port"], f"{path}.port", 1, 65535)
         if "starttls" in m:
-            st = b._expand(m["starttls"], f"{path}.starttls")
+            st = b.expand(m["starttls"], f"{path}.starttls")
             if not isinstance(st, bool):
-                raise _Fail(f"{path}.starttls", f"{_show(st)} is not true or false")
+                raise Invalid(f"{path}.starttls", f"{show(st)} is not true or false")
             kw["starttls"] = st
         for opt in ("username", "password"):
             if opt in m:
                 kw[opt] = _str(b, m[opt], f"{path}.{opt}")
         if bool(kw.get("username")) != bool(kw.get("password")):
-            raise _Fail(path, "username and password go together")
+            raise Invalid(path, "username and password go together")
     return NotifierSpec(**kw)

@@ -118,7 +118,15 @@ def _time(ts) -> str:
     return t.strftime("%H:%M:%S.%f")[:-3]
 
 
+def _date_time(ts) -> str:
+    return f"{ts.ToDatetime(tzinfo=datetime.UTC).astimezone():%Y-%m-%d %H:%M:%S}"
+
+
 def _epochs(r: pb.EpochRange) -> str:
+    if r.source.startswith("store"):  # a range read from history: its time and what was read
+        res = r.source.split(":", 1)[1] if ":" in r.source else "raw"
+        what = f"{r.records} epochs" if res == "raw" else f"{r.records} rollups of {res}"
+        return f"{_date_time(r.start)} - {_date_time(r.end)} (history: {what})"
     n = r.last - r.first + 1
     span = f"epoch {r.last}" if n == 1 else f"epochs {r.first}..{r.last}"
     return f"{span} ({_time(r.start)} - {_time(r.end)})"
@@ -168,6 +176,22 @@ def render_status(s: pb.Status) -> str:
         f"{s.candidates_lost} candidate reports lost",
         f"api        {', '.join(auth) if auth else 'no TLS, no token'}",
     ]
+    h = s.history
+    if not h.store:
+        lines.append("history    off (store.url: off)")
+    else:
+        since = f", since {_date_time(h.oldest)}" if h.HasField("oldest") else ""
+        lines.append(
+            f"history    {h.store} ({'up' if h.up else 'DOWN'}){since}: {h.epochs_written} epochs written, "
+            f"{h.epochs_waiting} waiting, {h.epochs_lost} lost"
+        )
+    if s.HasField("range"):
+        r = s.range
+        span = _epochs(r.epochs) if r.epochs.records else "no epoch in the range"
+        lines.append(
+            f"range      {span}: {r.total.packets} packets, {human_bytes(r.total.bytes)}, "
+            f"{r.flow_untracked.packets} untracked"
+        )
     if s.HasField("latest"):
         e = s.latest
         lines.append(
@@ -281,7 +305,8 @@ def render_trace(r: pb.TraceFlowResponse) -> str:
             )
         else:
             rows.append([e.epoch, _time(e.end), "-", "-", "", ""])
-    head = f"flow {key_text(r.key)} in {len(r.epochs)} kept epochs: {r.total.packets} packets, {human_bytes(r.total.bytes)}"
+    where = _epochs(r.range) if r.range.source.startswith("store") else "kept epochs"
+    head = f"flow {key_text(r.key)} in {len(r.epochs)} {where}: {r.total.packets} packets, {human_bytes(r.total.bytes)}"
     return head + "\n" + table(["EPOCH", "ENDED", "PACKETS", "BYTES", "FIRST", "LAST"], rows, {0, 2, 3})
 
 

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 
 from .. import abi
+from ..source import Cache, Window
 
 SUBSCRIBER_QUEUE = 256
-CACHE_BYTES = 256 << 20  # merged windows and derived rankings kept (LRU, by size)
-CACHE_ENTRIES = 64
 
 _CLOSED = object()
 
@@ -71,7 +70,8 @@ class Subscription:
 
 class History:
     """The last `keep` EpochSnapshots, cumulative counters since start, the
-    alerts firing now, and the subscribers of both feeds.  Thread-safe."""
+    alerts firing now, and the subscribers of both feeds.  Thread-safe.
+    An EpochSource (netspectra/source.py) for the epochs it keeps."""
 
     def __init__(self, keep: int, layout, max_streams: int = 32):
         self.keep = keep
@@ -79,10 +79,7 @@ class History:
         self.max_streams = max_streams
         self._lock = threading.Lock()
         self._snaps: deque = deque(maxlen=keep)
-        self._cache: OrderedDict = OrderedDict()  # key -> (value, bytes)
-        self._cache_bytes = 0
-        self._cache_lock = threading.Lock()
-        self._inflight: dict = {}
+        self._cache = Cache()
         self._per_epoch: dict = {}  # (seq, name) -> value, dropped with the epoch
         self.completed = 0
         self.cumulative = np.zeros((abi.NCOUNTERS, 2), np.uint64)
@@ -135,45 +132,36 @@ class History:
         with self._lock:
             return self._snaps[-1] if self._snaps else None
 
-    def window(self, n: int, last: int | None = None) -> list:
+    def window(self, n: int, last: int | None = None) -> Window:
         """The last n kept snapshots ending at epoch `last` (default: the
-        newest), oldest first; fewer when fewer are kept.  [] when `last` is
-        no longer (or not yet) kept."""
+        newest), oldest first; fewer when fewer are kept.  Empty when `last`
+        is no longer (or not yet) kept."""
         snaps = self.snapshots()
         if last is not None:
             idx = [i for i, s in enumerate(snaps) if s.seq == last]
-            if not idx:
-                return []
-            snaps = snaps[: idx[0] + 1]
-        return snaps[-n:]
+            snaps = snaps[: idx[0] + 1] if idx else []
+        return self._window(snaps[-n:])
+
+    def _window(self, snaps: list) -> Window:
+        return Window(snaps, self, (snaps[0].seq, snaps[-1].seq) if snaps else ())
+
+    def range(self, since: float, until: float, complete: bool = False) -> Window | None:
+        """The kept epochs starting in [since, until), or None when epochs
+        that started after `since` may be gone: older than the oldest kept,
+        or (complete) dropped since start."""
+        snaps = self.snapshots()
+        if not snaps or (since < snaps[0].start and (complete or self.completed > len(snaps))):
+            return None
+        return self._window([s for s in snaps if since <= s.start < until])
 
     def cached(self, key: tuple, compute: Callable):
-        """compute() once per key.  Keys name the epochs they depend on, so a
-        result never goes stale; it just ages out of the LRU.  Concurrent
-        askers of one key wait for a single computation; other keys proceed."""
-        with self._cache_lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key][0]
-            gate = self._inflight.setdefault(key, threading.Lock())
-        with gate:
-            with self._cache_lock:
-                if key in self._cache:
-                    return self._cache[key][0]
-            value = compute()
-            size = _nbytes(value)
-            with self._cache_lock:
-                self._inflight.pop(key, None)
-                self._cache[key] = (value, size)
-                self._cache_bytes += size
-                while len(self._cache) > 1 and (self._cache_bytes > CACHE_BYTES or len(self._cache) > CACHE_ENTRIES):
-                    _, (_, old) = self._cache.popitem(last=False)
-                    self._cache_bytes -= old
-            return value
+        """compute() once per key (keys name the epochs they depend on)."""
+        return self._cache.get(key, compute)
 
-    def per_epoch(self, seq: int, name: str, compute: Callable):
+    def per_epoch(self, snap, name, compute: Callable):
         """compute() once per kept epoch (an index over its flows, ...), and
         for an epoch being warmed before add() (newer than every kept one)."""
+        seq = snap.seq
         with self._lock:
             if (seq, name) in self._per_epoch:
                 return self._per_epoch[(seq, name)]
@@ -208,17 +196,3 @@ class History:
         with self._lock:
             self._epoch_subs.discard(sub)
             self._alert_subs.discard(sub)
-
-
-def _nbytes(value) -> int:
-    """Approximate memory of a cached value: its numpy arrays."""
-    if isinstance(value, np.ndarray):
-        return value.nbytes
-    if isinstance(value, dict):
-        return sum(_nbytes(v) for v in value.values())
-    if isinstance(value, (tuple, list)):
-        return sum(_nbytes(v) for v in value)
-    cm, ss = getattr(value, "cm", None), getattr(value, "ss", None)  # a SketchSet
-    if isinstance(cm, np.ndarray) and isinstance(ss, np.ndarray):
-        return cm.nbytes + ss.nbytes
-    return 64

@@ -9,6 +9,10 @@
     GET /v1/trace?src_ip=..&dst_ip=..&src_port=..&dst_port=..&proto=tcp
     GET /healthz
 
+Every windowed path (and status, for range totals) also takes a time range
+instead of epochs: since=2h (ago), since=2026-12-01T10:00Z, until=... (the
+sensor's clock; default now), answered from memory or from history.
+
 Answers are the gRPC response messages in protobuf's JSON mapping (field
 names as in the .proto, times as RFC 3339), except that 64-bit integers are
 JSON numbers rather than strings, so Grafana and jq can do arithmetic on
@@ -40,6 +44,7 @@ _HTTP_STATUS = {
     "INVALID_ARGUMENT": 400,
     "UNAUTHENTICATED": 401,
     "NOT_FOUND": 404,
+    "OUT_OF_RANGE": 400,
     "RESOURCE_EXHAUSTED": 429,
     "INTERNAL": 500,
     "UNAVAILABLE": 503,
@@ -135,6 +140,33 @@ def key_from_params(params: dict, key: pb.Key) -> None:
         key.proto = parse_proto("proto", params["proto"])
 
 
+def _range(p, r) -> None:
+    """since= and until= (2h, 2026-12-01T10:00Z, ...: configkit.parse_time, this host's clock) -> r.range."""
+    from ..configkit import parse_time
+
+    if "until" in p and "since" not in p:
+        raise ApiError("until", "needs since")
+    now = time.time()
+    for name in ("since", "until"):
+        if name in p:
+            try:
+                t = parse_time(p[name], now)
+            except ValueError as e:
+                raise ApiError(name, str(e)) from None
+            getattr(r.range, name).FromNanoseconds(int(t * 1e9))
+
+
+def _windowed(build):
+    """A request builder that also takes since= and until=."""
+
+    def wrapped(p):
+        r = build(p)
+        _range(p, r)
+        return r
+
+    return wrapped
+
+
 def _top(p):
     r = pb.TopKeysRequest(task=p.get("task", ""))
     if "metric" in p:
@@ -185,16 +217,17 @@ def _trace(p):
 
 
 _KEY_PARAMS = ("src_ip", "dst_ip", "src_port", "dst_port", "proto")
+_RANGE = ("since", "until")
 # path -> (Queries method, request builder, accepted parameters)
 ROUTES = {
-    "/v1/status": ("GetStatus", lambda p: pb.GetStatusRequest(), ()),
+    "/v1/status": ("GetStatus", _windowed(lambda p: pb.GetStatusRequest()), _RANGE),
     "/v1/tasks": ("ListTasks", lambda p: pb.ListTasksRequest(), ()),
-    "/v1/top": ("TopKeys", _top, ("task", "metric", "limit", "epochs")),
-    "/v1/estimate": ("EstimateKey", _estimate, ("task", *_KEY_PARAMS, "epochs")),
-    "/v1/spreaders": ("TopSpreaders", _spreaders, ("task", "limit", "epochs")),
+    "/v1/top": ("TopKeys", _windowed(_top), ("task", "metric", "limit", "epochs", *_RANGE)),
+    "/v1/estimate": ("EstimateKey", _windowed(_estimate), ("task", *_KEY_PARAMS, "epochs", *_RANGE)),
+    "/v1/spreaders": ("TopSpreaders", _windowed(_spreaders), ("task", "limit", "epochs", *_RANGE)),
     "/v1/flows": (
         "ListFlows",
-        _flows,
+        _windowed(_flows),
         (
             "src",
             "dst",
@@ -208,9 +241,10 @@ ROUTES = {
             "page_size",
             "page_token",
             "epochs",
+            *_RANGE,
         ),
     ),  # fmt: skip
-    "/v1/trace": ("TraceFlow", _trace, _KEY_PARAMS),
+    "/v1/trace": ("TraceFlow", _windowed(_trace), (*_KEY_PARAMS, *_RANGE)),
 }
 
 

@@ -121,11 +121,17 @@ def key_from_pb(m: pb.Key, names: tuple[str, ...], field: str, what: str) -> np.
     return k
 
 
-def _range(first, last) -> pb.EpochRange:
-    r = pb.EpochRange(first=first.seq, last=last.seq)
-    _ts(r.start, first.start)
-    _ts(r.end, last.end)
+def _epoch_range(snaps) -> pb.EpochRange:
+    """What a window read: its epochs (or rollups), their time and where from."""
+    first, last = snaps[0], snaps[-1]
+    r = pb.EpochRange(first=first.seq, last=last.seq, source=getattr(snaps, "label", "memory"), records=len(snaps))
+    _ts(r.start, min(s.start for s in snaps))
+    _ts(r.end, max(s.end for s in snaps))
     return r
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def flow_pb(f) -> pb.Flow:
@@ -203,6 +209,18 @@ def _position(keys: np.ndarray, index: tuple, want: np.ndarray) -> int | None:
         if keys[i].tobytes() == raw:
             return int(i)
     return None
+
+
+def _order(keys: np.ndarray, *cols, descending: bool = True) -> np.ndarray:
+    """Indices sorting rows by cols (the first decides, the next break ties)
+    and then by key bytes: one order whatever order the rows came in, so a
+    window answers the same from epochs or from their rollups."""
+    raw = np.ascontiguousarray(keys).view(_VOID).reshape(-1)
+    rank = np.empty(len(raw), np.int64)
+    rank[np.argsort(raw, kind="stable")] = np.arange(len(raw))
+    if descending:  # largest first, ties by ascending key
+        return np.lexsort((-rank, *cols[::-1]))[::-1]
+    return np.lexsort((rank, *cols[::-1]))
 
 
 def _count_of(keys: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -305,16 +323,69 @@ def _decode_token(token: str) -> dict:
 
 
 class Queries:
-    """Every RPC of the Sensor service, over a History.  `info` is what the
-    sensor knows statically: interface, ifindex, xdp_mode, pid, started,
-    epoch_s, kernel_memory (dict) and config (a Config)."""
+    """Every RPC of the Sensor service, over the epochs a History keeps and,
+    for time ranges it does not hold, a StoreSource (None: history is off).
+    `info` is what the sensor knows statically: interface, ifindex,
+    xdp_mode, pid, started, epoch_s, kernel_memory (dict), config (a Config)
+    and history (a callable returning the store's delivery counters)."""
 
-    def __init__(self, history: History, info: dict):
+    def __init__(self, history: History, info: dict, store=None, clock=time.time):
         self.h = history
         self.info = info
         self.layout = history.layout
+        self.store = store
+        self.clock = clock
 
     # --- helpers
+
+    def _cached(self, snaps, key: tuple, compute):
+        """compute() once per window: keys name the epochs (or store records) read."""
+        return snaps.source.cached((*key, *snaps.key), compute)
+
+    def _select(self, req, last: int | None = None):
+        """The window of a request: its range if it has one, else its last N epochs."""
+        if req.HasField("range"):
+            if req.epochs:
+                raise ApiError("epochs", "give epochs or a range, not both")
+            return self._range(req.range)
+        return self._window(req.epochs, last=last)
+
+    def _range_bounds(self, r: pb.TimeRange) -> tuple[float, float]:
+        now = self.clock()
+        if not r.HasField("since"):
+            raise ApiError("range.since", "required (the start of the range)")
+        since = r.since.ToNanoseconds() / 1e9
+        until = r.until.ToNanoseconds() / 1e9 if r.HasField("until") else math.inf
+        if until <= since:
+            raise ApiError("range.until", f"{_iso(until)} is not after range.since {_iso(since)}")
+        if since > now:
+            raise ApiError("range.since", f"{_iso(since)} is in the future (now {_iso(now)})")
+        return since, until
+
+    def _range(self, r: pb.TimeRange, empty_ok: bool = False):
+        """The epochs starting in the range: from memory when it holds them
+        all, else from the store."""
+        since, until = self._range_bounds(r)
+        w = self.h.range(since, until, complete=self.store is not None)
+        if w is None:
+            if self.store is None:
+                oldest = self.h.snapshots()[0].start
+                raise ApiError(
+                    "range.since",
+                    f"{_iso(since)} is before the oldest epoch kept ({_iso(oldest)}; api.keep_epochs = "
+                    f"{self.h.keep}) and history is off (store.url: off)",
+                    "OUT_OF_RANGE",
+                )
+            from ..store import StoreError
+
+            try:
+                w = self.store.range(since, until)
+            except StoreError as e:
+                raise ApiError("", f"history unavailable: {e}", "UNAVAILABLE") from None
+        if not w and not empty_ok:
+            end = "now" if math.isinf(until) else _iso(until)
+            raise ApiError("range", f"no epoch was recorded from {_iso(since)} to {end}", "NOT_FOUND")
+        return w
 
     def _window(self, epochs: int, field: str = "epochs", last: int | None = None) -> list:
         if epochs > self.h.keep:
@@ -352,12 +423,12 @@ class Queries:
                 sk.merge(s.sketch)
             return sk
 
-        return self.h.cached(("sketch", snaps[0].seq, snaps[-1].seq), merge)
+        return self._cached(snaps, ("sketch",), merge)
 
     def _flows(self, snaps: list) -> np.ndarray:
         if len(snaps) == 1:
             return snaps[0].flows
-        return self.h.cached(("flows", snaps[0].seq, snaps[-1].seq), lambda: merge_flows([s.flows for s in snaps]))
+        return self._cached(snaps, ("flows",), lambda: merge_flows([s.flows for s in snaps]))
 
     def _heavy_keys(self, snaps: list, task: str | None = None) -> np.ndarray:
         parts = [hh.keys for s in snaps for name, hh in s.heavy.items() if task in (None, name)]
@@ -403,6 +474,43 @@ class Queries:
         latest = self.h.latest()
         if latest is not None:
             out.latest.CopyFrom(self.summary(latest))
+        hist = info.get("history")
+        if hist is not None:
+            h = hist()
+            oldest = h.pop("oldest", None)
+            out.history.CopyFrom(pb.HistoryStatus(**h))
+            if oldest is not None:
+                _ts(out.history.oldest, oldest)
+        if req.HasField("range"):
+            out.range.CopyFrom(self._range_totals(req.range))
+        return out
+
+    def _range_totals(self, r: pb.TimeRange) -> pb.RangeTotals:
+        """Totals of a range: the kept epochs', or the store's (without reading flows)."""
+        since, until = self._range_bounds(r)
+        w = self.h.range(since, until, complete=self.store is not None)
+        out = pb.RangeTotals()
+        if w is not None or self.store is None:
+            w = self._range(r, empty_ok=True)
+            tot = sum((s.totals.astype(np.uint64) for s in w), np.zeros((abi.NCOUNTERS, 2), np.uint64))
+            if w:
+                out.epochs.CopyFrom(_epoch_range(w))
+        else:
+            from ..store import StoreError
+
+            try:
+                t = self.store.totals(since, until)
+            except StoreError as e:
+                raise ApiError("", f"history unavailable: {e}", "UNAVAILABLE") from None
+            tot = t.totals
+            if t.records:
+                out.epochs.source, out.epochs.records = "store", t.records
+                _ts(out.epochs.start, t.start)
+                _ts(out.epochs.end, t.end)
+        out.total.CopyFrom(_counter(tot[abi.C["all"]]))
+        out.flow_untracked.CopyFrom(_counter(tot[abi.C["flow_untracked"]]))
+        for name, row in zip(abi.COUNTERS, tot):
+            out.counters[name].CopyFrom(_counter(row))
         return out
 
     def ListTasks(self, req: pb.ListTasksRequest) -> pb.ListTasksResponse:
@@ -434,10 +542,10 @@ class Queries:
         keys, _, pk, by, n = snap.groups.by(fields)
         return keys, pk, by, n
 
-    def _epoch_position(self, snap, fields: int, key: np.ndarray) -> int | None:
+    def _epoch_position(self, src, snap, fields: int, key: np.ndarray) -> int | None:
         """Where a key masked to `fields` is in _epoch_sums(snap, fields); None when absent."""
         keys = self._epoch_sums(snap, fields)[0]
-        index = self.h.per_epoch(snap.seq, ("index", fields), lambda: _key_index(keys))
+        index = src.per_epoch(snap, ("index", fields), lambda: _key_index(keys))
         return _position(keys, index, key)
 
     def _exact_sums(self, fields: int, snaps: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -470,7 +578,7 @@ class Queries:
             distinct = np.bincount(key_of[flow_of_pair], minlength=len(keys))
             return {"keys": keys, "distinct": distinct, "flows": nflows, "index": _key_index(keys)}
 
-        return self.h.cached(("distinct", kf, ef, snaps[0].seq, snaps[-1].seq), compute)
+        return self._cached(snaps, ("distinct", kf, ef), compute)
 
     def _ranked(self, t, snaps: list) -> dict:
         """Every key of a Count-Min task seen in the window, ranked both ways.
@@ -491,8 +599,8 @@ class Queries:
                 else:
                     keys = analysis.unique_keys(np.concatenate([*pool, heavy]))
                 pk, by = sk.query(name, keys) if len(keys) else (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
-            by_bytes = np.lexsort((pk, by))[::-1][:MAX_LIMIT]
-            by_packets = np.lexsort((by, pk))[::-1][:MAX_LIMIT]
+            by_bytes = _order(keys, by, pk)[:MAX_LIMIT]
+            by_packets = _order(keys, pk, by)[:MAX_LIMIT]
             kept = np.union1d(by_bytes, by_packets)  # cache only what an answer can show
             return {
                 "keys": keys[kept],
@@ -502,7 +610,7 @@ class Queries:
                 pb.METRIC_PACKETS: np.searchsorted(kept, by_packets),
             }
 
-        return self.h.cached(("top", name, snaps[0].seq, snaps[-1].seq), rank)
+        return self._cached(snaps, ("top", name), rank)
 
     def _bounds(self, t, snaps: list) -> dict:
         """Per window and task: Count-Min error bounds, or the SuperSpread pool
@@ -517,14 +625,14 @@ class Queries:
                 return {"packets": sk.error_bound(name), "bytes": sk.error_bound(name, bytes=True)}
             return {"pool": sk.pool_estimate(name)}
 
-        return self.h.cached(("bounds", name, snaps[0].seq, snaps[-1].seq), compute)
+        return self._cached(snaps, ("bounds", name), compute)
 
     def TopKeys(self, req: pb.TopKeysRequest) -> pb.TopKeysResponse:
         t = self._task(req.task, COUNTMIN, "TopKeys")
         if req.metric not in (pb.METRIC_UNSPECIFIED, pb.METRIC_BYTES, pb.METRIC_PACKETS):
             raise ApiError("metric", f"unknown value {req.metric}")
         limit = _limit(req.limit, "limit", DEFAULT_LIMIT)
-        snaps = self._window(req.epochs)
+        snaps = self._select(req)
         metric = req.metric or pb.METRIC_BYTES
         exact = _exact(snaps)
         r = self._ranked(t, snaps)
@@ -532,7 +640,7 @@ class Queries:
         out = pb.TopKeysResponse(
             task=t.spec.name,
             metric=metric,
-            epochs=_range(snaps[0], snaps[-1]),
+            epochs=_epoch_range(snaps),
             packets_error_bound=b["packets"],
             bytes_error_bound=b["bytes"],
             confidence=1.0 if exact else 1 - math.exp(-t.spec.depth),
@@ -545,15 +653,15 @@ class Queries:
     def EstimateKey(self, req: pb.EstimateKeyRequest) -> pb.EstimateKeyResponse:
         t = self._task(req.task, None, "EstimateKey")
         key = key_from_pb(req.key, t.spec.key, "key", f"task {t.spec.name!r}")
-        snaps = self._window(req.epochs)
+        snaps = self._select(req)
         name = t.spec.name
         exact = _exact(snaps)
         out = pb.EstimateKeyResponse(
-            task=name, kind=t.spec.kind, key=key_pb(key[0], t.spec.key), epochs=_range(snaps[0], snaps[-1]), exact=exact
+            task=name, kind=t.spec.kind, key=key_pb(key[0], t.spec.key), epochs=_epoch_range(snaps), exact=exact
         )
         if t.spec.kind == COUNTMIN and exact:  # the key's sums in each epoch (0 where absent)
             for s in snaps:
-                i = self._epoch_position(s, t.spec.fields, key)
+                i = self._epoch_position(snaps.source, s, t.spec.fields, key)
                 if i is not None:
                     _, pk, by, _ = self._epoch_sums(s, t.spec.fields)
                     out.packets += int(pk[i])
@@ -579,7 +687,7 @@ class Queries:
 
         def from_flows():  # every key of the flows: most distinct elements first, then most flows
             x = self._exact_spread(t, snaps)
-            order = np.lexsort((-x["flows"], -x["distinct"]))[:MAX_LIMIT]
+            order = _order(x["keys"], x["distinct"], x["flows"])[:MAX_LIMIT]
             return {"keys": x["keys"][order], "distinct": x["distinct"][order], "flows": x["flows"][order]}
 
         def from_sketch():
@@ -588,7 +696,7 @@ class Queries:
                 keys, _, _, nflows = self._epoch_sums(snaps[0], t.spec.fields)
             else:  # distinct 5-tuples of the window per key
                 keys, _, _, _, nflows = _sketch.group_keys(self._flows(snaps), abi.field_wmask(t.spec.fields))
-            top = np.argsort(nflows, kind="stable")[::-1][:SPREAD_CANDIDATES]
+            top = _order(keys, nflows)[:SPREAD_CANDIDATES]
             extra = [s.spreaders[name][0] for s in snaps if name in s.spreaders]
             # heavy hitters of the Count-Min tasks keyed on (at least) this task's fields; masking
             # another task's keys would invent keys (src_ip keys -> dst_ip ::)
@@ -601,23 +709,23 @@ class Queries:
             extra += [analysis.mask_keys(k, fields) for k in hh]
             cand = analysis.unique_keys(np.concatenate([keys[top], *extra]))
             est = sk.spread(name, cand, pool=self._bounds(t, snaps)["pool"]) if len(cand) else np.zeros(0)
-            order = np.argsort(est, kind="stable")[::-1][:MAX_LIMIT]
+            order = _order(cand, est)[:MAX_LIMIT]
             cand, est = cand[order], est[order]
             # exact flow counts of the ranked keys (0 for keys only candidates saw)
             return {"keys": cand, "distinct": est, "flows": _count_of(keys, nflows, cand)}
 
         rank = from_flows if _exact(snaps) else from_sketch
-        return self.h.cached(("spread", name, snaps[0].seq, snaps[-1].seq), rank)
+        return self._cached(snaps, ("spread", name), rank)
 
     def TopSpreaders(self, req: pb.TopSpreadersRequest) -> pb.TopSpreadersResponse:
         t = self._task(req.task, SUPERSPREAD, "TopSpreaders")
         limit = _limit(req.limit, "limit", DEFAULT_LIMIT)
-        snaps = self._window(req.epochs)
+        snaps = self._select(req)
         exact = _exact(snaps)
         r = self._spread_ranked(t, snaps)
         out = pb.TopSpreadersResponse(
             task=t.spec.name,
-            epochs=_range(snaps[0], snaps[-1]),
+            epochs=_epoch_range(snaps),
             relative_error=0.0 if exact else 1.04 / math.sqrt(t.spec.registers),
             exact=exact,
         )
@@ -632,38 +740,55 @@ class Queries:
         if req.order_by not in _ORDER_COLUMN:
             raise ApiError("order_by", f"unknown value {req.order_by}")
         # a page token is bound to its filter, order and window, and pins the window's epochs
+        # (a range's open end is pinned too: the time of the first page)
         fp_src = (
-            req.filter.SerializeToString(deterministic=True) + f"|{req.order_by}|{req.ascending}|{req.epochs}".encode()
+            req.filter.SerializeToString(deterministic=True)
+            + f"|{req.order_by}|{req.ascending}|{req.epochs}|".encode()
+            + req.range.SerializeToString(deterministic=True)
         )
         fp = hashlib.sha256(fp_src).hexdigest()[:16]
-        first, last, offset = None, None, 0
+        first, last, offset, until = None, None, 0, None
         if req.page_token:
             tok = _decode_token(req.page_token)
             if tok.get("fp") != fp:
-                raise ApiError("page_token", "was made for a different filter, order or epochs; ask again without it")
-            first, last, offset = tok["first"], tok["last"], tok["offset"]
+                raise ApiError(
+                    "page_token", "was made for a different filter, order, epochs or range; ask again without it"
+                )
+            first, last, offset, until = tok["first"], tok["last"], tok["offset"], tok.get("until")
         filter_flows(np.zeros(0, analysis.FLOW_RECORD), req.filter)  # argument errors before any work
-        snaps = self._window(req.epochs, last=last)
-        if first is not None and snaps[0].seq != first:  # the window lost its oldest epoch: not the same flows
-            raise ApiError("page_token", f"expired: epoch {first} is no longer kept; ask again without page_token")
+        if req.HasField("range"):
+            if req.epochs:
+                raise ApiError("epochs", "give epochs or a range, not both")
+            r = pb.TimeRange()
+            r.CopyFrom(req.range)
+            if until is None and not r.HasField("until"):
+                until = int(self.clock() * 1e9)
+            if until is not None:
+                r.until.FromNanoseconds(int(until))
+            snaps = self._range(r)
+            first = last = 0
+        else:
+            snaps = self._window(req.epochs, last=last)
+            if first is not None and snaps[0].seq != first:  # the window lost its oldest epoch: not the same flows
+                raise ApiError("page_token", f"expired: epoch {first} is no longer kept; ask again without page_token")
+            first, last = snaps[0].seq, snaps[-1].seq
         flows = self._flows(snaps)
 
         def select():
             idx = filter_flows(flows, req.filter)
-            order = np.argsort(flows[_ORDER_COLUMN[req.order_by]][idx], kind="stable")
-            return idx[order if req.ascending else order[::-1]]
+            sub = flows[idx]
+            return idx[_order(sub["key"], sub[_ORDER_COLUMN[req.order_by]], descending=not req.ascending)]
 
-        sel = self.h.cached(("flowsel", fp, snaps[0].seq, snaps[-1].seq), select)
+        sel = self._cached(snaps, ("flowsel", fp), select)
         page = sel[offset : offset + size]
-        out = pb.ListFlowsResponse(total=len(sel), epochs=_range(snaps[0], snaps[-1]))
+        out = pb.ListFlowsResponse(total=len(sel), epochs=_epoch_range(snaps))
         unt = sum(s.totals[abi.C["flow_untracked"]].astype(np.uint64) for s in snaps)
         out.untracked.CopyFrom(_counter(unt))
         for i in page:
             out.flows.append(flow_pb(flows[i]))
         if offset + size < len(sel):
-            out.next_page_token = _encode_token(
-                {"first": snaps[0].seq, "last": snaps[-1].seq, "offset": offset + size, "fp": fp}
-            )
+            tok = {"first": first, "last": last, "offset": offset + size, "fp": fp}
+            out.next_page_token = _encode_token(tok | ({"until": until} if until is not None else {}))
         return out
 
     def TraceFlow(self, req: pb.TraceFlowRequest) -> pb.TraceFlowResponse:
@@ -674,16 +799,19 @@ class Queries:
                 if not m.HasField(n):
                     setattr(m, n, 0)
         key = key_from_pb(m, KEY_FIELDS, "key", "a flow (src_ip, dst_ip, proto, and ports for TCP/UDP/SCTP)")
-        snaps = self.h.snapshots()
-        if not snaps:
-            raise ApiError("", "no epoch has completed yet; try again after the first epoch", "UNAVAILABLE")
-        out = pb.TraceFlowResponse(key=key_pb(key[0]))
+        if req.HasField("range"):
+            snaps = self._range(req.range)
+        else:
+            snaps = self.h.window(self.h.keep)
+            if not snaps:
+                raise ApiError("", "no epoch has completed yet; try again after the first epoch", "UNAVAILABLE")
+        out = pb.TraceFlowResponse(key=key_pb(key[0]), range=_epoch_range(snaps))
         tp = tb = 0
         for s in snaps:
             fe = out.epochs.add(epoch=s.seq)
             _ts(fe.start, s.start)
             _ts(fe.end, s.end)
-            i = self._epoch_position(s, 0x1F, key)
+            i = self._epoch_position(snaps.source, s, 0x1F, key)
             if i is not None:
                 hit = s.flows[i]
                 fe.flow.CopyFrom(flow_pb(hit))
@@ -701,16 +829,16 @@ class Queries:
         epoch's spreader ranking).  Queries then find them cached instead of
         waiting on the first asker.  kept: the epochs kept before `snap`.
         Exact windows get exact rankings; their sketches stay underived."""
-        windows = [[snap]]
+        windows = [self.h._window([snap])]
         if self.h.keep > 1 and kept:
-            windows.append([*kept, snap][-self.h.keep :])
+            windows.append(self.h._window([*kept, snap][-self.h.keep :]))
         for w in windows:
             for t in self.layout.tasks:
                 self._bounds(t, w)
                 if t.spec.kind == COUNTMIN:
                     self._ranked(t, w)
         for t in self.layout.kind(SUPERSPREAD):
-            self._spread_ranked(t, [snap])
+            self._spread_ranked(t, windows[0])
 
     # --- epoch summaries and streams
 

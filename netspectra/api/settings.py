@@ -1,6 +1,6 @@
 """The `api:` section of the config: where the query API listens and who may ask.
 
-parse_api() is called by config._Builder (like alerts.rules.parse_alerts);
+parse_api() is called by netspectra.config (like alerts.rules.parse_alerts);
 every problem is a one-line error naming the dotted key.  docs/api.md is the
 reference.
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..configkit import Invalid, Reader, parse_address, show
 
 DEFAULT_ADDRESS = "127.0.0.1:9782"
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:9783"
@@ -50,47 +52,45 @@ def host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def parse_api(b, value) -> ApiConfig:
-    """The `api` section; `b` is the config._Builder (its helpers raise _Fail)."""
-    from ..config import _Fail, _show, parse_address
-
-    m = b._mapping(value, "api", _SECTION_KEYS)
+def parse_api(b: Reader, value) -> ApiConfig:
+    """The `api` section; `b` reads the values (configkit.Reader)."""
+    m = b.mapping(value, "api", _SECTION_KEYS)
     kw = {}
     for name in ("address", "http_address"):
         if name in m:
-            raw = b._expand(m[name], f"api.{name}")
+            raw = b.expand(m[name], f"api.{name}")
             raw = "" if raw is None else raw
             if raw != "":
-                b._parsed(raw, f"api.{name}", parse_address)
+                b.parsed(raw, f"api.{name}", parse_address)
                 raw = raw.strip()
             kw[name] = raw
     if "keep_epochs" in m:
-        kw["keep_epochs"] = b._int(m["keep_epochs"], "api.keep_epochs", 1, KEEP_EPOCHS_MAX)
+        kw["keep_epochs"] = b.integer(m["keep_epochs"], "api.keep_epochs", 1, KEEP_EPOCHS_MAX)
     if "max_streams" in m:
-        kw["max_streams"] = b._int(m["max_streams"], "api.max_streams", 1, MAX_STREAMS_MAX)
+        kw["max_streams"] = b.integer(m["max_streams"], "api.max_streams", 1, MAX_STREAMS_MAX)
     if m.get("token") not in (None, ""):
-        token = b._expand(m["token"], "api.token")
+        token = b.expand(m["token"], "api.token")
         if not isinstance(token, str) or token != token.strip() or any(c.isspace() for c in token):
-            raise _Fail("api.token", "must be a string without spaces")
+            raise Invalid("api.token", "must be a string without spaces")
         if token and len(token) < TOKEN_MIN:
-            raise _Fail("api.token", f"too short ({len(token)} characters, at least {TOKEN_MIN})")
+            raise Invalid("api.token", f"too short ({len(token)} characters, at least {TOKEN_MIN})")
         kw["token"] = token
     if m.get("tls") is not None:
-        t = b._mapping(m["tls"], "api.tls", _TLS_KEYS)
+        t = b.mapping(m["tls"], "api.tls", _TLS_KEYS)
         files = {}
         for name in _TLS_KEYS:
             path = f"api.tls.{name}"
             if name not in t or t[name] in (None, ""):
                 if name != "client_ca":
-                    raise _Fail("api.tls", f"missing {name!r} (a PEM file)")
+                    raise Invalid("api.tls", f"missing {name!r} (a PEM file)")
                 continue
-            f = b._expand(t[name], path)
+            f = b.expand(t[name], path)
             if not isinstance(f, str):
-                raise _Fail(path, f"{_show(f)} is not a file path")
+                raise Invalid(path, f"{show(f)} is not a file path")
             try:
                 Path(f).read_bytes()
             except OSError as e:
-                raise _Fail(path, f"cannot read {f}: {e.strerror or e}") from None
+                raise Invalid(path, f"cannot read {f}: {e.strerror or e}") from None
             files[name] = f
         kw["tls"] = TlsConfig(**files)
     return ApiConfig(**kw)

@@ -10,6 +10,7 @@ dir and is killed at teardown, whatever the test did.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -278,3 +279,9 @@ def start_prometheus(veth, alertmanager, tmp_path):
     yield start
     for p in started:
         p.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _data_dir(tmp_path_factory):
+    """Sensors started by tests keep their history (store.url "") here, not in /var/lib/netspectra."""
+    os.environ["NETSPECTRA_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))

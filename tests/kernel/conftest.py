@@ -1,5 +1,7 @@
 """Kernel fixtures: the real XDP program, compiled and loaded with bcc."""
 
+import os
+
 import pytest
 
 from netspectra.config import default_tasks
@@ -19,3 +21,9 @@ def program():
     p = load()
     yield p
     p.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _data_dir(tmp_path_factory):
+    """Sensors started by tests keep their history (store.url "") here, not in /var/lib/netspectra."""
+    os.environ["NETSPECTRA_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))

@@ -1,14 +1,18 @@
-"""netspectra.config: defaults, env expansion, validation messages, memory guard."""
+"""netspectra.config: defaults, env expansion, validation messages, memory
+guard; the neutral configkit and the store section."""
 
 from __future__ import annotations
 
 import hashlib
+import re
+import subprocess
+import sys
 import textwrap
 
 import pytest
 import yaml
 
-from netspectra import abi
+from netspectra import abi, configkit
 from netspectra.config import (
     Config,
     ConfigError,
@@ -24,6 +28,7 @@ from netspectra.config import (
     parse_size,
     possible_cpus,
 )
+from netspectra.store.config import StoreConfig
 from netspectra.tasks import COUNTMIN, SUPERSPREAD, layout
 
 NCPUS = 2  # memory guard CPUs for every test unless stated
@@ -192,6 +197,9 @@ def test_eight_tasks_allowed(tmp_path):
         ("1m", 60.0),
         ("1h", 3600.0),
         ("1m30s", 90.0),
+        ("2d", 172800.0),
+        ("1d12h", 129600.0),
+        ("0.5d", 43200.0),
         ("2.5s", 2.5),
         ("500us", 0.0005),
         ("7", 7.0),
@@ -204,10 +212,26 @@ def test_parse_duration(text, secs):
     assert parse_duration(text) == pytest.approx(secs)
 
 
-@pytest.mark.parametrize("text", ["5x", "", "s", "5 5s", "-1s", "-3", "inf", "nan", True, None, [5]])
+@pytest.mark.parametrize("text", ["5x", "", "s", "5 5s", "-1s", "-3", "inf", "nan", "2w", "d", True, None, [5]])
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)
+
+
+def test_configkit_parse_duration_days():
+    assert configkit.parse_duration is parse_duration  # config re-exports the kit's
+    assert configkit.parse_duration("1d") == 86400.0
+    assert configkit.parse_duration("1d12h30m") == 86400 + 12 * 3600 + 1800
+    with pytest.raises(ValueError, match=r"^'3x' is not a duration \(use e.g. 5s, 100ms\)$"):
+        configkit.parse_duration("3x")
+
+
+@pytest.mark.parametrize(
+    "secs, text", [(0.1, "100ms"), (5.0, "5s"), (90.0, "90s"), (300.0, "5m"), (7200.0, "2h"), (172800.0, "2d")]
+)
+def test_configkit_fmt_duration_reads_back(secs, text):
+    assert configkit.fmt_duration(secs) == text
+    assert parse_duration(text) == pytest.approx(secs)
 
 
 def test_parse_epoch_range():
@@ -345,7 +369,7 @@ ERRORS = [
         "sensor.metrics_address: '0.0.0.0:70000': port 70000 is out of range 1..65535",
     ),
     ("sensor: {metrics_address: '0.0.0.0:0'}", "sensor.metrics_address: '0.0.0.0:0': port 0 is out of range 1..65535"),
-    ("- 1", "expected a mapping with sensor, tasks, alerts and api, got a list"),
+    ("- 1", "expected a mapping with sensor, tasks, alerts, api and store, got a list"),
     # structure and typos
     ("sensr: {}", "sensr: unknown option (did you mean 'sensor'?)"),
     ("sensor: {epcoh: 5s}", "sensor.epcoh: unknown option (did you mean 'epoch'?)"),
@@ -608,3 +632,81 @@ def test_sensor_id_defaults_to_the_host_name(tmp_path):
     assert load_config(None, env={}).sensor.sensor_id == socket.gethostname()
     assert load_text(tmp_path, "sensor: {id: edge-1.fra}\n").sensor.sensor_id == "edge-1.fra"
     assert load_text(tmp_path, "sensor: {id: '${SID:-}'}\n").sensor.sensor_id == socket.gethostname()
+
+
+# --- the store section -------------------------------------------------------------
+
+
+def store_of(text: str, env=None) -> StoreConfig:
+    return parse_config(textwrap.dedent(text), env={} if env is None else env, ncpus=NCPUS).store
+
+
+def test_store_defaults():
+    s = load_config(None, env={}, ncpus=NCPUS).store
+    assert s == StoreConfig(url="", spool=720, retention=(("raw", 172800.0), ("1m", 2592000.0), ("1h", 31536000.0)))
+    assert (s.retention_s("raw"), s.retention_s("1m"), s.retention_s("1h")) == (2 * 86400, 30 * 86400, 365 * 86400)
+    assert store_of("store:\n") == store_of("store: {retention: {}}\n") == s
+    assert "\nstore:\n" in defaults_yaml() and "    1h: 365d" in defaults_yaml()
+
+
+def test_store_partial_retention_keeps_the_other_defaults():
+    s = store_of("store: {spool: 0, retention: {1m: 7d}}")
+    assert s.spool == 0
+    assert s.retention == (("raw", 172800.0), ("1m", 7 * 86400.0), ("1h", 31536000.0))
+    assert store_of("store: {retention: {raw: 1m, 1h: '${KEEP:-1h}'}}").retention_s("1h") == 3600.0
+
+
+@pytest.mark.parametrize(
+    "given, kept",
+    [
+        ("''", ""),
+        ("off", "off"),  # bare off is YAML false
+        ("'off'", "off"),
+        ("history.db", "history.db"),
+        ("/var/lib/netspectra/history.db", "/var/lib/netspectra/history.db"),
+        ("sqlite:///var/lib/netspectra/h.db", "sqlite:///var/lib/netspectra/h.db"),
+        ("clickhouse://db.example:9000/netspectra", "clickhouse://db.example:9000/netspectra"),
+        ("'clickhouse://u:p@db/netspectra'", "clickhouse://u:p@db/netspectra"),
+        ("clickhouses://db.example/netspectra", "clickhouses://db.example/netspectra"),
+        ("chdb:///var/lib/netspectra/chdb", "chdb:///var/lib/netspectra/chdb"),
+        ("'${STORE:-sqlite:///tmp/x.db}'", "sqlite:///tmp/x.db"),
+        ("' SQLite:///tmp/x.db '", "sqlite:///tmp/x.db"),
+    ],
+)
+def test_store_url_forms(given, kept):
+    assert store_of(f"store: {{url: {given}}}").url == kept
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "store: {url: 'mysql://db/netspectra'}",
+            "store.url: unknown scheme 'mysql://' (accepted: sqlite://, clickhouse://, clickhouses://, chdb://, "
+            "a path, off)",
+        ),
+        ("store: {url: 'sqlite://'}", "store.url: 'sqlite://' names nothing after sqlite://"),
+        ("store: {url: 5}", 'store.url: 5 is not a path or URL ("" for the default, off for none)'),
+        ("store: {spool: 100001}", "store.spool: 100001 is out of range 0..100000"),
+        ("store: {spool: -1}", "store.spool: -1 is out of range 0..100000"),
+        ("store: {spool: lots}", "store.spool: 'lots' is not an integer"),
+        ("store: {retention: {1d: 30d}}", "store.retention.1d: unknown option (valid: raw, 1m, 1h)"),
+        ("store: {retention: {rwa: 2d}}", "store.retention.rwa: unknown option (did you mean 'raw'?)"),
+        ("store: {retention: {raw: 30s}}", "store.retention.raw: '30s' is too short (at least 1m)"),
+        ("store: {retention: {1h: 59m}}", "store.retention.1h: '59m' is too short (at least 1h)"),
+        ("store: {retention: {1m: 0}}", "store.retention.1m: 0 is too short (at least 1m)"),
+        ("store: {retention: {raw: 2x}}", "store.retention.raw: '2x' is not a duration (use e.g. 5s, 100ms)"),
+        ("store: {retention: 30d}", "store.retention: expected a mapping, got a string"),
+        ("store: {spol: 1}", "store.spol: unknown option (did you mean 'spool'?)"),
+    ],
+)
+def test_store_errors(text, expected):
+    with pytest.raises(ConfigError, match=f"^<string>: {re.escape(expected)}$"):
+        store_of(text)
+
+
+@pytest.mark.parametrize("module", ["netspectra.alerts.rules", "netspectra.api.settings", "netspectra.store.config"])
+def test_sections_do_not_import_the_root(module):
+    """Sections import configkit, never netspectra.config (which imports them)."""
+    code = f"import sys, {module}; assert 'netspectra.config' not in sys.modules, sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)

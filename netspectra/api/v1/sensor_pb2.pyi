@@ -57,23 +57,72 @@ class Counter(_message.Message):
     def __init__(self, packets: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class EpochRange(_message.Message):
-    __slots__ = ("first", "last", "start", "end")
+    __slots__ = ("first", "last", "start", "end", "source", "records")
     FIRST_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
     first: int
     last: int
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
-    def __init__(self, first: _Optional[int] = ..., last: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    source: str
+    records: int
+    def __init__(self, first: _Optional[int] = ..., last: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., records: _Optional[int] = ...) -> None: ...
+
+class TimeRange(_message.Message):
+    __slots__ = ("since", "until")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("range",)
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    range: TimeRange
+    def __init__(self, range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+
+class RangeTotals(_message.Message):
+    __slots__ = ("epochs", "total", "flow_untracked", "counters")
+    class CountersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Counter
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Counter, _Mapping]] = ...) -> None: ...
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FLOW_UNTRACKED_FIELD_NUMBER: _ClassVar[int]
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    epochs: EpochRange
+    total: Counter
+    flow_untracked: Counter
+    counters: _containers.MessageMap[str, Counter]
+    def __init__(self, epochs: _Optional[_Union[EpochRange, _Mapping]] = ..., total: _Optional[_Union[Counter, _Mapping]] = ..., flow_untracked: _Optional[_Union[Counter, _Mapping]] = ..., counters: _Optional[_Mapping[str, Counter]] = ...) -> None: ...
+
+class HistoryStatus(_message.Message):
+    __slots__ = ("store", "up", "epochs_written", "epochs_lost", "epochs_waiting", "oldest")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_LOST_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_WAITING_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    up: bool
+    epochs_written: int
+    epochs_lost: int
+    epochs_waiting: int
+    oldest: _timestamp_pb2.Timestamp
+    def __init__(self, store: _Optional[str] = ..., up: _Optional[bool] = ..., epochs_written: _Optional[int] = ..., epochs_lost: _Optional[int] = ..., epochs_waiting: _Optional[int] = ..., oldest: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Status(_message.Message):
-    __slots__ = ("version", "interface", "ifindex", "xdp_mode", "pid", "started", "epoch_length", "epochs_completed", "epochs_kept", "keep_epochs", "latest", "kernel_memory", "kernel_memory_total", "flow_untracked", "candidates_lost", "total", "counters", "config")
+    __slots__ = ("version", "interface", "ifindex", "xdp_mode", "pid", "started", "epoch_length", "epochs_completed", "epochs_kept", "keep_epochs", "latest", "kernel_memory", "kernel_memory_total", "flow_untracked", "candidates_lost", "total", "counters", "config", "range", "history")
     class KernelMemoryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +155,8 @@ class Status(_message.Message):
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     version: str
     interface: str
     ifindex: int
@@ -124,7 +175,9 @@ class Status(_message.Message):
     total: Counter
     counters: _containers.MessageMap[str, Counter]
     config: ConfigSummary
-    def __init__(self, version: _Optional[str] = ..., interface: _Optional[str] = ..., ifindex: _Optional[int] = ..., xdp_mode: _Optional[str] = ..., pid: _Optional[int] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., epoch_length: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., epochs_completed: _Optional[int] = ..., epochs_kept: _Optional[int] = ..., keep_epochs: _Optional[int] = ..., latest: _Optional[_Union[EpochSummary, _Mapping]] = ..., kernel_memory: _Optional[_Mapping[str, int]] = ..., kernel_memory_total: _Optional[int] = ..., flow_untracked: _Optional[_Union[Counter, _Mapping]] = ..., candidates_lost: _Optional[int] = ..., total: _Optional[_Union[Counter, _Mapping]] = ..., counters: _Optional[_Mapping[str, Counter]] = ..., config: _Optional[_Union[ConfigSummary, _Mapping]] = ...) -> None: ...
+    range: RangeTotals
+    history: HistoryStatus
+    def __init__(self, version: _Optional[str] = ..., interface: _Optional[str] = ..., ifindex: _Optional[int] = ..., xdp_mode: _Optional[str] = ..., pid: _Optional[int] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., epoch_length: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., epochs_completed: _Optional[int] = ..., epochs_kept: _Optional[int] = ..., keep_epochs: _Optional[int] = ..., latest: _Optional[_Union[EpochSummary, _Mapping]] = ..., kernel_memory: _Optional[_Mapping[str, int]] = ..., kernel_memory_total: _Optional[int] = ..., flow_untracked: _Optional[_Union[Counter, _Mapping]] = ..., candidates_lost: _Optional[int] = ..., total: _Optional[_Union[Counter, _Mapping]] = ..., counters: _Optional[_Mapping[str, Counter]] = ..., config: _Optional[_Union[ConfigSummary, _Mapping]] = ..., range: _Optional[_Union[RangeTotals, _Mapping]] = ..., history: _Optional[_Union[HistoryStatus, _Mapping]] = ...) -> None: ...
 
 class ConfigSummary(_message.Message):
     __slots__ = ("source", "flow_capacity", "ringbuf_pages", "timestamps", "top", "tasks", "alert_rules", "metrics_address", "tls", "client_auth", "token_auth")
@@ -187,16 +240,18 @@ class ListTasksResponse(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
 
 class TopKeysRequest(_message.Message):
-    __slots__ = ("task", "metric", "limit", "epochs")
+    __slots__ = ("task", "metric", "limit", "epochs", "range")
     TASK_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
     task: str
     metric: Metric
     limit: int
     epochs: int
-    def __init__(self, task: _Optional[str] = ..., metric: _Optional[_Union[Metric, str]] = ..., limit: _Optional[int] = ..., epochs: _Optional[int] = ...) -> None: ...
+    range: TimeRange
+    def __init__(self, task: _Optional[str] = ..., metric: _Optional[_Union[Metric, str]] = ..., limit: _Optional[int] = ..., epochs: _Optional[int] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
 
 class KeyCount(_message.Message):
     __slots__ = ("key", "packets", "bytes")
@@ -229,14 +284,16 @@ class TopKeysResponse(_message.Message):
     def __init__(self, task: _Optional[str] = ..., metric: _Optional[_Union[Metric, str]] = ..., epochs: _Optional[_Union[EpochRange, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[KeyCount, _Mapping]]] = ..., packets_error_bound: _Optional[float] = ..., bytes_error_bound: _Optional[float] = ..., confidence: _Optional[float] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class EstimateKeyRequest(_message.Message):
-    __slots__ = ("task", "key", "epochs")
+    __slots__ = ("task", "key", "epochs", "range")
     TASK_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
     task: str
     key: Key
     epochs: int
-    def __init__(self, task: _Optional[str] = ..., key: _Optional[_Union[Key, _Mapping]] = ..., epochs: _Optional[int] = ...) -> None: ...
+    range: TimeRange
+    def __init__(self, task: _Optional[str] = ..., key: _Optional[_Union[Key, _Mapping]] = ..., epochs: _Optional[int] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
 
 class EstimateKeyResponse(_message.Message):
     __slots__ = ("task", "kind", "key", "epochs", "packets", "bytes", "packets_error_bound", "bytes_error_bound", "confidence", "distinct", "relative_error", "exact")
@@ -267,14 +324,16 @@ class EstimateKeyResponse(_message.Message):
     def __init__(self, task: _Optional[str] = ..., kind: _Optional[str] = ..., key: _Optional[_Union[Key, _Mapping]] = ..., epochs: _Optional[_Union[EpochRange, _Mapping]] = ..., packets: _Optional[int] = ..., bytes: _Optional[int] = ..., packets_error_bound: _Optional[float] = ..., bytes_error_bound: _Optional[float] = ..., confidence: _Optional[float] = ..., distinct: _Optional[float] = ..., relative_error: _Optional[float] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class TopSpreadersRequest(_message.Message):
-    __slots__ = ("task", "limit", "epochs")
+    __slots__ = ("task", "limit", "epochs", "range")
     TASK_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
     task: str
     limit: int
     epochs: int
-    def __init__(self, task: _Optional[str] = ..., limit: _Optional[int] = ..., epochs: _Optional[int] = ...) -> None: ...
+    range: TimeRange
+    def __init__(self, task: _Optional[str] = ..., limit: _Optional[int] = ..., epochs: _Optional[int] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
 
 class Spreader(_message.Message):
     __slots__ = ("key", "distinct", "flows")
@@ -327,20 +386,22 @@ class FlowFilter(_message.Message):
     def __init__(self, src: _Optional[str] = ..., dst: _Optional[str] = ..., host: _Optional[str] = ..., src_port: _Optional[_Union[PortRange, _Mapping]] = ..., dst_port: _Optional[_Union[PortRange, _Mapping]] = ..., port: _Optional[_Union[PortRange, _Mapping]] = ..., proto: _Optional[int] = ...) -> None: ...
 
 class ListFlowsRequest(_message.Message):
-    __slots__ = ("filter", "order_by", "ascending", "page_size", "page_token", "epochs")
+    __slots__ = ("filter", "order_by", "ascending", "page_size", "page_token", "epochs", "range")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     ASCENDING_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
     filter: FlowFilter
     order_by: FlowOrder
     ascending: bool
     page_size: int
     page_token: str
     epochs: int
-    def __init__(self, filter: _Optional[_Union[FlowFilter, _Mapping]] = ..., order_by: _Optional[_Union[FlowOrder, str]] = ..., ascending: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., epochs: _Optional[int] = ...) -> None: ...
+    range: TimeRange
+    def __init__(self, filter: _Optional[_Union[FlowFilter, _Mapping]] = ..., order_by: _Optional[_Union[FlowOrder, str]] = ..., ascending: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., epochs: _Optional[int] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
 
 class Flow(_message.Message):
     __slots__ = ("key", "packets", "bytes", "first_seen", "last_seen", "tcp_flags", "icmp_type", "icmp_code")
@@ -377,10 +438,12 @@ class ListFlowsResponse(_message.Message):
     def __init__(self, flows: _Optional[_Iterable[_Union[Flow, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ..., epochs: _Optional[_Union[EpochRange, _Mapping]] = ..., untracked: _Optional[_Union[Counter, _Mapping]] = ...) -> None: ...
 
 class TraceFlowRequest(_message.Message):
-    __slots__ = ("key",)
+    __slots__ = ("key", "range")
     KEY_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
     key: Key
-    def __init__(self, key: _Optional[_Union[Key, _Mapping]] = ...) -> None: ...
+    range: TimeRange
+    def __init__(self, key: _Optional[_Union[Key, _Mapping]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
 
 class FlowEpoch(_message.Message):
     __slots__ = ("epoch", "start", "end", "flow")
@@ -395,14 +458,16 @@ class FlowEpoch(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., flow: _Optional[_Union[Flow, _Mapping]] = ...) -> None: ...
 
 class TraceFlowResponse(_message.Message):
-    __slots__ = ("key", "epochs", "total")
+    __slots__ = ("key", "epochs", "total", "range")
     KEY_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
     key: Key
     epochs: _containers.RepeatedCompositeFieldContainer[FlowEpoch]
     total: Counter
-    def __init__(self, key: _Optional[_Union[Key, _Mapping]] = ..., epochs: _Optional[_Iterable[_Union[FlowEpoch, _Mapping]]] = ..., total: _Optional[_Union[Counter, _Mapping]] = ...) -> None: ...
+    range: EpochRange
+    def __init__(self, key: _Optional[_Union[Key, _Mapping]] = ..., epochs: _Optional[_Iterable[_Union[FlowEpoch, _Mapping]]] = ..., total: _Optional[_Union[Counter, _Mapping]] = ..., range: _Optional[_Union[EpochRange, _Mapping]] = ...) -> None: ...
 
 class StreamEpochsRequest(_message.Message):
     __slots__ = ("replay", "max_keys")

@@ -1,0 +1,279 @@
+"""What every config section is read with: value parsers, ${VAR} expansion,
+the checks that name the dotted key, and the Invalid exception.
+
+Each section lives with the package it configures (alerts/rules.py,
+api/settings.py, store/config.py) and imports this kit, never netspectra.config,
+which composes the sections into one Config; so nothing imports back up.
+Imports nothing from netspectra.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+
+__all__ = [
+    "ID_RE",
+    "NAME_RE",
+    "Invalid",
+    "Reader",
+    "fmt_bytes",
+    "fmt_duration",
+    "parse_address",
+    "parse_duration",
+    "parse_size",
+    "show",
+    "typename",
+]
+
+
+class Invalid(Exception):
+    """A value that is wrong at a dotted path ("" = the whole file); the
+    composer prefixes the file name and raises config.ConfigError."""
+
+    def __init__(self, path: str, why: str):
+        super().__init__(f"{path}: {why}" if path else why)
+
+
+NAME_RE = re.compile(r"[a-z0-9_]+")  # task, rule and notifier names
+ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # sensor ids
+
+
+def show(value) -> str:
+    """A value as quoted in messages: strings in quotes, the rest as is."""
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def typename(value) -> str:
+    if value is None:
+        return "nothing"
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    names.update({int: "an integer", float: "a number"})
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+# --- scalar parsers (also for the CLI) ---------------------------------------
+
+_DURATION_UNITS = {
+    "ns": Decimal("1e-9"),
+    "us": Decimal("1e-6"),
+    "µs": Decimal("1e-6"),
+    "ms": Decimal("0.001"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "h": Decimal(3600),
+    "d": Decimal(86400),
+}
+_NUM = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_UNIT = r"(ns|us|µs|ms|s|m|h|d)"
+_DURATION_PART = re.compile(rf"({_NUM})\s*{_UNIT}")
+_DURATION_RE = re.compile(rf"(?:{_NUM}\s*{_UNIT}\s*)+")
+
+
+def parse_duration(value) -> float:
+    """Seconds from "5s", "100ms", "1m", "1h", "2d", "1m30s", "2.5s" or a plain
+    number of seconds (int, float or numeric string).  Raises ValueError."""
+    bad = f"{value!r} is not a duration (use e.g. 5s, 100ms)"
+    if isinstance(value, bool):
+        raise ValueError(bad)
+    if isinstance(value, (int, float)):
+        secs = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            secs = float(Decimal(text))
+        except InvalidOperation:
+            if not text or not _DURATION_RE.fullmatch(text):
+                raise ValueError(bad) from None
+            secs = float(sum(Decimal(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text)))
+    else:
+        raise ValueError(bad)
+    if not math.isfinite(secs) or secs < 0:
+        raise ValueError(bad)
+    return secs
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+}
+_SIZE_RE = re.compile(rf"({_NUM})\s*([a-zA-Z]*)")
+
+
+def parse_time(text: str, now: float) -> float:
+    """A point in time, as Unix seconds: a duration before `now` ("2h",
+    "1d12h"), "now", an ISO 8601 time ("2026-12-01T10:00Z", "2026-12-01
+    10:00:00+01:00"; no zone: UTC) or a date ("2026-12-01": its midnight UTC).
+    ValueError naming what was given otherwise."""
+    import datetime as dt
+
+    t = text.strip()
+    if t == "now":
+        return now
+    if t and (t[0].isdigit() or t[0] == ".") and not re.match(r"\d{4}-\d\d-\d\d", t):
+        try:
+            return now - parse_duration(t)
+        except ValueError:
+            raise ValueError(f"{show(text)} is not a time (e.g. 2h for two hours ago, or 2026-12-01T10:00Z)") from None
+    try:
+        when = dt.datetime.fromisoformat(t[:-1] + "+00:00" if t.endswith(("Z", "z")) else t)
+    except ValueError:
+        raise ValueError(f"{show(text)} is not a time (e.g. 2h for two hours ago, or 2026-12-01T10:00Z)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+def parse_size(value) -> int:
+    """Bytes from an int or "512MiB", "1GiB", "2GB", "4096".  Raises ValueError."""
+    bad = f"{show(value)} is not a size in bytes (use e.g. 512MiB, 1GiB)"
+    if isinstance(value, bool):
+        raise ValueError(bad)
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, str):
+        m = _SIZE_RE.fullmatch(value.strip())
+        if not m or m.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(bad)
+        n = Decimal(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+        if n != n.to_integral_value():
+            raise ValueError(bad)
+        n = int(n)
+    else:
+        raise ValueError(bad)
+    if n <= 0:
+        raise ValueError(f"{show(value)} must be more than 0 bytes")
+    return n
+
+
+def parse_address(value) -> tuple[str, int]:
+    """(host, port) from "host:port" or "[v6]:port"; port 1..65535.  Raises ValueError."""
+    bad = f"{show(value)} is not host:port (e.g. 127.0.0.1:9781, [::1]:9781, 0.0.0.0:9781)"
+    if not isinstance(value, str):
+        raise ValueError(bad)
+    host, sep, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if not host or ":" not in host:
+            raise ValueError(bad)
+    elif ":" in host:
+        raise ValueError(bad)
+    if not sep or not host or not port.isascii() or not port.isdigit() or any(c.isspace() for c in host):
+        raise ValueError(bad)
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"{show(value)}: port {int(port)} is out of range 1..65535")
+    return host, int(port)
+
+
+def fmt_bytes(n: float) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def fmt_duration(secs: float) -> str:
+    """A duration parse_duration() reads back: the largest whole unit, 100ms, 5s, 2d."""
+    if secs < 1:
+        return f"{secs * 1000:g}ms"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs % size == 0:
+            return f"{secs / size:g}{unit}"
+    return f"{secs:g}s"
+
+
+# --- reading a section -----------------------------------------------------------
+
+_VAR_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _join(path: str, key) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+class Reader:
+    """The checks sections read their values with: each expands ${VAR} from
+    `env` first and raises Invalid naming the path."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def expand(self, value, path: str):
+        if not isinstance(value, str) or "$" not in value:
+            return value
+
+        def sub(m: re.Match) -> str:
+            if m.group(0) == "$${":
+                return "${"
+            body = m.group(1)
+            if body is None:
+                raise Invalid(path, "unterminated ${ (write $${ for a literal ${)")
+            name, sep, default = body.partition(":-")
+            if not _VAR_NAME.fullmatch(name):
+                raise Invalid(path, f"bad variable reference ${{{body}}} (use ${{VAR}} or ${{VAR:-default}})")
+            got = self.env.get(name)
+            if sep:
+                return got if got else default
+            if got is None:
+                raise Invalid(path, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)")
+            return got
+
+        return _VAR_RE.sub(sub, value)
+
+    def parsed(self, value, path: str, parse):
+        """Expand `value`, then parse it with `parse` (which raises ValueError
+        with the reason); failures name `path`."""
+        try:
+            return parse(self.expand(value, path))
+        except ValueError as e:
+            raise Invalid(path, str(e)) from None
+
+    def mapping(self, value, path: str, allowed: tuple[str, ...], what: str = "a mapping") -> dict:
+        """`value` as a dict whose keys are all in `allowed`; None is {}."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise Invalid(path, f"expected {what}, got {typename(value)}")
+        for k in value:
+            if k not in allowed:
+                close = difflib.get_close_matches(str(k), allowed, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "valid: " + ", ".join(allowed)
+                raise Invalid(_join(path, k), f"unknown option ({hint})")
+        return value
+
+    def integer(self, value, path: str, lo: int, hi: int | None = None, pow2: bool = False) -> int:
+        value = self.expand(value, path)
+        if isinstance(value, str):
+            try:
+                value = int(value.strip(), 10)
+            except ValueError:
+                raise Invalid(path, f"{show(value)} is not an integer") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(path, f"{show(value)} is not an integer")
+        if value < lo or (hi is not None and value > hi):
+            rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            raise Invalid(path, f"{value} is out of range {rng}")
+        if pow2 and value & (value - 1):
+            near = 1 << (value.bit_length() - 1)
+            raise Invalid(path, f"{value} is not a power of two (e.g. {near} or {near * 2})")
+        return value
+
+    def choice(self, value, path: str, choices: tuple[str, ...]) -> str:
+        value = self.expand(value, path)
+        if value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise Invalid(path, f"{show(value)} is not one of {', '.join(choices)}{hint}")
+        return value

@@ -135,7 +135,10 @@ def _files_title(files) -> str:
 @click.option("--top", type=click.IntRange(1, 10000), default=None, help="Rows per table [config; 10].")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (sketch tasks).")
 @click.option("--save-sketch", type=click.Path(dir_okay=False), help="Write the overall sketches to this .npz.")
-def analyze(files, epoch, as_json, top, config_path, save_sketch):
+@click.option("--store", "store_url", metavar="URL",
+              help="Also load the epochs into this history store (a SQLite path, sqlite://, clickhouse://, chdb://); "
+                   "query them with `netspectra query --store URL`.")  # fmt: skip
+def analyze(files, epoch, as_json, top, config_path, save_sketch, store_url):
     """Analyse pcap/pcapng FILES as one stream: the live sensor's report, no root needed.
 
     Exit status: 0 ok, 1 a file was damaged (the report covers the records
@@ -150,8 +153,17 @@ def analyze(files, epoch, as_json, top, config_path, save_sketch):
     rows = top or cfg.sensor.top
     title = _files_title(files)
     epochs_json = []
+    loader = None
+    epoch_view = epoch is not None  # --epoch: report each epoch (with --store, only then)
+    if store_url:
+        epoch = epoch or cfg.sensor.epoch_s  # a store holds epochs: cut the capture like a sensor would
+        loader = _StoreLoader(store_url, cfg, title)
 
     def on_epoch(snap):
+        if loader is not None:
+            loader.write(snap)
+        if not epoch_view:
+            return
         if as_json:
             epochs_json.append(snap.to_json() if top is None else _top_json(snap, rows))
         else:
@@ -172,6 +184,9 @@ def analyze(files, epoch, as_json, top, config_path, save_sketch):
     except KeyboardInterrupt:
         click.echo("netspectra: interrupted", err=True)
         sys.exit(130)
+    finally:
+        if loader is not None:
+            loader.close()
     if as_json:
         doc = rep.to_json(top)
         doc["epochs"] = epochs_json
@@ -191,6 +206,60 @@ def analyze(files, epoch, as_json, top, config_path, save_sketch):
         click.echo(f"netspectra: {line}", err=True)
     if rep.errors:
         sys.exit(1)
+
+
+class _StoreLoader:
+    """analyze --store: each epoch of the capture into a history store, as
+    the series (sensor.id, capture file name).  Idempotent: loading a capture
+    again adds nothing.  The store's clock is the capture's, so retention
+    keeps what was captured long ago (until a sensor prunes the same store)."""
+
+    def __init__(self, url: str, cfg, title: str):
+        from .store import StoreError, describe, open_store
+
+        self.url, self.title, self.sensor = describe(url), title, cfg.sensor.sensor_id
+        self.now = 0.0
+        self.counts = {"written": 0, "duplicate": 0, "expired": 0}
+        self.first = self.last = None
+        try:
+            self.store = open_store(url, dict(cfg.store.retention), clock=lambda: self.now)
+        except StoreError as e:
+            _fail(str(e))
+
+    def write(self, snap) -> None:
+        from .snapshot import Origin
+        from .store import StoreError
+
+        snap.origin = Origin(self.sensor, "", self.title, snap.origin.layout)
+        self.now = max(self.now, snap.end)
+        try:
+            self.counts[self.store.write(snap)] += 1
+        except StoreError as e:
+            _fail(f"{e} (epochs before {_iso(snap.start)} are stored)")
+        self.first = snap.start if self.first is None else min(self.first, snap.start)
+        self.last = snap.end if self.last is None else max(self.last, snap.end)
+
+    def close(self) -> None:
+        self.store.close()
+        c = self.counts
+        if self.first is None:
+            click.echo(f"netspectra: no epoch to store in {self.url}", err=True)
+            return
+        again = f", {c['duplicate']} already there" if c["duplicate"] else ""
+        old = f", {c['expired']} older than the raw retention (not stored)" if c["expired"] else ""
+        click.echo(
+            f"netspectra: stored {c['written']} epoch{'s' * (c['written'] != 1)} of {self.title} in {self.url}"
+            f"{again}{old}; ask with "
+            f"`netspectra query --store {self.url} --interface {self.title} top --since {_iso(self.first)} "
+            f"--until {_iso(self.last)}`",
+            err=True,
+        )
+
+
+def _iso(t: float) -> str:
+    import time as _t
+
+    return _t.strftime("%Y-%m-%dT%H:%M:%SZ", _t.gmtime(t))
 
 
 def _top_json(snap, rows):
@@ -256,19 +325,37 @@ def _task_names(sk) -> str:
 @click.option("--token", envvar="NETSPECTRA_TOKEN", default="", help="Bearer token [env NETSPECTRA_TOKEN].")
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=5.0, show_default=True, help="Seconds per request.")
 @click.option("--json", "as_json", is_flag=True, help="JSON (protobuf JSON mapping) instead of tables.")
+@click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    help="Ask a history store instead of a sensor (a SQLite path, sqlite://, clickhouse://, chdb://).",
+)
+@click.option("--sensor", "store_sensor", metavar="ID", help="With --store: the series of this sensor id.")
+@click.option("--interface", "store_iface", metavar="NAME",
+              help="With --store: the series of this interface (or capture file).")  # fmt: skip
 @click.pass_context
-def query(ctx, server, iface, tls, ca, cert, key, server_name, token, timeout, as_json):
-    """Ask a running sensor (gRPC, docs/api.md): top keys, estimates, flows, live epochs and alerts."""
-    from .api.client import Client, QueryError
+def query(ctx, server, iface, tls, ca, cert, key, server_name, token, timeout, as_json, store_url, store_sensor,
+          store_iface):  # fmt: skip
+    """Ask a running sensor (gRPC, docs/api.md), or a history store (--store): top keys, estimates, flows,
+    live epochs and alerts."""
+    from .api.client import Client, QueryError, StoreClient
 
     if iface:
         server = _server_of(iface, ctx.get_parameter_source("server"))
 
     try:
-        ctx.obj = Client(
-            server, token=token, tls=tls, ca=ca or "", cert=cert or "", key=key or "",
-            server_name=server_name, timeout=timeout,
-        )  # fmt: skip
+        if store_url:
+            if iface or ctx.get_parameter_source("server") == click.core.ParameterSource.COMMANDLINE:
+                _fail("give --store or a sensor (--server, --iface), not both")
+            ctx.obj = StoreClient(store_url, store_sensor, store_iface)
+        elif store_sensor or store_iface:
+            _fail("--sensor and --interface choose a series of --store")
+        else:
+            ctx.obj = Client(
+                server, token=token, tls=tls, ca=ca or "", cert=cert or "", key=key or "",
+                server_name=server_name, timeout=timeout,
+            )  # fmt: skip
     except QueryError as e:
         _fail(str(e))
     ctx.obj.as_json = as_json

@@ -10,6 +10,7 @@ to try (unreachable sensor, refused token, bad argument).
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Iterator
 
 import grpc
@@ -110,6 +111,78 @@ class Client:
             it.cancel()
 
 
+class StoreClient:
+    """The query API over a store, in this process (`netspectra query --store`):
+    the requests and answers of a sensor's, for history no sensor has to be
+    running for (a capture loaded with `analyze --store`, a stopped sensor's).
+    A request without a range covers everything the series holds."""
+
+    def __init__(self, url: str, sensor: str | None = None, interface: str | None = None):
+        from ..config import Config
+        from ..source import StoreSource
+        from ..store import StoreError, describe, open_store
+        from .history import History
+        from .queries import Queries
+
+        cfg = Config()
+        retention = dict(cfg.store.retention)
+        self.server = describe(url)
+        if self.server.startswith("sqlite://") and not os.path.exists(self.server[len("sqlite://") :]):
+            raise QueryError(f"no store at {self.server[len('sqlite://') :]}")
+        try:
+            self.store = open_store(url, retention)
+            infos = [
+                i
+                for i in self.store.series()
+                if sensor in (None, i.series.sensor) and interface in (None, i.series.interface)
+            ]
+        except StoreError as e:
+            raise QueryError(str(e)) from None
+        if not infos:
+            self.store.close()
+            want = " ".join(f"{k} {v!r}" for k, v in (("sensor", sensor), ("interface", interface)) if v is not None)
+            raise QueryError(f"{self.server} holds no epochs" + (f" of {want}" if want else ""))
+        if len({i.series for i in infos}) > 1:
+            self.store.close()
+            names = ", ".join(f"--sensor {i.series.sensor} --interface {i.series.interface}" for i in infos)
+            raise QueryError(f"{self.server} holds several series; pick one: {names}")
+        self.info = info = infos[0]
+        try:
+            snaps = self.store.read(info.series, "1h", info.last - 3600, info.last + 1) or self.store.read(
+                info.series, "raw", info.last - 3600, info.last + 1
+            )
+        except StoreError as e:
+            raise QueryError(str(e)) from None
+        layout = snaps[-1].sketch.layout
+        # time runs on the data's clock: a capture of years ago still reads at its finest resolution
+        source = StoreSource(self.store, info.series, retention, clock=lambda: info.last)
+        meta = {"config": cfg, "interface": info.series.interface, "history": self._history}
+        self.queries = Queries(History(1, layout), meta, source, clock=lambda: info.last)
+
+    def _history(self) -> dict:
+        return {"store": self.server, "up": True, "oldest": self.info.first, "epochs_written": self.info.epochs}
+
+    def call(self, method: str, request):
+        from .queries import ApiError
+
+        if "range" in request.DESCRIPTOR.fields_by_name and not request.HasField("range"):
+            if getattr(request, "epochs", 0):
+                raise QueryError("with --store, give a time range (--since/--until), not --epochs")
+            if method != "GetStatus":
+                request.range.since.FromNanoseconds(int(self.info.first * 1e9))
+                request.range.until.FromNanoseconds(int(self.info.last * 1e9) + 1)
+        try:
+            return getattr(self.queries, method)(request)
+        except ApiError as e:
+            raise QueryError(f"invalid request: {e}" if e.code == "INVALID_ARGUMENT" else str(e)) from None
+
+    def stream(self, method: str, request):
+        raise QueryError("live streams need a running sensor (--server or --iface), not --store")
+
+    def close(self) -> None:
+        self.store.close()
+
+
 # --- tables ----------------------------------------------------------------------
 
 
@@ -125,7 +198,8 @@ def _date_time(ts) -> str:
 def _epochs(r: pb.EpochRange) -> str:
     if r.source.startswith("store"):  # a range read from history: its time and what was read
         res = r.source.split(":", 1)[1] if ":" in r.source else "raw"
-        what = f"{r.records} epochs" if res == "raw" else f"{r.records} rollups of {res}"
+        n = r.records
+        what = f"{n} epoch{'s' * (n != 1)}" if res == "raw" else f"{n} rollup{'s' * (n != 1)} of {res}"
         return f"{_date_time(r.start)} - {_date_time(r.end)} (history: {what})"
     n = r.last - r.first + 1
     span = f"epoch {r.last}" if n == 1 else f"epochs {r.first}..{r.last}"
@@ -160,6 +234,12 @@ def _exactness(exact: bool) -> str:
 
 
 def render_status(s: pb.Status) -> str:
+    if not s.pid and s.history.store:  # query --store: no sensor, a series of a store
+        h = s.history
+        lines = [
+            f"history    {h.store}: {s.interface or '-'}, {h.epochs_written} epochs since {_date_time(h.oldest)}",
+        ]
+        return "\n".join(lines + _range_lines(s))
     c = s.config
     auth = [a for a, on in (("TLS", c.tls), ("client certificates", c.client_auth), ("token", c.token_auth)) if on]
     lines = [
@@ -185,13 +265,7 @@ def render_status(s: pb.Status) -> str:
             f"history    {h.store} ({'up' if h.up else 'DOWN'}){since}: {h.epochs_written} epochs written, "
             f"{h.epochs_waiting} waiting, {h.epochs_lost} lost"
         )
-    if s.HasField("range"):
-        r = s.range
-        span = _epochs(r.epochs) if r.epochs.records else "no epoch in the range"
-        lines.append(
-            f"range      {span}: {r.total.packets} packets, {human_bytes(r.total.bytes)}, "
-            f"{r.flow_untracked.packets} untracked"
-        )
+    lines += _range_lines(s)
     if s.HasField("latest"):
         e = s.latest
         lines.append(
@@ -199,6 +273,17 @@ def render_status(s: pb.Status) -> str:
             f"{_exactness(e.exact)}, ended {_time(e.end)}"
         )
     return "\n".join(lines)
+
+
+def _range_lines(s: pb.Status) -> list[str]:
+    if not s.HasField("range"):
+        return []
+    r = s.range
+    span = _epochs(r.epochs) if r.epochs.records else "no epoch in the range"
+    return [
+        f"range      {span}: {r.total.packets} packets, {human_bytes(r.total.bytes)}, "
+        f"{r.flow_untracked.packets} untracked"
+    ]
 
 
 def render_tasks(r: pb.ListTasksResponse) -> str:

@@ -2049,6 +2049,11 @@ def test_grafana_query_api_panels_read_real_answers(api):
     assert len(targets) >= 2
     for t in targets:
         url = t["url"].replace("${sensor_api}", f"http://127.0.0.1:{api.server.http_port}")
+        # the dashboard's time range, as Grafana fills it in: every kept epoch
+        kept = api.history.snapshots()
+        iso = "%Y-%m-%dT%H:%M:%S.000Z"
+        url = url.replace("${__from:date:iso}", time.strftime(iso, time.gmtime(kept[0].start)))
+        url = url.replace("${__to:date:iso}", time.strftime(iso, time.gmtime(kept[-1].end + 1)))
         status, _, body = http(url)
         assert status == 200, (url, body)
         rows = _select(body, t["root_selector"])

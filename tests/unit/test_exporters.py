@@ -55,6 +55,13 @@ METRICS = frozenset(
         "netspectra_api_requests_total",
         "netspectra_api_request_duration_seconds_bucket",
         "netspectra_api_streams",
+        "netspectra_sink_epochs_delivered_total",
+        "netspectra_sink_epochs_dropped_total",
+        "netspectra_sink_epochs_failed_total",
+        "netspectra_sink_errors_total",
+        "netspectra_sink_queued_epochs",
+        "netspectra_sink_queued_bytes",
+        "netspectra_sink_up",
     }
 )
 ALERTS = {
@@ -65,6 +72,8 @@ ALERTS = {
     "NetspectraFlowTableNearFull",
     "NetspectraFlowsUntracked",
     "NetspectraParseErrorsRising",
+    "NetspectraEpochsLost",
+    "NetspectraStoreDown",
     "NetspectraSensorDown",
     "NetspectraSensorStale",
 }

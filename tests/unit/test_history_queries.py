@@ -191,3 +191,21 @@ def test_a_range_memory_holds_is_answered_from_memory(store, epochs):
     assert r.epochs.source == "store:raw" and r.epochs.records == 2
     assert not math.isnan(r.bytes_error_bound)
     np.testing.assert_equal(q.store.reads, 2)
+
+
+def test_http_takes_since_and_until(epochs):
+    from netspectra.api.http import answer
+
+    q = memory(epochs)
+    status, body = answer(q, "/v1/top?task=src&since=2026-12-01T00:00:00Z&until=2026-12-01T00:01:00.000Z")
+    assert status == 200, body
+    assert (body["epochs"]["source"], body["epochs"]["records"]) == ("memory", 12)
+    status, body = answer(q, "/v1/flows?since=2026-12-01T00:02:00Z")
+    assert status == 200 and body["epochs"]["records"] == 12  # epochs 24..35
+    for target, msg in (
+        ("/v1/top?task=src&since=yesterday", "since: 'yesterday' is not a time"),
+        ("/v1/top?task=src&until=1h", "until: needs since"),
+        ("/v1/top?task=src&since=2h&epochs=2", "epochs: give epochs or a range, not both"),
+    ):
+        status, body = answer(q, target)
+        assert status == 400 and body["error"].startswith(msg), body

@@ -283,3 +283,34 @@ def test_exact_epoch_has_no_error_and_derives_no_sketch(reg):
         assert val(reg, "netspectra_sketch_error_bound", task=task, unit="bytes") == 0
     assert not snap.sketch.derived
     assert snap.sketch.total("src") == (7, 700) and snap.sketch.derived  # derived on first use, exactly
+
+
+def test_sink_delivery_is_exported(reg):
+    """Each queued sink's epochs delivered, dropped (its spool full) and waiting,
+    and whether it is up: what NetspectraEpochsLost and NetspectraStoreDown watch."""
+    import io
+    import time
+    from types import SimpleNamespace
+
+    from netspectra.sinks import Queued
+    from tests.helpers.sinks import FaultySink
+
+    c = make(reg)
+    store = FaultySink("store")
+    store.error = OSError(28, "No space left on device")
+    q = Queued(store, "store", max_epochs=2, log=io.StringIO())
+    c.watching_sinks([q])
+    for i in range(5):
+        q.on_epoch(SimpleNamespace(seq=i, flows=np.zeros(0, np.uint8), sketch=None))
+    deadline = time.monotonic() + 5
+    while q.stats().up and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert val(reg, "netspectra_sink_epochs_dropped_total", sink="store") == 3
+    assert val(reg, "netspectra_sink_queued_epochs", sink="store") == 2
+    assert val(reg, "netspectra_sink_up", sink="store") == 0
+    assert val(reg, "netspectra_sink_errors_total", sink="store") >= 1
+    store.error = None
+    assert q.flush(10)
+    assert val(reg, "netspectra_sink_epochs_delivered_total", sink="store") == 2
+    assert val(reg, "netspectra_sink_up", sink="store") == 1
+    q.close()

@@ -1764,7 +1764,12 @@ HTTP_ERRORS = [
     ("/v1/nope", 404, "NOT_FOUND", "no such path /v1/nope (paths: "),
     ("/v2/status", 404, "NOT_FOUND", "no such path"),
     ("/v1/flows?bogus=1", 400, "INVALID_ARGUMENT", "bogus: unknown parameter for /v1/flows (parameters: src, dst"),
-    ("/v1/status?verbose=1", 400, "INVALID_ARGUMENT", "verbose: unknown parameter for /v1/status (parameters: since, until)"),
+    (
+        "/v1/status?verbose=1",
+        400,
+        "INVALID_ARGUMENT",
+        "verbose: unknown parameter for /v1/status (parameters: since, until)",
+    ),
     ("/v1/top?task=src&src_ip=10.0.0.1", 400, "INVALID_ARGUMENT", "src_ip: unknown parameter for /v1/top"),
     ("/v1/top?task=src&limit=1&limit=2", 400, "INVALID_ARGUMENT", "limit: given more than once"),
     ("/v1/top?task=src&task=flow", 400, "INVALID_ARGUMENT", "task: given more than once"),

@@ -71,7 +71,9 @@ def answers(q: Queries, rng: pb.TimeRange, keys: dict) -> dict:
         name = t.spec.name
         if t.spec.kind == COUNTMIN:
             for metric in (pb.METRIC_BYTES, pb.METRIC_PACKETS):
-                out[f"top {name} {metric}"] = q.TopKeys(pb.TopKeysRequest(task=name, metric=metric, limit=50, range=rng))
+                out[f"top {name} {metric}"] = q.TopKeys(
+                    pb.TopKeysRequest(task=name, metric=metric, limit=50, range=rng)
+                )
         else:
             out[f"spreaders {name}"] = q.TopSpreaders(pb.TopSpreadersRequest(task=name, limit=50, range=rng))
         for i, k in enumerate(keys[name]):

@@ -13,3 +13,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "root" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def chdb_engine(tmp_path_factory):
+    """ClickHouse in-process (chdb), opened once for the session: chdb runs one
+    engine per process.  Stores open it as engine.url(database)."""
+    pytest.importorskip("chdb", reason="needs chdb (pip install -e '.[test]')")
+    pytest.importorskip("clickhouse_connect", reason="needs clickhouse-connect (pip install -e '.[test]')")
+    from tests.helpers.chdb import open_engine
+
+    engine = open_engine(tmp_path_factory.mktemp("chdb"))
+    yield engine
+    engine.client.close()

@@ -27,3 +27,14 @@ def program():
 def _data_dir(tmp_path_factory):
     """Sensors started by tests keep their history (store.url "") here, not in /var/lib/netspectra."""
     os.environ["NETSPECTRA_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture
+def veth(tmp_path, monkeypatch):
+    """A veth pair in throwaway namespaces, and a run directory of the test's own
+    for the sensors it starts (their state files)."""
+    from netspectra.netns import VethPair
+
+    monkeypatch.setenv("NETSPECTRA_RUN_DIR", str(tmp_path / "run"))
+    with VethPair() as v:
+        yield v

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from netspectra import packets as P
-from netspectra.netns import VethPair
 
 from .test_cli import finish, start, wait_attached, xdp_id
 
@@ -29,13 +28,6 @@ PLANTED = [
     ("10.1.1.3", "10.2.2.9", P.TCP, 40001, 443, 10, 64),
     ("2001:db8::1", "2001:db8::2", P.TCP, 5555, 80, 25, 700),
 ]
-
-
-@pytest.fixture
-def veth(tmp_path, monkeypatch):
-    monkeypatch.setenv("NETSPECTRA_RUN_DIR", str(tmp_path / "run"))
-    with VethPair() as v:
-        yield v
 
 
 def query(v, *args, check=True):

@@ -17,18 +17,10 @@ import pytest
 
 from netspectra import packets as P
 from netspectra.kernel import libbpf
-from netspectra.netns import VethPair
 
 pytestmark = pytest.mark.root
 
 BIN = Path(sys.executable).parent / "netspectra-sensor"
-
-
-@pytest.fixture
-def veth(tmp_path, monkeypatch):
-    monkeypatch.setenv("NETSPECTRA_RUN_DIR", str(tmp_path / "run"))
-    with VethPair() as v:
-        yield v
 
 
 def cli(v, *args, env=None, timeout=60, prefix=()):

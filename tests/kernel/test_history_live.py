@@ -12,19 +12,10 @@ import time
 
 import pytest
 
-from netspectra.netns import VethPair
-
 from .test_api_live import PLANTED, query, query_json, send_planted, wait_counted
 from .test_cli import finish, start, wait_attached
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def veth(tmp_path, monkeypatch):
-    monkeypatch.setenv("NETSPECTRA_RUN_DIR", str(tmp_path / "run"))
-    with VethPair() as v:
-        yield v
 
 
 def sensor(veth, tmp_path, db):

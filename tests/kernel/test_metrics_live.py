@@ -8,18 +8,10 @@ import urllib.request
 import pytest
 
 from netspectra import packets as P
-from netspectra.netns import VethPair
 
 from .test_cli import finish, start, wait_attached, xdp_id
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def veth(tmp_path, monkeypatch):
-    monkeypatch.setenv("NETSPECTRA_RUN_DIR", str(tmp_path / "run"))
-    with VethPair() as v:
-        yield v
 
 
 def free_port(v) -> int:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from netspectra.netns import VethPair
 from tests.helpers.replay import tcpreplay
 
 from .test_api_live import query_json
@@ -20,13 +19,6 @@ pytestmark = pytest.mark.root
 
 SYNSCAN = Path(__file__).resolve().parents[3] / "shared" / "pcaps" / "ndpi__synscan.pcap"
 SCANNER, TARGET, PORTS = "172.16.0.8", "64.13.134.52", 1000  # distinct ports, per tshark
-
-
-@pytest.fixture
-def veth(tmp_path, monkeypatch):
-    monkeypatch.setenv("NETSPECTRA_RUN_DIR", str(tmp_path / "run"))
-    with VethPair() as v:
-        yield v
 
 
 def test_syn_scan_reported_by_view_metrics_alerts_and_api(veth, tmp_path):

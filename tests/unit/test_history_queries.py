@@ -31,9 +31,21 @@ def epochs():
     return series_of_epochs(36)  # 3 whole minutes, one whole (partial) hour
 
 
-@pytest.fixture(scope="module")
-def store(epochs, tmp_path_factory):
-    st = SqliteStore(tmp_path_factory.mktemp("h") / "h.db", RETENTION, clock=lambda: T0 + 3600)
+def open_store(backend: str, request, path):
+    """A store of `backend` (sqlite, chdb) written with the epochs' clock."""
+    from tests.helpers.stores import unique_name
+
+    if backend == "sqlite":
+        return SqliteStore(path / f"{unique_name()}.db", RETENTION, clock=lambda: T0 + 3600)
+    from netspectra.store.clickhouse import ClickHouseStore
+
+    engine = request.getfixturevalue("chdb_engine")
+    return ClickHouseStore(engine.url(unique_name("hq")), RETENTION, clock=lambda: T0 + 3600)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "chdb"])
+def store(request, epochs, tmp_path_factory):
+    st = open_store(request.param, request, tmp_path_factory.mktemp("h"))
     for s in epochs:
         st.write(s)
     yield st
@@ -139,9 +151,10 @@ def test_a_range_answers_the_same_from_memory_and_from_the_store(store, epochs, 
     assert any(not s.exact for s in epochs) and not want["top src 1"].get("exact", False)
 
 
-def test_exact_ranges_stay_exact_through_the_store(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "chdb"])
+def test_exact_ranges_stay_exact_through_the_store(backend, request, tmp_path):
     ex = series_of_epochs(24, estimated_every=0)
-    st = SqliteStore(tmp_path / "x.db", RETENTION, clock=lambda: T0 + 3600)
+    st = open_store(backend, request, tmp_path)
     for s in ex:
         st.write(s)
     rng = tr(T0, T0 + 3600)

@@ -225,13 +225,20 @@ def merge_flows(parts: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def merge(snaps: list[EpochSnapshot], seq: int | None = None, origin: Origin | None = None) -> EpochSnapshot:
+def merge(
+    snaps: list[EpochSnapshot], seq: int | None = None, origin: Origin | None = None, derived: bool = True
+) -> EpochSnapshot:
     """The snapshot of several epochs or sensors together: totals added, flows
     summed per 5-tuple, Count-Min counters added and registers maxed, then
     derive()d again (so exact only if every part was).  Bit for bit what one
     sensor would report for all their traffic.  Parts of another sketch layout
     are refused (ValueError naming both).  seq defaults to the first part's,
-    origin to the parts' common sensor and layout."""
+    origin to the parts' common sensor and layout.
+
+    derived=False skips derive(): the heavy hitters are then only the parts'
+    keys (the candidates a later derive() verifies; their counts 0) and there
+    are no spreaders -- a record to store (codec derives it when read), not
+    to report."""
     if not snaps:
         raise ValueError("nothing to merge")
     first = snaps[0]
@@ -251,6 +258,8 @@ def merge(snaps: list[EpochSnapshot], seq: int | None = None, origin: Origin | N
         sketch = first.sketch.copy()
         for s in snaps[1:]:
             sketch.merge(s.sketch)
+    if not derived:
+        return _underived(snaps, seq, origin, totals, flows, sketch, fp)
     # The parts' heavy hitters are candidates too (keys seen only in untracked packets).
     lay = first.sketch.layout
     cands = [_cands(lay.by_name(name).index, hh.keys) for s in snaps for name, hh in s.heavy.items() if len(hh.keys)]
@@ -267,6 +276,29 @@ def merge(snaps: list[EpochSnapshot], seq: int | None = None, origin: Origin | N
     sensors = {s.origin.sensor for s in snaps}
     snap.origin = origin or Origin(sensor=sensors.pop() if len(sensors) == 1 else "", layout=fp)
     return snap
+
+
+def _underived(snaps, seq, origin, totals, flows, sketch, fp) -> EpochSnapshot:
+    """merge(derived=False): the parts' heavy-hitter keys, unranked, as candidates."""
+    heavy: dict[str, list] = {}
+    for s in snaps:
+        for name, hh in s.heavy.items():
+            heavy.setdefault(name, []).append(hh.keys)
+    keys = {name: analysis.unique_keys(np.concatenate(ks)) for name, ks in heavy.items()}
+    first = snaps[0]
+    sensors = {s.origin.sensor for s in snaps}
+    return EpochSnapshot(
+        seq=first.seq if seq is None else seq,
+        start=min(s.start for s in snaps),
+        end=max(s.end for s in snaps),
+        totals=totals,
+        flows=flows,
+        sketch=sketch,
+        heavy={n: HeavyHitters(k, np.zeros(len(k), np.uint64), np.zeros(len(k), np.uint64)) for n, k in keys.items()},
+        candidates=sum(s.candidates for s in snaps),
+        exact=all(s.exact for s in snaps),
+        origin=origin or Origin(sensor=sensors.pop() if len(sensors) == 1 else "", layout=fp),
+    )
 
 
 def _who(s: EpochSnapshot) -> str:

@@ -6,7 +6,9 @@ per flow writes about 100,000 flows/s here; a record per epoch writes
 millions, which is what a sensor at 100,000 flows per epoch needs with room
 to spare (bench/store.py).  Rollups are read, merged and written back in the
 same transaction as the epoch, so a crash leaves either both or neither; the
-open rollup of each series stays decoded in memory between epochs.
+open rollup of each series stays decoded in memory between epochs, and is
+stored underived (merge(derived=False): its heavy hitters and spreaders are
+derived when it is read, not at every epoch).
 
 Durability: WAL with synchronous=NORMAL survives a killed process (a
 committed epoch is never lost); a power cut may lose the last transactions,
@@ -143,7 +145,7 @@ class SqliteStore(Store):
                         roll, n = snap, 1
                         self._put(db, sid, res, b, roll, n, record)
                     else:
-                        roll = merge([cur[1], snap], seq=cur[1].seq, origin=cur[1].origin)
+                        roll = merge([cur[1], snap], seq=cur[1].seq, origin=cur[1].origin, derived=False)
                         n = cur[0] + 1
                         self._put(db, sid, res, b, roll, n, codec.encode(roll))
                     opened[(sid, res)] = (b, n, roll)

@@ -74,6 +74,20 @@ def test_decoded_epochs_merge_like_the_originals():
     same(merge(parts), merge([codec.decode(codec.encode(p)) for p in parts]))
 
 
+def test_an_underived_merge_decodes_to_the_merge():
+    """merge(derived=False) keeps the parts' heavy-hitter keys as candidates and
+    ranks nothing (the stores' rollups); decoded, it is merge() itself."""
+    rng = np.random.default_rng(4)
+    keys, lengths = packets(rng, 8000)
+    part = rng.integers(0, 3, len(keys))
+    parts = [epoch(keys[part == i], lengths[part == i], "s", untracked=(rng.random(int((part == i).sum())) < 0.3)
+                   if i else None, seq=i, t=5.0 * i) for i in range(3)]  # fmt: skip
+    raw = merge(parts, derived=False)
+    assert raw.spreaders == {} and not raw.exact
+    assert all(not h.packets.any() for h in raw.heavy.values())
+    same(merge(parts), codec.decode(codec.encode(raw)))
+
+
 def test_size_of_a_record():
     """100,000 flows: the exact record is the compressed flows (a few MiB),
     not the 20 MiB of sketch arrays; an estimated one adds the compressed sketch."""

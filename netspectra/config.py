@@ -8,8 +8,8 @@ is a single ConfigError line naming the file, the dotted key and the reason:
 
     config.yaml: tasks[1].widht: unknown option (did you mean 'width'?)
 
-The sensor and tasks sections are read here; alerts, api and store by their
-own packages, which use netspectra.configkit and never import this module.
+The sensor and tasks sections are read here; alerts, api, store and fleet by
+their own packages, which use netspectra.configkit and never import this module.
 docs/config.md is the reference of every option; defaults_yaml() prints the
 whole default configuration as commented YAML.
 """
@@ -42,6 +42,8 @@ from .configkit import (
     show,
     typename,
 )
+from .fleet.config import FleetConfig, parse_fleet
+from .fleet.config import defaults_yaml_lines as fleet_defaults_yaml_lines
 from .store.config import StoreConfig, parse_store
 from .store.config import defaults_yaml_lines as store_defaults_yaml_lines
 from .tasks import COUNTMIN, SUPERSPREAD, Sizes, TaskSpec, layout
@@ -118,7 +120,7 @@ DEFAULT_TASKS = (
     ("port_scan", SUPERSPREAD, ("src_ip", "dst_ip"), ("dst_port",), {}),
 )
 
-_TOP_KEYS = ("sensor", "tasks", "alerts", "api", "store")
+_TOP_KEYS = ("sensor", "tasks", "alerts", "api", "store", "fleet")
 _SENSOR_KEYS = (
     "id",
     "epoch",
@@ -188,6 +190,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=lambda: default_alerts(default_tasks()))  # docs/alerts.md
     api: ApiConfig = field(default_factory=ApiConfig)  # docs/api.md
     store: StoreConfig = field(default_factory=StoreConfig)  # docs/history.md
+    fleet: FleetConfig = field(default_factory=FleetConfig)  # docs/fleet.md
 
     @property
     def spreader_thresholds(self) -> dict[str, int]:
@@ -339,7 +342,7 @@ class _Builder(Reader):
     # --- sections
 
     def _config(self, data) -> Config:
-        top = self.mapping(data, "", _TOP_KEYS, "a mapping with sensor, tasks, alerts, api and store")
+        top = self.mapping(data, "", _TOP_KEYS, "a mapping with sensor, tasks, alerts, api, store and fleet")
         sensor = self._sensor(top.get("sensor"))
         raw_tasks = top.get("tasks")
         if raw_tasks is None:
@@ -348,7 +351,8 @@ class _Builder(Reader):
             tasks = self._tasks(raw_tasks)
         alerts = parse_alerts(self, top.get("alerts"), tasks)
         api = parse_api(self, top.get("api"))
-        return Config(sensor, tasks, self.source, alerts, api, parse_store(self, top.get("store")))
+        store = parse_store(self, top.get("store"))
+        return Config(sensor, tasks, self.source, alerts, api, store, parse_fleet(self, top.get("fleet")))
 
     def _sensor(self, value) -> SensorConfig:
         m = self.mapping(value, "sensor", _SENSOR_KEYS)
@@ -611,5 +615,7 @@ def defaults_yaml() -> str:
         *api_defaults_yaml_lines(),
         "",
         *store_defaults_yaml_lines(),
+        "",
+        *fleet_defaults_yaml_lines(),
     ]
     return "\n".join(lines) + "\n"

@@ -94,6 +94,7 @@ class SensorCollector(Collector):
         self._active: dict[tuple[str, str], int] = {}  # (rule, severity) -> alerts firing now
         self._api = None  # (ApiStats, open_streams) once the query API serves
         self._sinks: list = []  # sinks.Queued whose counters are exported
+        self._publisher = None  # fleet.publisher.Publisher, when the sensor publishes
 
     # ------------------------------------------------------------ alerts side
 
@@ -133,6 +134,30 @@ class SensorCollector(Collector):
     def watching_sinks(self, queued: list) -> None:
         """Export the delivery counters of the sensor's queued sinks (sinks.Queued)."""
         self._sinks = list(queued)
+
+    def watching_publisher(self, publisher) -> None:
+        """Export the fleet publisher's counters (its disk spool, NATS)."""
+        self._publisher = publisher
+
+    def _collect_publisher(self, ifc: str):
+        st = self._publisher.stats()
+        for name, value, doc in (
+            ("netspectra_fleet_epochs_published_total", st.published, "Epochs the NATS stream acknowledged (republished duplicates included)."),
+            ("netspectra_fleet_epochs_dropped_total", st.dropped, "Epochs lost to the fleet: the disk spool was full (NATS away too long), damaged, or the stream refused them."),
+            ("netspectra_fleet_duplicates_total", st.duplicates, "Chunks the stream acknowledged as duplicates (republished after a restart or a lost ack)."),
+            ("netspectra_fleet_bytes_total", st.bytes_sent, "Payload bytes published (compressed epoch records)."),
+        ):  # fmt: skip
+            c = CounterMetricFamily(name, doc, labels=["interface"])
+            c.add_metric([ifc], value)
+            yield c
+        for name, value, doc in (
+            ("netspectra_fleet_spool_epochs", st.spool_depth, "Epochs waiting in the fleet's disk spool."),
+            ("netspectra_fleet_spool_bytes", st.spool_bytes, "Bytes of those epochs on disk."),
+            ("netspectra_fleet_connected", float(st.connected), "1 while connected to a NATS server."),
+        ):  # fmt: skip
+            g = GaugeMetricFamily(name, doc, labels=["interface"])
+            g.add_metric([ifc], value)
+            yield g
 
     def _collect_sinks(self, ifc: str):
         rows = [(q.name, q.stats()) for q in self._sinks]
@@ -315,6 +340,8 @@ class SensorCollector(Collector):
             yield from self._collect_api(ifc)
         if self._sinks:
             yield from self._collect_sinks(ifc)
+        if self._publisher is not None:
+            yield from self._collect_publisher(ifc)
 
         if last is None:
             return

@@ -299,7 +299,8 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
         f"({', '.join(f'{k} {human_bytes(v)}' for k, v in mem.items())}), "
         f"metrics {f'http://{cfg.sensor.metrics_address}/metrics' if cfg.sensor.metrics_address else 'off'}, "
         f"query API {api_text(cfg) if api is not None else 'off'}, "
-        f"history {history.url or 'off'}; "
+        f"history {history.url or 'off'}, "
+        f"fleet {', '.join(_no_password(u) for u in cfg.fleet.servers) if cfg.fleet.enabled else 'off'}; "
         "Ctrl-C to stop",
         file=err,
         flush=True,
@@ -314,6 +315,11 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
     store = history.start()
     if store is not None:
         fanout.sinks.append(store)
+    publisher = start_fleet(cfg, collector, err)
+    if publisher is not None:
+        from .sinks import Queued
+
+        fanout.sinks.append(Queued(publisher, "fleet", max_epochs=64, log=err))
     collector.watching_sinks(fanout.queued())
     try:
         agent.run(epoch_s, fanout.on_epoch, stop)
@@ -413,6 +419,25 @@ def epoch_sinks(cfg, iface, mem, as_json, collector, engine, dispatcher, api, st
     view = ViewSink(iface, cfg, mem, as_json, alerts, state, info, stop, out)
     sinks.append(Queued(view, "view", max_epochs=64, log=err))
     return Fanout(sinks, log=err)
+
+
+def _no_password(url: str) -> str:
+    scheme, sep, rest = url.rpartition("://")
+    return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}"
+
+
+def start_fleet(cfg: Config, collector, err=sys.stderr):
+    """The fleet publisher (docs/fleet.md), or None when fleet.servers is empty."""
+    from .fleet.publisher import start_publisher
+    from .fleet.spool import SpoolError
+
+    try:
+        pub = start_publisher(cfg.fleet, cfg.sensor.sensor_id, err)
+    except SpoolError as e:
+        raise SensorError(str(e)) from None
+    if pub is not None:
+        collector.watching_publisher(pub)
+    return pub
 
 
 def api_text(cfg: Config) -> str:

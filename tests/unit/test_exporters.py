@@ -62,6 +62,13 @@ METRICS = frozenset(
         "netspectra_sink_queued_epochs",
         "netspectra_sink_queued_bytes",
         "netspectra_sink_up",
+        "netspectra_fleet_epochs_published_total",
+        "netspectra_fleet_epochs_dropped_total",
+        "netspectra_fleet_duplicates_total",
+        "netspectra_fleet_bytes_total",
+        "netspectra_fleet_spool_epochs",
+        "netspectra_fleet_spool_bytes",
+        "netspectra_fleet_connected",
     }
 )
 ALERTS = {
@@ -74,6 +81,8 @@ ALERTS = {
     "NetspectraParseErrorsRising",
     "NetspectraEpochsLost",
     "NetspectraStoreDown",
+    "NetspectraFleetEpochsLost",
+    "NetspectraFleetDisconnected",
     "NetspectraSensorDown",
     "NetspectraSensorStale",
 }

@@ -1,0 +1,1 @@
+"""The fleet: sensors publish their epochs over NATS JetStream, a collector merges them network-wide (docs/fleet.md)."""

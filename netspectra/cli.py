@@ -268,6 +268,22 @@ def _top_json(snap, rows):
     return _snapshot_json(snap, rows)
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (its fleet: section).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per merged window on stdout (docs/json.md).")
+def collector(config_path, as_json):
+    """Merge the epochs the sensors publish to NATS JetStream, network-wide,
+    until Ctrl-C or SIGTERM: the same metrics, alerts, query API and history
+    as a sensor, over every sensor's traffic (docs/fleet.md)."""
+    from .fleet.collector import CollectorError, run_collector
+
+    cfg = _load(config_path)
+    try:
+        run_collector(cfg, as_json)
+    except CollectorError as e:
+        _fail(str(e))
+
+
 @main.command("merge-sketch")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Merged .npz to write.")

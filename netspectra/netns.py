@@ -41,12 +41,14 @@ def inside(ns: str):
 
 
 class VethPair:
-    def __init__(self, mtu: int = 1600, tag: str | None = None):
+    def __init__(self, mtu: int = 1600, tag: str | None = None, links: int = 1):
         t = tag or secrets.token_hex(3)
         self.ns_a, self.ns_b = f"nsp-{t}-a", f"nsp-{t}-b"
-        self.dev_a, self.dev_b = f"nspa{t}", f"nspb{t}"
+        # links: veth pairs between the two namespaces (several sensors, one each)
+        self.links = [(f"nspa{t}", f"nspb{t}")] + [(f"nspa{t}{i}", f"nspb{t}{i}") for i in range(1, links)]
+        self.dev_a, self.dev_b = self.links[0]
         self.mtu = mtu
-        self._sock: socket.socket | None = None
+        self._socks: dict[int, socket.socket] = {}
 
     def __enter__(self) -> VethPair:
         try:
@@ -58,11 +60,13 @@ class VethPair:
                      "net.ipv6.conf.default.disable_ipv6=1"],
                     check=True, capture_output=True,
                 )  # fmt: skip
-            _ip("link", "add", self.dev_a, "netns", self.ns_a, "mtu", str(self.mtu), "type", "veth",
-                "peer", "name", self.dev_b, "netns", self.ns_b, "mtu", str(self.mtu))  # fmt: skip
-            for ns, dev, addr in ((self.ns_a, self.dev_a, "10.199.0.1/30"), (self.ns_b, self.dev_b, "10.199.0.2/30")):
-                _ip("-n", ns, "addr", "add", addr, "dev", dev)
-                _ip("-n", ns, "link", "set", dev, "up")
+            for i, (dev_a, dev_b) in enumerate(self.links):
+                _ip("link", "add", dev_a, "netns", self.ns_a, "mtu", str(self.mtu), "type", "veth",
+                    "peer", "name", dev_b, "netns", self.ns_b, "mtu", str(self.mtu))  # fmt: skip
+                for ns, dev, addr in ((self.ns_a, dev_a, f"10.199.{i}.1/30"), (self.ns_b, dev_b, f"10.199.{i}.2/30")):
+                    _ip("-n", ns, "addr", "add", addr, "dev", dev)
+                    _ip("-n", ns, "link", "set", dev, "up")
+            for ns in (self.ns_a, self.ns_b):
                 _ip("-n", ns, "link", "set", "lo", "up")
         except BaseException:
             self.close()
@@ -73,9 +77,9 @@ class VethPair:
         self.close()
 
     def close(self) -> None:
-        if self._sock:
-            self._sock.close()
-            self._sock = None
+        for sock in self._socks.values():
+            sock.close()
+        self._socks.clear()
         for ns in (self.ns_a, self.ns_b):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
@@ -89,19 +93,19 @@ class VethPair:
         with self.inside_b():
             return socket.if_nametoindex(self.dev_b)
 
-    def sender(self) -> socket.socket:
-        """An AF_PACKET socket on dev_a: each send() puts one frame on the wire."""
-        if self._sock is None:
+    def sender(self, link: int = 0) -> socket.socket:
+        """An AF_PACKET socket on the link's dev_a: each send() puts one frame on the wire."""
+        if link not in self._socks:
             with self.inside_a():
                 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-                s.bind((self.dev_a, 0))
+                s.bind((self.links[link][0], 0))
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-            self._sock = s
-        return self._sock
+            self._socks[link] = s
+        return self._socks[link]
 
-    def send(self, frames) -> int:
-        """Send every frame; retry on a full queue so none is lost on our side."""
-        s = self.sender()
+    def send(self, frames, link: int = 0) -> int:
+        """Send every frame (over link `link`); retry on a full queue so none is lost on our side."""
+        s = self.sender(link)
         n = 0
         for f in frames:
             while True:

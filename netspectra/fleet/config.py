@@ -59,7 +59,7 @@ class FleetTLS:
 
 @dataclass(frozen=True)
 class CollectorConfig:
-    durable: str = DEFAULT_DURABLE  # the durable pull consumer collectors share
+    durable: str = DEFAULT_DURABLE  # the collector's durable pull consumer (one per collector: windows are not split)
     window_s: float = DEFAULT_WINDOW_S  # network-wide window length: the sensors' epoch
     grace_s: float = DEFAULT_GRACE_S  # a window closes this long after its end (or when every expected sensor reported)
     sensors: tuple[str, ...] = ()  # the sensor ids expected in every window; () = whoever reports
@@ -259,7 +259,7 @@ def defaults_yaml_lines() -> list[str]:
         (f"max_age: {fmt_duration(DEFAULT_MAX_AGE_S)}", "how long the stream keeps epochs (>= 1m)"),
         (f"duplicate_window: {fmt_duration(DEFAULT_DUPLICATE_WINDOW_S)}", "a republished epoch is dropped within it"),
         ("collector:", "`netspectra collector` only:"),
-        (f"  durable: {c.durable}", "the consumer collectors share"),
+        (f"  durable: {c.durable}", "the collector's durable consumer (one collector per durable)"),
         (f"  window: {fmt_duration(c.window_s)}", "network-wide window, 100ms..1h: the sensors' epoch"),
         (f"  grace: {fmt_duration(c.grace_s)}", "how long a window waits for late sensors, 0..1h"),
         ("  sensors: []", "sensor ids expected in every window; [] = whoever reports"),

@@ -105,5 +105,9 @@ class Reassembly:
             self.dropped += 1
         return None
 
+    def discard(self, epoch: str) -> None:
+        """Forget the chunks of an epoch given up on (the rest never came)."""
+        self._parts.pop(epoch, None)
+
     def pending(self) -> int:
         return len(self._parts)

@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST ?= $(PY) -m pytest
 
-.PHONY: help deps venv build proto test test-unit test-kernel lint demo bench clean
+.PHONY: help deps venv build proto test test-unit test-kernel lint demo fleet-demo bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ lint: venv ## ruff for Python
 
 demo: deps venv ## set up and run the live demo in a throwaway namespace (root)
 	$(PY) -m netspectra.demo
+
+fleet-demo: deps venv ## three sensors, NATS and the collector, network-wide, in throwaway namespaces (root)
+	$(PY) -m netspectra.demo --fleet
 
 bench: deps venv ## run the benchmarks (JSON on stdout)
 	$(PY) -m bench.kernel_cost

@@ -3,8 +3,8 @@ a third of one generated traffic, publish to a real nats-server; `netspectra
 collector` merges their epochs, and `netspectra query` against the collector
 answers for all the traffic: every flow exact, and a port scan split across
 the three sensors -- below the threshold on each -- found network-wide.
-Then the collector is killed and restarted and NATS stopped and started:
-nothing is lost and nothing counted twice."""
+Then the collector is killed and restarted, NATS stopped and started, and a
+sensor SIGKILLed and restarted: nothing is lost and nothing counted twice."""
 
 from __future__ import annotations
 
@@ -117,6 +117,22 @@ def flows(v, api) -> dict:
     }  # fmt: skip
 
 
+def attached(tmp_path, pid: int) -> bool:
+    """The sensor process `pid` wrote its state file (it has attached)."""
+    from netspectra.sensor import read_state
+
+    return any((read_state(f) or {}).get("pid") == pid for f in (tmp_path / "run").glob("*.json"))
+
+
+def same_flows(v, api, want: dict):
+    """The collector's flows when they are want, else AssertionError saying how they differ."""
+    got = flows(v, api)
+    if got != want:
+        diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
+        raise AssertionError(f"{len(diff)} flows differ (got, want): {dict(list(diff.items())[:5])}")
+    return got
+
+
 def wait_for(fn, what: str, timeout: float = 40.0):
     deadline = time.monotonic() + timeout
     last = None
@@ -146,7 +162,7 @@ def test_three_sensors_merge_into_one_network_view(fleet):
     want = want_flows()
     assert sent == sum(n for n, _ in want.values())
 
-    got = wait_for(lambda: (f := flows(v, api)) == want and f, "every flow, network-wide")
+    got = wait_for(lambda: same_flows(v, api, want), "every flow, network-wide")
     assert got == want
     # the scan: 50 ports on each sensor (threshold 100), 150 network-wide
     spread = query(v, api, "spreaders", "port_scan", "--since", "10m")
@@ -166,10 +182,21 @@ def test_three_sensors_merge_into_one_network_view(fleet):
     srv.start()
     procs[0] = start_collector(v, tmp_path)
     want[("10.5.5.5", "10.6.6.6", P.UDP, 7, 7)] = (30, 6000)
-    got = wait_for(lambda: (f := flows(v, api)) == want and f, "every flow after the outages", timeout=60)
+    got = wait_for(lambda: same_flows(v, api, want), "every flow after the outages", timeout=60)
     assert got == want
     st = query(v, api, "status", "--since", "10m")
     assert int(st["range"]["total"]["packets"]) == sent + 30
+
+    # SIGKILL a sensor (its closed epochs are published or in its disk spool) and start it again
+    procs[2].send_signal(signal.SIGKILL)
+    procs[2].wait()
+    procs[2] = spawn(v, tmp_path, BIN, "attach", v.links[1][1], "--epoch", "1s",
+                     "--config", tmp_path / "edge1.yaml", name="edge1")  # fmt: skip
+    wait_for(lambda: attached(tmp_path, procs[2].pid), "the sensor attached again")
+    v.send([P.frame("10.7.7.7", "10.8.8.8", P.UDP, 9, 9, size=100)] * 15, link=1)
+    want[("10.7.7.7", "10.8.8.8", P.UDP, 9, 9)] = (15, 1500)
+    got = wait_for(lambda: same_flows(v, api, want), "every flow after a sensor's SIGKILL", timeout=60)
+    assert got == want
     # stop everything cleanly: the sensors' spools are empty
     for p in procs[1:]:
         p.terminate()

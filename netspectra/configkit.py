@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 __all__ = [
     "ID_RE",
@@ -133,6 +134,17 @@ def parse_time(text: str, now: float) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return when.timestamp()
+
+
+def readable_file(value, path: str, what: str = "") -> str:
+    """A path the program reads later, read now: a wrong path is a config error."""
+    if not isinstance(value, str):
+        raise Invalid(path, f"{show(value)} is not a file path" + (f" ({what})" if what else ""))
+    try:
+        Path(value).read_bytes()
+    except OSError as e:
+        raise Invalid(path, f"cannot read {value}: {e.strerror or e}") from None
+    return value
 
 
 def parse_size(value) -> int:

@@ -79,6 +79,16 @@ QUESTIONS = (
 )
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (the sensor then reads its last epoch and detaches); SIGKILL after 20 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def _bin(name: str) -> str:
     return shutil.which(name, path=os.path.dirname(sys.executable)) or name
 
@@ -170,12 +180,7 @@ def fleet(seconds: float) -> int:
             stop.set()
             sender.join()
             for p in reversed(procs):
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+                _stop(p)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -219,12 +224,7 @@ def main(argv=None) -> int:
             if proc.poll() is None:
                 answers = ask(v.ns_b)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
             signal.signal(signal.SIGINT, old)
     if answers:
         print(f"\ndemo: the query API answered, before the sensor stopped:\n\n{answers}")

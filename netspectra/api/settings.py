@@ -8,9 +8,8 @@ reference.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from ..configkit import Invalid, Reader, parse_address, show
+from ..configkit import Invalid, Reader, parse_address, readable_file
 
 DEFAULT_ADDRESS = "127.0.0.1:9782"
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:9783"
@@ -84,14 +83,7 @@ def parse_api(b: Reader, value) -> ApiConfig:
                 if name != "client_ca":
                     raise Invalid("api.tls", f"missing {name!r} (a PEM file)")
                 continue
-            f = b.expand(t[name], path)
-            if not isinstance(f, str):
-                raise Invalid(path, f"{show(f)} is not a file path")
-            try:
-                Path(f).read_bytes()
-            except OSError as e:
-                raise Invalid(path, f"cannot read {f}: {e.strerror or e}") from None
-            files[name] = f
+            files[name] = readable_file(b.expand(t[name], path), path)
         kw["tls"] = TlsConfig(**files)
     return ApiConfig(**kw)
 

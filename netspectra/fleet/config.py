@@ -11,10 +11,19 @@ from __future__ import annotations
 import importlib.util
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..configkit import ID_RE, Invalid, Reader, fmt_duration, parse_address, parse_duration, show, typename
+from ..configkit import (
+    ID_RE,
+    Invalid,
+    Reader,
+    fmt_duration,
+    parse_address,
+    parse_duration,
+    readable_file,
+    show,
+    typename,
+)
 
 DEFAULT_PREFIX = "netspectra.v1"
 DEFAULT_STREAM = "NETSPECTRA"
@@ -189,14 +198,7 @@ def _name(b: Reader, value, path: str, what: str) -> str:
 
 def _file(b: Reader, value, path: str, what: str) -> str:
     """A file the sensor reads when it connects: read now, so a wrong path is a config error."""
-    f = b.expand(value, path)
-    if not isinstance(f, str):
-        raise Invalid(path, f"{show(f)} is not a file path ({what})")
-    try:
-        Path(f).read_bytes()
-    except OSError as e:
-        raise Invalid(path, f"cannot read {f}: {e.strerror or e}") from None
-    return f
+    return readable_file(b.expand(value, path), path, what)
 
 
 def _duration(b: Reader, value, path: str, lo: float, hi: float | None = None) -> float:

@@ -2,9 +2,9 @@
 
 Each record is a row of small columns (times, totals, flow count) and the
 epoch's codec record: flows as compressed columns, not a row per flow.  A row
-per flow writes about 100,000 flows/s here; a record per epoch writes
-millions, which is what a sensor at 100,000 flows per epoch needs with room
-to spare (bench/store.py).  Rollups are read, merged and written back in the
+per flow writes about 100,000 flows/s here; a record per epoch about 380,000
+(bench/store.py: 100k-flow epochs, both rollups included), ten times what a
+sensor at 100,000 flows per 5 s epoch produces, twice over.  Rollups are read, merged and written back in the
 same transaction as the epoch, so a crash leaves either both or neither; the
 open rollup of each series stays decoded in memory between epochs, and is
 stored underived (merge(derived=False): its heavy hitters and spreaders are

@@ -328,7 +328,7 @@ def _task_names(sk) -> str:
 @main.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--server", envvar="NETSPECTRA_SERVER", default="127.0.0.1:9782", show_default=True,
-    help="Sensor gRPC address host:port [env NETSPECTRA_SERVER].",
+    help="Sensor (or collector) gRPC address host:port [env NETSPECTRA_SERVER].",
 )  # fmt: skip
 @click.option(
     "--iface", help="Ask the sensor attached to this interface (its address from `netspectra-sensor status`)."
@@ -347,14 +347,21 @@ def _task_names(sk) -> str:
     metavar="URL",
     help="Ask a history store instead of a sensor (a SQLite path, sqlite://, clickhouse://, chdb://).",
 )
-@click.option("--sensor", "store_sensor", metavar="ID", help="With --store: the series of this sensor id.")
+@click.option("--sensor", "sensor_id", metavar="ID",
+              help="Asking a collector: over this sensor's own epochs in the collector's store instead of the "
+                   "network-wide windows (with --since). With --store: the series of this sensor id.")  # fmt: skip
 @click.option("--interface", "store_iface", metavar="NAME",
-              help="With --store: the series of this interface (or capture file).")  # fmt: skip
+              help="With --store: the series of this interface (or capture file). "
+                   "With --sensor, asking a collector: that sensor's interface (when it has several).")  # fmt: skip
 @click.pass_context
-def query(ctx, server, iface, tls, ca, cert, key, server_name, token, timeout, as_json, store_url, store_sensor,
+def query(ctx, server, iface, tls, ca, cert, key, server_name, token, timeout, as_json, store_url, sensor_id,
           store_iface):  # fmt: skip
-    """Ask a running sensor (gRPC, docs/api.md), or a history store (--store): top keys, estimates, flows,
-    live epochs and alerts."""
+    """Ask a running sensor or collector (gRPC, docs/api.md), or a history store (--store): top keys, estimates,
+    flows, live epochs and alerts.
+
+    \b
+      netspectra query --server collector:9782 top src --since 1h                 # the whole network
+      netspectra query --server collector:9782 --sensor edge-1 top src --since 1h # one sensor's own traffic"""
     from .api.client import Client, QueryError, StoreClient
 
     if iface:
@@ -364,13 +371,14 @@ def query(ctx, server, iface, tls, ca, cert, key, server_name, token, timeout, a
         if store_url:
             if iface or ctx.get_parameter_source("server") == click.core.ParameterSource.COMMANDLINE:
                 _fail("give --store or a sensor (--server, --iface), not both")
-            ctx.obj = StoreClient(store_url, store_sensor, store_iface)
-        elif store_sensor or store_iface:
-            _fail("--sensor and --interface choose a series of --store")
+            ctx.obj = StoreClient(store_url, sensor_id, store_iface)
+        elif store_iface and not sensor_id:
+            _fail("--interface chooses a series of --store, or goes with --sensor (that sensor's interface)")
         else:
             ctx.obj = Client(
                 server, token=token, tls=tls, ca=ca or "", cert=cert or "", key=key or "",
                 server_name=server_name, timeout=timeout,
+                sensor=f"{sensor_id}/{store_iface}" if store_iface else sensor_id or "",
             )  # fmt: skip
     except QueryError as e:
         _fail(str(e))

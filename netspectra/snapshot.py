@@ -375,3 +375,20 @@ def derive(
         exact=exact,
         _groups=groups,
     )
+
+
+def rebind(snap: EpochSnapshot, lay) -> EpochSnapshot:
+    """An epoch of a layout with the same fingerprint as `lay` but other task
+    names or thresholds (they do not change the arrays), as an epoch of
+    `lay`: so a collector merges a sensor's epochs and reports them with its
+    own thresholds."""
+    if snap.sketch.layout == lay:
+        return snap
+    old = snap.sketch.layout
+    if snap.sketch.derived:
+        sk = SketchSet(lay, snap.sketch.cm, snap.sketch.ss)
+    else:
+        sk = SketchSet.of_flows(lay, snap.flows)
+    names = {o.spec.name: n.spec.name for o, n in zip(old.tasks, lay.tasks)}
+    heavy = {names[k]: HeavyHitters(h.keys, h.packets, h.bytes) for k, h in snap.heavy.items() if k in names}
+    return dataclasses.replace(snap, sketch=sk, heavy=heavy, spreaders={}, _groups=None)

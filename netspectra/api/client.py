@@ -2,6 +2,7 @@
 
     c = Client("127.0.0.1:9782", token="...", tls=True, ca="ca.crt")
     resp = c.call("TopKeys", pb.TopKeysRequest(task="src"))
+    c = Client("collector:9782", sensor="edge-1")   # a collector: that sensor's own epochs
 
 Every failure is a QueryError with one line saying what went wrong and what
 to try (unreachable sensor, refused token, bad argument).
@@ -47,9 +48,11 @@ class Client:
         key: str = "",
         server_name: str = "",
         timeout: float = 5.0,
+        sensor: str = "",
     ):
         self.server = server
         self.timeout = timeout
+        self.sensor = sensor  # set as `sensor` on every request that has the field
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         tls = tls or bool(ca or cert or key or server_name)
         self.tls = tls
@@ -88,6 +91,8 @@ class Client:
         return QueryError(f"{where}: {code.name}: {details}")
 
     def call(self, method: str, request):
+        if self.sensor and "sensor" in request.DESCRIPTOR.fields_by_name:
+            request.sensor = self.sensor
         try:
             return getattr(self.stub, method)(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.RpcError as e:
@@ -95,6 +100,11 @@ class Client:
 
     def stream(self, method: str, request) -> Iterator:
         """Messages of a server stream until it ends or the caller stops."""
+        if self.sensor:
+            raise QueryError(
+                f"--sensor: live streams carry what the server at {self.server} closes itself "
+                "(a collector: its merged windows); drop --sensor, or ask that sensor"
+            )
         it = getattr(self.stub, method)(request, metadata=self.metadata)
         try:
             # fail fast when the sensor is not there (streams have no deadline)

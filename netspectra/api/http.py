@@ -11,7 +11,9 @@
 
 Every windowed path (and status, for range totals) also takes a time range
 instead of epochs: since=2h (ago), since=2026-12-01T10:00Z, until=... (the
-sensor's clock; default now), answered from memory or from history.
+sensor's clock; default now), answered from memory or from history; and, on
+a collector, sensor=edge-1 (or edge-1/eth0) with a range: that sensor's own
+epochs from the collector's store instead of the network-wide windows.
 
 Answers are the gRPC response messages in protobuf's JSON mapping (field
 names as in the .proto, times as RFC 3339), except that 64-bit integers are
@@ -157,11 +159,13 @@ def _range(p, r) -> None:
 
 
 def _windowed(build):
-    """A request builder that also takes since= and until=."""
+    """A request builder that also takes since=, until= and sensor=."""
 
     def wrapped(p):
         r = build(p)
         _range(p, r)
+        if "sensor" in p:
+            r.sensor = p["sensor"]
         return r
 
     return wrapped
@@ -217,7 +221,7 @@ def _trace(p):
 
 
 _KEY_PARAMS = ("src_ip", "dst_ip", "src_port", "dst_port", "proto")
-_RANGE = ("since", "until")
+_RANGE = ("since", "until", "sensor")  # with the range, the sensor whose own epochs a collector reads
 # path -> (Queries method, request builder, accepted parameters)
 ROUTES = {
     "/v1/status": ("GetStatus", _windowed(lambda p: pb.GetStatusRequest()), _RANGE),

@@ -15,6 +15,11 @@ TopSpreaders answers then come from the flows (exact sums and distinct
 counts, bounds 0) and never read the epochs' sketches, which for such epochs
 are only derived from the flows on first use.  Other windows are answered
 from the merged sketches with their error bounds.
+
+Per sensor (a collector): a request naming a `sensor` reads that sensor's own
+series in the collector's store (a StoreSource of its own per series, kept
+for the next request) instead of the merged windows; a sensor accepts only
+its own id there.
 """
 
 from __future__ import annotations
@@ -25,14 +30,17 @@ import hashlib
 import ipaddress
 import json
 import math
+import threading
 import time
+from collections import OrderedDict
 
 import numpy as np
 
 from .. import _sketch, abi, analysis
 from ..metrics import version
 from ..packets import addr_str
-from ..snapshot import key_json, merge_flows
+from ..snapshot import key_json, layout_fingerprint, merge_flows
+from ..source import Cache, StoreSource, Window
 from ..tasks import COUNTMIN, SUPERSPREAD
 from .history import History
 from .v1 import sensor_pb2 as pb
@@ -42,6 +50,10 @@ DEFAULT_LIMIT = 10
 DEFAULT_PAGE = 100
 MAX_KEYS_STREAM = 1000
 SPREAD_CANDIDATES = 10000  # keys (most exact flows first) whose spread is estimated for TopSpreaders
+SENSOR_SOURCES = 16  # per-sensor series (of a collector's store) whose reads and rankings are kept
+SENSOR_CACHE_BYTES = 64 << 20  # each
+SERIES_TTL_S = 10.0  # the store's list of series is asked again after this (at once for a sensor not in it)
+MAX_NAMES = 20  # sensors or series listed in an error message
 KEY_FIELDS = ("src_ip", "dst_ip", "src_port", "dst_port", "proto")
 PORT_PROTOCOLS = (6, 17, 132)  # protocols whose flows the parser keys by port
 
@@ -177,6 +189,39 @@ def _limit(value: int, field: str, default: int, hi: int = MAX_LIMIT) -> int:
     if value > hi:
         raise ApiError(field, f"{value} is more than the maximum {hi}")
     return value or default
+
+
+def _names(items) -> str:
+    items = list(items)
+    shown = ", ".join(items[:MAX_NAMES]) or "none"
+    return shown + (f", ... ({len(items)} in all)" if len(items) > MAX_NAMES else "")
+
+
+class SeriesSource(StoreSource):
+    """One sensor's series in a collector's store, read through the store of
+    the collector's own StoreSource (`base`, which may reopen it), with a
+    cache of its own.  Epochs of a sensor whose tasks have other names or
+    thresholds (same arrays: the collector took them) are rebound to the
+    collector's layout, as the collector merges them."""
+
+    def __init__(self, base: StoreSource, series, layout):
+        super().__init__(None, series, base.retention, base.clock)
+        self.base = base
+        self.layout = layout
+        self.cache = Cache(SENSOR_CACHE_BYTES)
+
+    @property
+    def store(self):
+        return self.base.store
+
+    def range(self, since: float, until: float) -> Window:
+        w = super().range(since, until)
+        if all(s.sketch.layout == self.layout for s in w):
+            return w
+        from ..snapshot import rebind
+
+        snaps = self.cache.get(("rebound", *w.key), lambda: [rebind(s, self.layout) for s in w])
+        return Window(snaps, self, w.key, w.label)
 
 
 # --- flows ----------------------------------------------------------------------------
@@ -327,7 +372,9 @@ class Queries:
     for time ranges it does not hold, a StoreSource (None: history is off).
     `info` is what the sensor knows statically: interface, ifindex,
     xdp_mode, pid, started, epoch_s, kernel_memory (dict), config (a Config)
-    and history (a callable returning the store's delivery counters)."""
+    and history (a callable returning the store's delivery counters); a
+    collector adds collector (its id): its store also holds every sensor's
+    own series, which requests naming a `sensor` read."""
 
     def __init__(self, history: History, info: dict, store=None, clock=time.time):
         self.h = history
@@ -335,6 +382,9 @@ class Queries:
         self.layout = history.layout
         self.store = store
         self.clock = clock
+        self._lock = threading.Lock()
+        self._sources: OrderedDict = OrderedDict()  # Series -> SeriesSource (LRU)
+        self._series: tuple[float, list] | None = None  # (when listed, the store's Series)
 
     # --- helpers
 
@@ -344,11 +394,100 @@ class Queries:
 
     def _select(self, req, last: int | None = None):
         """The window of a request: its range if it has one, else its last N epochs."""
+        src = self._sensor(req)
         if req.HasField("range"):
             if req.epochs:
                 raise ApiError("epochs", "give epochs or a range, not both")
-            return self._range(req.range)
+            return self._range(req.range, source=src)
         return self._window(req.epochs, last=last)
+
+    # --- one sensor's epochs (a collector)
+
+    def _own_id(self) -> str:
+        return self.info.get("collector") or self.info["config"].sensor.sensor_id
+
+    def _sensor(self, req) -> StoreSource | None:
+        """The source of a request's `sensor`: None for the answers of this
+        sensor or collector itself (no sensor, or its own id), else (a
+        collector) the series of that sensor in its store."""
+        name = req.sensor
+        if not name:
+            return None
+        own = self._own_id()
+        if name in (own, f"{own}/{self.info.get('interface', '')}"):
+            return None
+        if not self.info.get("collector"):
+            raise ApiError("sensor", f"this is sensor {own!r}; ask a collector for other sensors")
+        if not req.HasField("range"):
+            raise ApiError("sensor", "needs a range (since/until): a sensor's own epochs are read from the store")
+        if self.store is None:
+            raise ApiError(
+                "sensor",
+                "the collector keeps the sensors' own epochs only in its store, and its history is off (store.url: off)",
+                "FAILED_PRECONDITION",
+            )
+        series = self._series_of(name)
+        with self._lock:
+            src = self._sources.get(series)
+            if src is None:
+                src = self._sources[series] = SeriesSource(self.store, series, self.layout)
+                while len(self._sources) > SENSOR_SOURCES:
+                    self._sources.popitem(last=False)
+            self._sources.move_to_end(series)
+        return src
+
+    def _store_series(self, fresh: bool) -> list:
+        """The series of the store (listed again after SERIES_TTL_S, or when fresh)."""
+        from ..store import StoreError
+
+        now = time.monotonic()
+        with self._lock:
+            got = self._series
+        if got is not None and not fresh and now - got[0] < SERIES_TTL_S:
+            return got[1]
+        try:
+            series = [i.series for i in self.store.store.series()]
+        except StoreError as e:
+            raise ApiError("", f"history unavailable: {e}", "UNAVAILABLE") from None
+        with self._lock:
+            self._series = (now, series)
+        return series
+
+    def _series_of(self, name: str):
+        """The one series of `name` ("sensor" or "sensor/interface") with this
+        collector's sketch layout."""
+        sensor, sep, iface = name.partition("/")
+        if not sensor or (sep and not iface):
+            raise ApiError("sensor", f"{_shown(name)} is not a sensor id or sensor/interface")
+        fp = layout_fingerprint(self.layout)
+        own = self._own_id()
+        for fresh in (False, True):  # a sensor not in the list kept may have come since
+            every = self._store_series(fresh)
+            mine = [s for s in every if s.sensor == sensor and (not sep or s.interface == iface)]
+            if mine:
+                break
+        if not mine:
+            sensors = sorted({s.sensor for s in every if s.layout == fp and s.sensor != own})
+            raise ApiError(
+                "sensor",
+                f"no epochs of sensor {_shown(name)} in the collector's store (sensors: {_names(sensors)})",
+                "NOT_FOUND",
+            )
+        fit = [s for s in mine if s.layout == fp]
+        if not fit:
+            raise ApiError(
+                "sensor",
+                f"the epochs of {_shown(name)} in the collector's store have another sketch layout "
+                f"({_names(str(s) for s in mine)}) than the collector's ({fp})",
+                "NOT_FOUND",
+            )
+        if len(fit) > 1:
+            raise ApiError(
+                "sensor",
+                f"sensor {_shown(sensor)} has several series in the collector's store; "
+                f"give one as sensor/interface: {_names(f'{s.sensor}/{s.interface}' for s in fit)}",
+            )
+        return fit[0]
 
     def _range_bounds(self, r: pb.TimeRange) -> tuple[float, float]:
         now = self.clock()
@@ -362,11 +501,12 @@ class Queries:
             raise ApiError("range.since", f"{_iso(since)} is in the future (now {_iso(now)})")
         return since, until
 
-    def _range(self, r: pb.TimeRange, empty_ok: bool = False):
+    def _range(self, r: pb.TimeRange, empty_ok: bool = False, source: StoreSource | None = None):
         """The epochs starting in the range: from memory when it holds them
-        all, else from the store."""
+        all, else from the store; from `source` alone when given (one
+        sensor's series)."""
         since, until = self._range_bounds(r)
-        w = self.h.range(since, until, complete=self.store is not None)
+        w = None if source is not None else self.h.range(since, until, complete=self.store is not None)
         if w is None:
             if self.store is None:
                 oldest = self.h.snapshots()[0].start
@@ -379,12 +519,13 @@ class Queries:
             from ..store import StoreError
 
             try:
-                w = self.store.range(since, until)
+                w = (source or self.store).range(since, until)
             except StoreError as e:
                 raise ApiError("", f"history unavailable: {e}", "UNAVAILABLE") from None
         if not w and not empty_ok:
             end = "now" if math.isinf(until) else _iso(until)
-            raise ApiError("range", f"no epoch was recorded from {_iso(since)} to {end}", "NOT_FOUND")
+            of = f" of sensor {source.series.sensor}/{source.series.interface}" if source is not None else ""
+            raise ApiError("range", f"no epoch{of} was recorded from {_iso(since)} to {end}", "NOT_FOUND")
         return w
 
     def _window(self, epochs: int, field: str = "epochs", last: int | None = None) -> list:
@@ -437,6 +578,7 @@ class Queries:
     # --- status and tasks
 
     def GetStatus(self, req: pb.GetStatusRequest) -> pb.Status:
+        src = self._sensor(req)  # argument errors before any work
         info, cfg = self.info, self.info["config"]
         mem = info.get("kernel_memory", {})
         completed, cum = self.h.since_start()
@@ -482,15 +624,16 @@ class Queries:
             if oldest is not None:
                 _ts(out.history.oldest, oldest)
         if req.HasField("range"):
-            out.range.CopyFrom(self._range_totals(req.range))
+            out.range.CopyFrom(self._range_totals(req.range, src))
         return out
 
-    def _range_totals(self, r: pb.TimeRange) -> pb.RangeTotals:
-        """Totals of a range: the kept epochs', or the store's (without reading flows)."""
+    def _range_totals(self, r: pb.TimeRange, source: StoreSource | None = None) -> pb.RangeTotals:
+        """Totals of a range: the kept epochs', or the store's (without reading
+        flows); `source`'s alone when given (one sensor's series)."""
         since, until = self._range_bounds(r)
-        w = self.h.range(since, until, complete=self.store is not None)
+        w = None if source is not None else self.h.range(since, until, complete=self.store is not None)
         out = pb.RangeTotals()
-        if w is not None or self.store is None:
+        if w is not None or (self.store is None and source is None):
             w = self._range(r, empty_ok=True)
             tot = sum((s.totals.astype(np.uint64) for s in w), np.zeros((abi.NCOUNTERS, 2), np.uint64))
             if w:
@@ -499,7 +642,7 @@ class Queries:
             from ..store import StoreError
 
             try:
-                t = self.store.totals(since, until)
+                t = (source or self.store).totals(since, until)
             except StoreError as e:
                 raise ApiError("", f"history unavailable: {e}", "UNAVAILABLE") from None
             tot = t.totals
@@ -741,10 +884,12 @@ class Queries:
             raise ApiError("order_by", f"unknown value {req.order_by}")
         # a page token is bound to its filter, order and window, and pins the window's epochs
         # (a range's open end is pinned too: the time of the first page)
+        src = self._sensor(req)
         fp_src = (
             req.filter.SerializeToString(deterministic=True)
             + f"|{req.order_by}|{req.ascending}|{req.epochs}|".encode()
             + req.range.SerializeToString(deterministic=True)
+            + (f"|{src.series}".encode() if src is not None else b"")
         )
         fp = hashlib.sha256(fp_src).hexdigest()[:16]
         first, last, offset, until = None, None, 0, None
@@ -752,7 +897,8 @@ class Queries:
             tok = _decode_token(req.page_token)
             if tok.get("fp") != fp:
                 raise ApiError(
-                    "page_token", "was made for a different filter, order, epochs or range; ask again without it"
+                    "page_token",
+                    "was made for a different filter, order, epochs, range or sensor; ask again without it",
                 )
             first, last, offset, until = tok["first"], tok["last"], tok["offset"], tok.get("until")
         filter_flows(np.zeros(0, analysis.FLOW_RECORD), req.filter)  # argument errors before any work
@@ -765,7 +911,7 @@ class Queries:
                 until = int(self.clock() * 1e9)
             if until is not None:
                 r.until.FromNanoseconds(int(until))
-            snaps = self._range(r)
+            snaps = self._range(r, source=src)
             first = last = 0
         else:
             snaps = self._window(req.epochs, last=last)
@@ -799,8 +945,9 @@ class Queries:
                 if not m.HasField(n):
                     setattr(m, n, 0)
         key = key_from_pb(m, KEY_FIELDS, "key", "a flow (src_ip, dst_ip, proto, and ports for TCP/UDP/SCTP)")
+        src = self._sensor(req)
         if req.HasField("range"):
-            snaps = self._range(req.range)
+            snaps = self._range(req.range, source=src)
         else:
             snaps = self.h.window(self.h.keep)
             if not snaps:

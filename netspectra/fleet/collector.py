@@ -39,7 +39,7 @@ import time
 from types import SimpleNamespace
 
 from .. import codec
-from ..snapshot import EpochSnapshot, Origin, layout_fingerprint, merge
+from ..snapshot import EpochSnapshot, Origin, layout_fingerprint, merge, rebind
 from ..tasks import layout
 from . import wire
 from .config import FleetConfig
@@ -130,25 +130,6 @@ class _JsonSink:
 
     def close(self) -> None:
         pass
-
-
-def rebind(snap: EpochSnapshot, lay) -> EpochSnapshot:
-    """A sensor epoch whose sketch layout has the collector's fingerprint but
-    other task names or thresholds (they do not change the arrays), as an
-    epoch of the collector's layout, so merge() takes it and the merged
-    window reports with the collector's thresholds."""
-    if snap.sketch.layout == lay:
-        return snap
-    from ..sketch import HeavyHitters, SketchSet
-
-    old = snap.sketch.layout
-    if snap.sketch.derived:
-        sk = SketchSet(lay, snap.sketch.cm, snap.sketch.ss)
-    else:
-        sk = SketchSet.of_flows(lay, snap.flows)
-    names = {o.spec.name: n.spec.name for o, n in zip(old.tasks, lay.tasks)}
-    heavy = {names[k]: HeavyHitters(h.keys, h.packets, h.bytes) for k, h in snap.heavy.items() if k in names}
-    return dataclasses.replace(snap, sketch=sk, heavy=heavy, spreaders={}, _groups=None)
 
 
 # --- the collector -------------------------------------------------------------------

@@ -1119,7 +1119,7 @@ def test_page_token_bound_to_its_request(stub):
         other.page_token = token
         e = rpc_error(stub.ListFlows, other)
         assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert e.details().startswith("page_token: was made for a different filter, order, epochs or range")
+        assert e.details().startswith("page_token: was made for a different filter, order, epochs, range or sensor")
     # page_size is not part of the binding
     r = stub.ListFlows(pb.ListFlowsRequest(page_size=3, filter=FILTERS["udp"], page_token=token), timeout=TIMEOUT)
     assert [key5(x.key) for x in r.flows] == [key5(x.key) for x in again.flows[:3]]
@@ -1768,7 +1768,7 @@ HTTP_ERRORS = [
         "/v1/status?verbose=1",
         400,
         "INVALID_ARGUMENT",
-        "verbose: unknown parameter for /v1/status (parameters: since, until)",
+        "verbose: unknown parameter for /v1/status (parameters: since, until, sensor)",
     ),
     ("/v1/top?task=src&src_ip=10.0.0.1", 400, "INVALID_ARGUMENT", "src_ip: unknown parameter for /v1/top"),
     ("/v1/top?task=src&limit=1&limit=2", 400, "INVALID_ARGUMENT", "limit: given more than once"),

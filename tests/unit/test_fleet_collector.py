@@ -422,7 +422,7 @@ def configs_from(args: dict):
 
 
 def test_a_window_not_acked_comes_again_after_a_restart_and_is_applied_once(nats_server, tmp_path):
-    url, name, ack_wait = nats_server.url, "restart", 2.0
+    url, name, ack_wait = nats_server.url, "restart", 3.0  # seconds: room for a loaded CI machine
     cfg = configs(nats_server, tmp_path, name)
     fleet = cfg.fleet
     t0 = recent_windows(2)

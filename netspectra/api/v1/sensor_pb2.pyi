@@ -81,10 +81,12 @@ class TimeRange(_message.Message):
     def __init__(self, since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
-    __slots__ = ("range",)
+    __slots__ = ("range", "sensor")
     RANGE_FIELD_NUMBER: _ClassVar[int]
+    SENSOR_FIELD_NUMBER: _ClassVar[int]
     range: TimeRange
-    def __init__(self, range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+    sensor: str
+    def __init__(self, range: _Optional[_Union[TimeRange, _Mapping]] = ..., sensor: _Optional[str] = ...) -> None: ...
 
 class RangeTotals(_message.Message):
     __slots__ = ("epochs", "total", "flow_untracked", "counters")
@@ -240,18 +242,20 @@ class ListTasksResponse(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
 
 class TopKeysRequest(_message.Message):
-    __slots__ = ("task", "metric", "limit", "epochs", "range")
+    __slots__ = ("task", "metric", "limit", "epochs", "range", "sensor")
     TASK_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
+    SENSOR_FIELD_NUMBER: _ClassVar[int]
     task: str
     metric: Metric
     limit: int
     epochs: int
     range: TimeRange
-    def __init__(self, task: _Optional[str] = ..., metric: _Optional[_Union[Metric, str]] = ..., limit: _Optional[int] = ..., epochs: _Optional[int] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+    sensor: str
+    def __init__(self, task: _Optional[str] = ..., metric: _Optional[_Union[Metric, str]] = ..., limit: _Optional[int] = ..., epochs: _Optional[int] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ..., sensor: _Optional[str] = ...) -> None: ...
 
 class KeyCount(_message.Message):
     __slots__ = ("key", "packets", "bytes")
@@ -284,16 +288,18 @@ class TopKeysResponse(_message.Message):
     def __init__(self, task: _Optional[str] = ..., metric: _Optional[_Union[Metric, str]] = ..., epochs: _Optional[_Union[EpochRange, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[KeyCount, _Mapping]]] = ..., packets_error_bound: _Optional[float] = ..., bytes_error_bound: _Optional[float] = ..., confidence: _Optional[float] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class EstimateKeyRequest(_message.Message):
-    __slots__ = ("task", "key", "epochs", "range")
+    __slots__ = ("task", "key", "epochs", "range", "sensor")
     TASK_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
+    SENSOR_FIELD_NUMBER: _ClassVar[int]
     task: str
     key: Key
     epochs: int
     range: TimeRange
-    def __init__(self, task: _Optional[str] = ..., key: _Optional[_Union[Key, _Mapping]] = ..., epochs: _Optional[int] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+    sensor: str
+    def __init__(self, task: _Optional[str] = ..., key: _Optional[_Union[Key, _Mapping]] = ..., epochs: _Optional[int] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ..., sensor: _Optional[str] = ...) -> None: ...
 
 class EstimateKeyResponse(_message.Message):
     __slots__ = ("task", "kind", "key", "epochs", "packets", "bytes", "packets_error_bound", "bytes_error_bound", "confidence", "distinct", "relative_error", "exact")
@@ -324,16 +330,18 @@ class EstimateKeyResponse(_message.Message):
     def __init__(self, task: _Optional[str] = ..., kind: _Optional[str] = ..., key: _Optional[_Union[Key, _Mapping]] = ..., epochs: _Optional[_Union[EpochRange, _Mapping]] = ..., packets: _Optional[int] = ..., bytes: _Optional[int] = ..., packets_error_bound: _Optional[float] = ..., bytes_error_bound: _Optional[float] = ..., confidence: _Optional[float] = ..., distinct: _Optional[float] = ..., relative_error: _Optional[float] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class TopSpreadersRequest(_message.Message):
-    __slots__ = ("task", "limit", "epochs", "range")
+    __slots__ = ("task", "limit", "epochs", "range", "sensor")
     TASK_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
+    SENSOR_FIELD_NUMBER: _ClassVar[int]
     task: str
     limit: int
     epochs: int
     range: TimeRange
-    def __init__(self, task: _Optional[str] = ..., limit: _Optional[int] = ..., epochs: _Optional[int] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+    sensor: str
+    def __init__(self, task: _Optional[str] = ..., limit: _Optional[int] = ..., epochs: _Optional[int] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ..., sensor: _Optional[str] = ...) -> None: ...
 
 class Spreader(_message.Message):
     __slots__ = ("key", "distinct", "flows")
@@ -386,7 +394,7 @@ class FlowFilter(_message.Message):
     def __init__(self, src: _Optional[str] = ..., dst: _Optional[str] = ..., host: _Optional[str] = ..., src_port: _Optional[_Union[PortRange, _Mapping]] = ..., dst_port: _Optional[_Union[PortRange, _Mapping]] = ..., port: _Optional[_Union[PortRange, _Mapping]] = ..., proto: _Optional[int] = ...) -> None: ...
 
 class ListFlowsRequest(_message.Message):
-    __slots__ = ("filter", "order_by", "ascending", "page_size", "page_token", "epochs", "range")
+    __slots__ = ("filter", "order_by", "ascending", "page_size", "page_token", "epochs", "range", "sensor")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     ASCENDING_FIELD_NUMBER: _ClassVar[int]
@@ -394,6 +402,7 @@ class ListFlowsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
+    SENSOR_FIELD_NUMBER: _ClassVar[int]
     filter: FlowFilter
     order_by: FlowOrder
     ascending: bool
@@ -401,7 +410,8 @@ class ListFlowsRequest(_message.Message):
     page_token: str
     epochs: int
     range: TimeRange
-    def __init__(self, filter: _Optional[_Union[FlowFilter, _Mapping]] = ..., order_by: _Optional[_Union[FlowOrder, str]] = ..., ascending: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., epochs: _Optional[int] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+    sensor: str
+    def __init__(self, filter: _Optional[_Union[FlowFilter, _Mapping]] = ..., order_by: _Optional[_Union[FlowOrder, str]] = ..., ascending: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., epochs: _Optional[int] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ..., sensor: _Optional[str] = ...) -> None: ...
 
 class Flow(_message.Message):
     __slots__ = ("key", "packets", "bytes", "first_seen", "last_seen", "tcp_flags", "icmp_type", "icmp_code")
@@ -438,12 +448,14 @@ class ListFlowsResponse(_message.Message):
     def __init__(self, flows: _Optional[_Iterable[_Union[Flow, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ..., epochs: _Optional[_Union[EpochRange, _Mapping]] = ..., untracked: _Optional[_Union[Counter, _Mapping]] = ...) -> None: ...
 
 class TraceFlowRequest(_message.Message):
-    __slots__ = ("key", "range")
+    __slots__ = ("key", "range", "sensor")
     KEY_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
+    SENSOR_FIELD_NUMBER: _ClassVar[int]
     key: Key
     range: TimeRange
-    def __init__(self, key: _Optional[_Union[Key, _Mapping]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+    sensor: str
+    def __init__(self, key: _Optional[_Union[Key, _Mapping]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ..., sensor: _Optional[str] = ...) -> None: ...
 
 class FlowEpoch(_message.Message):
     __slots__ = ("epoch", "start", "end", "flow")

@@ -167,7 +167,12 @@ class Collector:
         self.origin = Origin(self.id, "", "network", self.fingerprint)
         self.windows = Windows(cc.window_s, cc.grace_s, tuple(cc.sensors))
         self.ack_wait_s = ack_wait_s or ack_wait_for(cc.window_s, cc.grace_s)
-        self.subjects = wire.subjects(self.fleet.subject_prefix)
+        prefix = self.fleet.subject_prefix
+        self.filters = wire.filters(prefix, cc.source, cc.subjects)  # the consumer's filter subjects
+        self.subjects = ", ".join(self.filters)
+        self.root = wire.partials(prefix) if cc.source == "partials" else wire.subjects(prefix)
+        self.partial_subject = wire.partial_subject(prefix, self.id) if cc.publish else ""
+        self.publisher = None
         self._lock = threading.Lock()  # the counters and windows, read by metrics scrapes
         self.decode_errors = 0
         self.refused: dict[tuple[str, str], int] = {}
@@ -238,6 +243,17 @@ class Collector:
             sinks.append(FuncSink("api", lambda snap: api.publish(snap, *alerts.of(snap))))
         if self.as_json:
             sinks.append(Queued(_JsonSink(self.out, self._meta), "json", max_epochs=64, log=self.log))
+        if self.partial_subject:  # a shard: each merged window, spooled on disk before its messages are acked
+            from .publisher import Publisher
+            from .spool import SpoolError, default_dir
+
+            spool = f"{self.fleet.spool_dir or default_dir()}-partials-{wire.token(self.id)}"
+            try:
+                self.publisher = Publisher(self.fleet, self.id, self.log, subject=self.partial_subject, spool_dir=spool)
+            except SpoolError as e:
+                self.close()
+                raise CollectorError(str(e)) from None
+            sinks.append(self.publisher)
         self.fanout = Fanout(sinks, log=self.log)
         if self.history.sink is not None:
             writer = _BatchWriter(self.history.sink, self._done.put)
@@ -258,6 +274,7 @@ class Collector:
         return (
             f"netspectra: collector {self.id} on {servers_text(f)}: stream {f.stream}, "
             f"subjects {self.subjects}, consumer {cc.durable} (ack wait {self.ack_wait_s:g}s); "
+            f"{f'partials to {self.partial_subject}; ' if self.partial_subject else ''}"
             f"windows {cc.window_s:g}s + grace {cc.grace_s:g}s, sensors: {sensors}; layout {self.fingerprint}; "
             f"query API {api_text(self.cfg) if self.api is not None else 'off'}, metrics {metrics}, "
             f"history {self.history.url if self.history and self.history.url else 'off'}; Ctrl-C to stop"
@@ -273,7 +290,9 @@ class Collector:
         """Close the sinks (the store gets what is queued, within its timeout;
         what it did not write was not acked and comes again), API and metrics."""
         if self.fanout is not None:
-            self.fanout.close()
+            self.fanout.close()  # the publisher (a shard's partials) among them
+        elif self.publisher is not None:
+            self.publisher.close()
         if self.store is not None:
             self.store.close()
         if self.api is not None:
@@ -349,9 +368,10 @@ class Collector:
         from nats.js.errors import NotFoundError
 
         f = self.fleet
+        both = [wire.subjects(f.subject_prefix), wire.partials(f.subject_prefix)]
         want = StreamConfig(
             name=f.stream,
-            subjects=[self.subjects],
+            subjects=both,
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=f.max_age_s,
@@ -361,14 +381,27 @@ class Collector:
             info = await js.stream_info(f.stream)
         except NotFoundError:
             await js.add_stream(want)
-            self._say(f"created stream {f.stream} ({self.subjects}, file storage, max age {f.max_age_s:g}s)")
+            self._say(f"created stream {f.stream} ({', '.join(both)}, file storage, max age {f.max_age_s:g}s)")
             return
         have = info.config
-        if not any(covers(p, self.subjects) for p in have.subjects or []):
+        part = both[1]
+        needs_partials = bool(self.partial_subject) or self.root == part
+        if not needs_partials and not any(covers(p, self.root) for p in have.subjects or []):
             raise CollectorError(
-                f"stream {f.stream} exists without the subjects {self.subjects} (it holds {have.subjects}): "
+                f"stream {f.stream} exists without the subjects {self.root} (it holds {have.subjects}): "
                 "set fleet.stream or fleet.subject_prefix"
             )
+        if needs_partials and not any(covers(p, part) for p in have.subjects or []):
+            # a stream made before shards: partials go to the same stream (a subject added, nothing else changes)
+            have.subjects = [*(have.subjects or []), part]
+            try:
+                await js.update_stream(have)
+            except Exception as e:
+                raise CollectorError(
+                    f"stream {f.stream} lacks the subjects {part} and cannot take them ({_err(e)}): "
+                    f"add them (nats stream edit {f.stream} --subjects ...) or set fleet.stream"
+                ) from None
+            self._say(f"stream {f.stream}: added the subjects {part} (shards' partial windows)")
         diff = [
             f"{name} {a!r} (not {b!r})"
             for name, a, b in (
@@ -397,18 +430,28 @@ class Collector:
             ack_wait=self.ack_wait_s,
             max_deliver=-1,
             max_ack_pending=MAX_ACK_PENDING,
-            filter_subject=self.subjects,
         )
+        if len(self.filters) == 1:
+            want.filter_subject = self.filters[0]
+        else:
+            want.filter_subjects = list(self.filters)  # nats-server 2.10 or later
         try:
             info = await js.consumer_info(f.stream, durable)
         except NotFoundError:
             info = None
-        if info is None or info.config.ack_wait != self.ack_wait_s or info.config.max_ack_pending != MAX_ACK_PENDING:
+        c = info.config if info is not None else None
+        other = c is not None and set(c.filter_subjects or ()) | ({c.filter_subject} - {None, ""}) != set(self.filters)
+        if c is None or other or c.ack_wait != self.ack_wait_s or c.max_ack_pending != MAX_ACK_PENDING:
             try:
                 await js.add_consumer(f.stream, want)
             except JsError as e:
                 if info is None:
                     raise CollectorError(f"cannot create consumer {durable} on stream {f.stream}: {_err(e)}") from None
+                if other:  # reading other subjects than configured would merge the wrong sensors
+                    raise CollectorError(
+                        f"consumer {durable} reads other subjects than {self.subjects} and cannot change ({_err(e)}): "
+                        "set another fleet.collector.durable (one per collector) or delete the consumer"
+                    ) from None
                 self._say(f"consumer {durable} exists with other settings that cannot change ({_err(e)}); using it")
         return await js.pull_subscribe_bind(durable=durable, stream=f.stream)
 

@@ -24,6 +24,7 @@ from ..configkit import (
     show,
     typename,
 )
+from .wire import token
 
 DEFAULT_PREFIX = "netspectra.v1"
 DEFAULT_STREAM = "NETSPECTRA"
@@ -54,7 +55,8 @@ _SECTION_KEYS = (
     "collector",
 )
 _TLS_KEYS = ("ca", "cert", "key")
-_COLLECTOR_KEYS = ("durable", "window", "grace", "sensors", "id")
+_COLLECTOR_KEYS = ("durable", "window", "grace", "sensors", "id", "subjects", "publish", "source")
+SOURCES = ("epochs", "partials")  # what a collector consumes: sensors' epochs, or shard collectors' partial windows
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]+")  # JetStream stream and consumer names
 _PREFIX_RE = re.compile(r"[^.*>\s]+(?:\.[^.*>\s]+)*")  # NATS subject tokens, no wildcards
 
@@ -73,6 +75,9 @@ class CollectorConfig:
     grace_s: float = DEFAULT_GRACE_S  # a window closes this long after its end (or when every expected sensor reported)
     sensors: tuple[str, ...] = ()  # the sensor ids expected in every window; () = whoever reports
     id: str = ""  # the collector's name on its merged epochs (default: "collector@<host>")
+    subjects: tuple[str, ...] = ()  # sensor (or shard) ids, or "*"/">", under <prefix>.<source>.; () = all
+    publish: bool = False  # publish each merged window as a partial on <prefix>.partials.<id> (a shard)
+    source: str = "epochs"  # "epochs": the sensors'; "partials": the shards' merged windows (the top collector)
 
 
 @dataclass(frozen=True)
@@ -234,7 +239,51 @@ def _collector(b: Reader, value) -> CollectorConfig:
         kw["sensors"] = tuple(out)
     if "id" in m:
         kw["id"] = _id(b, m["id"], "fleet.collector.id", allow_empty=True)
+    if m.get("subjects") is not None:
+        kw["subjects"] = _subjects(b, m["subjects"], kw.get("sensors", ()))
+    if m.get("publish") is not None:
+        pub = b.expand(m["publish"], "fleet.collector.publish")
+        if not isinstance(pub, bool):
+            raise Invalid("fleet.collector.publish", f"{show(pub)} is not true or false")
+        kw["publish"] = pub
+    if m.get("source") is not None:
+        kw["source"] = b.choice(m["source"], "fleet.collector.source", SOURCES)
+    if kw.get("publish"):
+        if not kw.get("id"):
+            why = "needs fleet.collector.id (the shard's name: the top collector lists it in its sensors)"
+            raise Invalid("fleet.collector.publish", why)
+        if kw.get("source") == "partials":
+            raise Invalid("fleet.collector.publish", "a collector of partials (source: partials) does not publish them")
     return CollectorConfig(**kw)
+
+
+def _subjects(b: Reader, value, sensors: tuple[str, ...]) -> tuple[str, ...]:
+    """Sensor ids (as subject tokens) or a wildcard, under <prefix>.<source>."""
+    path = "fleet.collector.subjects"
+    value = b.expand(value, path)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise Invalid(path, f"expected a list of sensor ids or a wildcard (* or >), got {typename(value)}")
+    out: list[str] = []
+    for i, raw in enumerate(value):
+        s = b.expand(raw, f"{path}[{i}]")
+        if s not in ("*", ">"):
+            if not isinstance(s, str) or not ID_RE.fullmatch(s):  # NATS has no wildcard within a token
+                raise Invalid(
+                    f"{path}[{i}]", f"{show(s)} is neither a sensor id (1-64 of A-Z a-z 0-9 . _ -) nor * or >"
+                )
+            s = token(s)
+        if s in out:
+            raise Invalid(f"{path}[{i}]", f"{s} is listed twice")
+        out.append(s)
+    if len(out) > 1 and ({"*", ">"} & set(out)):
+        raise Invalid(path, "a wildcard takes every sensor: list it alone (NATS refuses overlapping filters)")
+    if out and out[0] not in ("*", ">"):
+        for s in sensors:
+            if token(s) not in out:
+                raise Invalid(path, f"does not take sensor {s} of fleet.collector.sensors (it would never report)")
+    return tuple(out) if out != [">"] else ()
 
 
 def _id(b: Reader, value, path: str, allow_empty: bool) -> str:
@@ -266,6 +315,9 @@ def defaults_yaml_lines() -> list[str]:
         (f"  grace: {fmt_duration(c.grace_s)}", "how long a window waits for late sensors, 0..1h"),
         ("  sensors: []", "sensor ids expected in every window; [] = whoever reports"),
         ('  id: ""', 'names the merged epochs; "" = collector@<host>'),
+        ("  subjects: []", "sensor ids (or shard ids) it consumes; [] = all"),
+        ("  publish: false", "true: a shard, publishing partials on <prefix>.partials.<id>"),
+        ("  source: epochs", "epochs (the sensors') or partials (the shards': top collector)"),
     ]
     return [
         "# Fleet (docs/fleet.md): publish every epoch to NATS JetStream, where",

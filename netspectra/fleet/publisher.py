@@ -57,7 +57,9 @@ class PublisherStats:
 
 class Publisher:
     """A sink (name "fleet") that publishes each epoch to cfg.stream on
-    <cfg.subject_prefix>.epochs.<sensor_id>."""
+    <cfg.subject_prefix>.epochs.<sensor_id>, or on `subject` (a shard
+    collector: its merged windows on wire.partial_subject), spooled in
+    `spool_dir` (default: cfg.spool_dir, else fleet-spool in the data directory)."""
 
     name = "fleet"
 
@@ -68,15 +70,17 @@ class Publisher:
         log=sys.stderr,
         reconnect_wait: float = RECONNECT_WAIT_S,
         ack_timeout: float = ACK_TIMEOUT_S,
+        subject: str = "",
+        spool_dir: str = "",
     ):
         self.cfg = cfg
         self.sensor_id = sensor_id
         self.log = log
         self.reconnect_wait = reconnect_wait
         self.ack_timeout = ack_timeout
-        self.subject = wire.subject(cfg.subject_prefix, sensor_id)
+        self.subject = subject or wire.subject(cfg.subject_prefix, sensor_id)
         # spool 0: no backlog, but the epoch being sent is still on disk
-        self.spool = Spool(cfg.spool_dir or default_dir(), max(1, cfg.spool), MAX_BYTES)
+        self.spool = Spool(spool_dir or cfg.spool_dir or default_dir(), max(1, cfg.spool), MAX_BYTES)
         self._st = PublisherStats()
         self._lost = 0  # epochs refused by the stream or given after close
         self._lock = threading.Lock()

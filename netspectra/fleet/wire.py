@@ -4,6 +4,7 @@ An epoch is its codec record (codec.encode), split into chunks that fit the
 server's max payload, each published on
 
     <prefix>.epochs.<sensor>            (prefix: fleet.subject_prefix, "netspectra.v1")
+    <prefix>.partials.<collector>       a shard collector's merged windows (fleet.collector.publish)
 
 with the headers
 
@@ -44,6 +45,22 @@ def subject(prefix: str, sensor: str) -> str:
 def subjects(prefix: str) -> str:
     """The subjects of every sensor (the stream's, and the collector's filter)."""
     return f"{prefix}.epochs.>"
+
+
+def partial_subject(prefix: str, collector: str) -> str:
+    """Where a shard collector publishes its merged windows (partials)."""
+    return f"{prefix}.partials.{token(collector)}"
+
+
+def partials(prefix: str) -> str:
+    """The subjects of every shard's partials (the stream's, and the top collector's filter)."""
+    return f"{prefix}.partials.>"
+
+
+def filters(prefix: str, source: str = "epochs", ids: tuple[str, ...] = ()) -> list[str]:
+    """A collector's filter subjects: <prefix>.<source>.<id> for each id (a
+    subject token, or * or >), or every subject of the source."""
+    return [f"{prefix}.{source}.{i}" for i in ids] or [f"{prefix}.{source}.>"]
 
 
 def epoch_id(sensor: str, interface: str, start: float) -> str:

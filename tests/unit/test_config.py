@@ -917,3 +917,58 @@ def test_fleet_errors_that_need_files(tmp_path, monkeypatch):
         match=r"^<string>: fleet.tls: cert and key go together \(a client certificate and its private key\)$",
     ):
         fleet_of(f"fleet: {{tls: {{cert: {tmp_path}/client.pem}}}}")
+
+
+def test_fleet_collector_shards():
+    shard = fleet_of(
+        "fleet: {collector: {id: A, sensors: [s1, edge-2.fra], subjects: [s1, edge-2.fra], publish: true}}"
+    )
+    assert shard.collector == CollectorConfig(
+        id="A", sensors=("s1", "edge-2.fra"), subjects=("s1", "edge-2_fra"), publish=True, source="epochs"
+    )  # subjects are subject tokens, as the sensors publish on them
+    top = fleet_of("fleet: {collector: {id: net, sensors: [A, B], source: partials}}").collector
+    assert (top.source, top.subjects, top.publish) == ("partials", (), False)
+    assert fleet_of("fleet: {collector: {subjects: '>'}}").collector.subjects == ()  # all: the default
+    assert fleet_of("fleet: {collector: {subjects: '*', sensors: [a]}}").collector.subjects == ("*",)
+    text = defaults_yaml()
+    assert "    subjects: []" in text and "    publish: false" in text and "    source: epochs" in text
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "fleet: {collector: {subjects: {a: 1}}}",
+            "fleet.collector.subjects: expected a list of sensor ids or a wildcard (* or >), got a mapping",
+        ),
+        (
+            "fleet: {collector: {subjects: [edge-*]}}",
+            "fleet.collector.subjects[0]: 'edge-*' is neither a sensor id (1-64 of A-Z a-z 0-9 . _ -) nor * or >",
+        ),
+        ("fleet: {collector: {subjects: [a, a]}}", "fleet.collector.subjects[1]: a is listed twice"),
+        (
+            "fleet: {collector: {subjects: [a, '>']}}",
+            "fleet.collector.subjects: a wildcard takes every sensor: list it alone (NATS refuses overlapping filters)",
+        ),
+        (
+            "fleet: {collector: {sensors: [a, b], subjects: [a]}}",
+            "fleet.collector.subjects: does not take sensor b of fleet.collector.sensors (it would never report)",
+        ),
+        ("fleet: {collector: {publish: yes please}}", "fleet.collector.publish: 'yes please' is not true or false"),
+        (
+            "fleet: {collector: {publish: true}}",
+            "fleet.collector.publish: needs fleet.collector.id (the shard's name: the top collector lists it in its sensors)",
+        ),
+        (
+            "fleet: {collector: {id: m, publish: true, source: partials}}",
+            "fleet.collector.publish: a collector of partials (source: partials) does not publish them",
+        ),
+        (
+            "fleet: {collector: {source: partial}}",
+            "fleet.collector.source: 'partial' is not one of epochs, partials (did you mean 'partials'?)",
+        ),
+    ],
+)
+def test_fleet_collector_shard_errors(text, expected):
+    with pytest.raises(ConfigError, match=f"^<string>: {re.escape(expected)}$"):
+        fleet_of(text)

@@ -56,6 +56,8 @@ bench: deps venv ## run the benchmarks (JSON on stdout)
 	$(PY) -m bench.offline
 	$(PY) -m bench.scrape
 	$(PY) -m bench.api_latency
+	$(PY) -m bench.store
+	$(PY) -m bench.fleet
 
 clean: ## remove build outputs and the venv
 	rm -rf $(VENV) build *.egg-info netspectra/_sketch.c netspectra/*.so

@@ -256,16 +256,31 @@ def _position(keys: np.ndarray, index: tuple, want: np.ndarray) -> int | None:
     return None
 
 
-def _order(keys: np.ndarray, *cols, descending: bool = True) -> np.ndarray:
+def _order(keys: np.ndarray, *cols, descending: bool = True, limit: int | None = None) -> np.ndarray:
     """Indices sorting rows by cols (the first decides, the next break ties)
     and then by key bytes: one order whatever order the rows came in, so a
-    window answers the same from epochs or from their rollups."""
+    window answers the same from epochs or from their rollups.  limit: only
+    the first `limit` of that order, found without sorting every row (the
+    rows tied with the last one kept are all sorted, so the cut is exact)."""
+    idx = None
+    first = np.asarray(cols[0])
+    if limit is not None and len(first) > 2 * limit:
+        kth = (
+            np.partition(first, len(first) - limit)[len(first) - limit]
+            if descending
+            else np.partition(first, limit - 1)[limit - 1]
+        )
+        idx = np.flatnonzero(first >= kth if descending else first <= kth)
+        keys, cols = keys[idx], tuple(np.asarray(c)[idx] for c in cols)
     raw = np.ascontiguousarray(keys).view(_VOID).reshape(-1)
     rank = np.empty(len(raw), np.int64)
     rank[np.argsort(raw, kind="stable")] = np.arange(len(raw))
     if descending:  # largest first, ties by ascending key
-        return np.lexsort((-rank, *cols[::-1]))[::-1]
-    return np.lexsort((rank, *cols[::-1]))
+        order = np.lexsort((-rank, *cols[::-1]))[::-1]
+    else:
+        order = np.lexsort((rank, *cols[::-1]))
+    order = order if limit is None else order[:limit]
+    return order if idx is None else idx[order]
 
 
 def _count_of(keys: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -742,8 +757,8 @@ class Queries:
                 else:
                     keys = analysis.unique_keys(np.concatenate([*pool, heavy]))
                 pk, by = sk.query(name, keys) if len(keys) else (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
-            by_bytes = _order(keys, by, pk)[:MAX_LIMIT]
-            by_packets = _order(keys, pk, by)[:MAX_LIMIT]
+            by_bytes = _order(keys, by, pk, limit=MAX_LIMIT)
+            by_packets = _order(keys, pk, by, limit=MAX_LIMIT)
             kept = np.union1d(by_bytes, by_packets)  # cache only what an answer can show
             return {
                 "keys": keys[kept],
@@ -830,7 +845,7 @@ class Queries:
 
         def from_flows():  # every key of the flows: most distinct elements first, then most flows
             x = self._exact_spread(t, snaps)
-            order = _order(x["keys"], x["distinct"], x["flows"])[:MAX_LIMIT]
+            order = _order(x["keys"], x["distinct"], x["flows"], limit=MAX_LIMIT)
             return {"keys": x["keys"][order], "distinct": x["distinct"][order], "flows": x["flows"][order]}
 
         def from_sketch():
@@ -839,7 +854,7 @@ class Queries:
                 keys, _, _, nflows = self._epoch_sums(snaps[0], t.spec.fields)
             else:  # distinct 5-tuples of the window per key
                 keys, _, _, _, nflows = _sketch.group_keys(self._flows(snaps), abi.field_wmask(t.spec.fields))
-            top = _order(keys, nflows)[:SPREAD_CANDIDATES]
+            top = _order(keys, nflows, limit=SPREAD_CANDIDATES)
             extra = [s.spreaders[name][0] for s in snaps if name in s.spreaders]
             # heavy hitters of the Count-Min tasks keyed on (at least) this task's fields; masking
             # another task's keys would invent keys (src_ip keys -> dst_ip ::)
@@ -852,7 +867,7 @@ class Queries:
             extra += [analysis.mask_keys(k, fields) for k in hh]
             cand = analysis.unique_keys(np.concatenate([keys[top], *extra]))
             est = sk.spread(name, cand, pool=self._bounds(t, snaps)["pool"]) if len(cand) else np.zeros(0)
-            order = _order(cand, est)[:MAX_LIMIT]
+            order = _order(cand, est, limit=MAX_LIMIT)
             cand, est = cand[order], est[order]
             # exact flow counts of the ranked keys (0 for keys only candidates saw)
             return {"keys": cand, "distinct": est, "flows": _count_of(keys, nflows, cand)}

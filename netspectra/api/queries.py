@@ -397,6 +397,9 @@ class Queries:
         self.layout = history.layout
         self.store = store
         self.clock = clock
+        # warm() also ranks the window of every kept epoch; a collector, whose
+        # merged windows hold every sensor's flows, ranks that on demand instead
+        self.warm_union = True
         self._lock = threading.Lock()
         self._sources: OrderedDict = OrderedDict()  # Series -> SeriesSource (LRU)
         self._series: tuple[float, list] | None = None  # (when listed, the store's Series)
@@ -992,7 +995,7 @@ class Queries:
         waiting on the first asker.  kept: the epochs kept before `snap`.
         Exact windows get exact rankings; their sketches stay underived."""
         windows = [self.h._window([snap])]
-        if self.h.keep > 1 and kept:
+        if self.h.keep > 1 and kept and self.warm_union:
             windows.append(self.h._window([*kept, snap][-self.h.keep :]))
         for w in windows:
             for t in self.layout.tasks:

@@ -224,6 +224,8 @@ class Collector:
         info = {"interface": "network", "ifindex": 0, "epoch_s": self.fleet.collector.window_s, "collector": self.id}
         try:
             self.api = start_api(as_collector, self.layout, info, self.log, self.history)
+            if self.api is not None:  # the kept windows' union is ranked when asked, not per window
+                self.api.queries.warm_union = False
         except SensorError as e:
             self.close()
             raise CollectorError(str(e)) from None

@@ -224,3 +224,20 @@ def test_http_takes_since_and_until(epochs):
     ):
         status, body = answer(q, target)
         assert status == 400 and body["error"].startswith(msg), body
+
+
+def test_warm_ranks_the_kept_union_unless_told_not_to(epochs):
+    """A sensor ranks its kept epochs' union before showing a new epoch; a
+    collector (warm_union False) leaves that to the first query that asks."""
+
+    def cached_windows(union: bool) -> set:
+        h = History(12, LAY)
+        q = Queries(h, INFO, clock=lambda: T0 + 3600)
+        q.warm_union = union
+        for s in epochs[:3]:
+            q.warm(s, h.snapshots())
+            h.add(s)
+        return {k[-2:] for k in h._cache.keys() if k[0] == "top"}
+
+    assert cached_windows(True) == {(0, 0), (1, 1), (2, 2), (0, 1), (0, 2)}
+    assert cached_windows(False) == {(0, 0), (1, 1), (2, 2)}

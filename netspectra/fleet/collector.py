@@ -644,7 +644,8 @@ class Collector:
             self._meta[w.index] = {"sensors": list(w.sensors), "missing": list(w.missing), "closed": w.how}
         self.fanout.on_epoch(snap)
         self.applied += 1
-        await self._write(_Batch(w.index, [*w.epochs, snap], [m for t in w.tokens for m in t]))
+        parts = list(w.epochs) if self.fleet.collector.store_sensors else []
+        await self._write(_Batch(w.index, [*parts, snap], [m for t in w.tokens for m in t]))
 
     async def _write(self, batch: _Batch) -> None:
         """Store the batch, then ack it (at once when history is off)."""

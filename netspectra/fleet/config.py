@@ -55,7 +55,7 @@ _SECTION_KEYS = (
     "collector",
 )
 _TLS_KEYS = ("ca", "cert", "key")
-_COLLECTOR_KEYS = ("durable", "window", "grace", "sensors", "id", "subjects", "publish", "source")
+_COLLECTOR_KEYS = ("durable", "window", "grace", "sensors", "id", "subjects", "publish", "source", "store_sensors")
 SOURCES = ("epochs", "partials")  # what a collector consumes: sensors' epochs, or shard collectors' partial windows
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]+")  # JetStream stream and consumer names
 _PREFIX_RE = re.compile(r"[^.*>\s]+(?:\.[^.*>\s]+)*")  # NATS subject tokens, no wildcards
@@ -77,6 +77,7 @@ class CollectorConfig:
     id: str = ""  # the collector's name on its merged epochs (default: "collector@<host>")
     subjects: tuple[str, ...] = ()  # sensor (or shard) ids, or "*"/">", under <prefix>.<source>.; () = all
     publish: bool = False  # publish each merged window as a partial on <prefix>.partials.<id> (a shard)
+    store_sensors: bool = True  # store each sensor's epochs as its own series too (per-sensor history, --sensor)
     source: str = "epochs"  # "epochs": the sensors'; "partials": the shards' merged windows (the top collector)
 
 
@@ -241,11 +242,12 @@ def _collector(b: Reader, value) -> CollectorConfig:
         kw["id"] = _id(b, m["id"], "fleet.collector.id", allow_empty=True)
     if m.get("subjects") is not None:
         kw["subjects"] = _subjects(b, m["subjects"], kw.get("sensors", ()))
-    if m.get("publish") is not None:
-        pub = b.expand(m["publish"], "fleet.collector.publish")
-        if not isinstance(pub, bool):
-            raise Invalid("fleet.collector.publish", f"{show(pub)} is not true or false")
-        kw["publish"] = pub
+    for key in ("publish", "store_sensors"):
+        if m.get(key) is not None:
+            flag = b.expand(m[key], f"fleet.collector.{key}")
+            if not isinstance(flag, bool):
+                raise Invalid(f"fleet.collector.{key}", f"{show(flag)} is not true or false")
+            kw[key] = flag
     if m.get("source") is not None:
         kw["source"] = b.choice(m["source"], "fleet.collector.source", SOURCES)
     if kw.get("publish"):
@@ -318,6 +320,7 @@ def defaults_yaml_lines() -> list[str]:
         ("  subjects: []", "sensor ids (or shard ids) it consumes; [] = all"),
         ("  publish: false", "true: a shard, publishing partials on <prefix>.partials.<id>"),
         ("  source: epochs", "epochs (the sensors') or partials (the shards': top collector)"),
+        ("  store_sensors: true", "also store every sensor's epochs (per-sensor history); false: the windows only"),
     ]
     return [
         "# Fleet (docs/fleet.md): publish every epoch to NATS JetStream, where",

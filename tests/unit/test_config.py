@@ -932,6 +932,8 @@ def test_fleet_collector_shards():
     assert fleet_of("fleet: {collector: {subjects: '*', sensors: [a]}}").collector.subjects == ("*",)
     text = defaults_yaml()
     assert "    subjects: []" in text and "    publish: false" in text and "    source: epochs" in text
+    assert "    store_sensors: true" in text and CollectorConfig().store_sensors is True
+    assert fleet_of("fleet: {collector: {store_sensors: false}}").collector.store_sensors is False
 
 
 @pytest.mark.parametrize(
@@ -955,6 +957,7 @@ def test_fleet_collector_shards():
             "fleet.collector.subjects: does not take sensor b of fleet.collector.sensors (it would never report)",
         ),
         ("fleet: {collector: {publish: yes please}}", "fleet.collector.publish: 'yes please' is not true or false"),
+        ("fleet: {collector: {store_sensors: 1}}", "fleet.collector.store_sensors: 1 is not true or false"),
         (
             "fleet: {collector: {publish: true}}",
             "fleet.collector.publish: needs fleet.collector.id (the shard's name: the top collector lists it in its sensors)",

@@ -462,3 +462,20 @@ def test_a_window_not_acked_comes_again_after_a_restart_and_is_applied_once(nats
     same_records(nets[0], merge(win0))
     same_records(nets[1], merge(win1))
     assert len(stored(cfg, Series("s1", "eth0", FP), t0, t0 + 2 * W)) == 2
+
+
+def test_store_sensors_false_keeps_only_the_windows(nats_server, tmp_path):
+    """fleet.collector.store_sensors: false writes the merged windows only (half
+    the store's work with many sensors); per-sensor history is then not kept."""
+    cfg = configs(nats_server, tmp_path, "nosensors")
+    cfg = replace(cfg, fleet=replace(cfg.fleet, collector=replace(cfg.fleet.collector, store_sensors=False)))
+    url, prefix = nats_server.url, cfg.fleet.subject_prefix
+    t0 = recent_windows(1)
+    win0, _ = split_traffic(np.random.default_rng(5), t0, 0, n=300)
+    with running(cfg) as c:
+        publish(url, prefix, win0)
+        wait_for(lambda: c.stats()["applied"] == 1 and settled(url, "NOSENSORS", "nosensors"), what="the window")
+        assert c.store.flush()
+    (net,) = network(t0, t0 + W, cfg)
+    same_records(net, merge(win0))
+    assert stored(cfg, Series("s1", "eth0", FP), t0, t0 + W) == []

@@ -215,13 +215,10 @@ def merge_flows(parts: list[np.ndarray]) -> np.ndarray:
         raw = keys.view(_VOID).reshape(-1)[order]
         new[1:] = raw[1:] != raw[:-1]
     starts = np.flatnonzero(new)
-    srt = fl[order]
-    out = srt[starts].copy()
-    out["packets"] = np.add.reduceat(srt["packets"], starts)
-    out["bytes"] = np.add.reduceat(srt["bytes"], starts)
-    out["first_ns"] = np.minimum.reduceat(srt["first_ns"], starts)
-    out["last_ns"] = np.maximum.reduceat(srt["last_ns"], starts)
-    out["tcp_flags"] = np.bitwise_or.reduceat(srt["tcp_flags"], starts)
+    out = fl[order[starts]]  # each 5-tuple's first record; only the summed columns are gathered whole
+    for col, op in (("packets", np.add), ("bytes", np.add), ("first_ns", np.minimum), ("last_ns", np.maximum),
+                    ("tcp_flags", np.bitwise_or)):  # fmt: skip
+        out[col] = op.reduceat(fl[col][order], starts)
     return out
 
 

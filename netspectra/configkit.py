@@ -136,6 +136,15 @@ def parse_time(text: str, now: float) -> float:
     return when.timestamp()
 
 
+def without_password(url: str) -> str:
+    """A URL for messages: its user:password@ left out."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host.rsplit('@', 1)[-1]}{slash}{path}"
+
+
 def readable_file(value, path: str, what: str = "") -> str:
     """A path the program reads later, read now: a wrong path is a config error."""
     if not isinstance(value, str):

@@ -244,6 +244,7 @@ def start_alerts(iface: str, cfg: Config, collector, err=sys.stderr):
 
 def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, api, history, out, err) -> None:
     from .agent import Agent
+    from .fleet.config import servers_text
     from .kernel import libbpf
     from .kernel.program import KernelError, Program
     from .snapshot import Origin, boot_id, layout_fingerprint
@@ -300,7 +301,7 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
         f"metrics {f'http://{cfg.sensor.metrics_address}/metrics' if cfg.sensor.metrics_address else 'off'}, "
         f"query API {api_text(cfg) if api is not None else 'off'}, "
         f"history {history.url or 'off'}, "
-        f"fleet {', '.join(_no_password(u) for u in cfg.fleet.servers) if cfg.fleet.enabled else 'off'}; "
+        f"fleet {servers_text(cfg.fleet) if cfg.fleet.enabled else 'off'}; "
         "Ctrl-C to stop",
         file=err,
         flush=True,
@@ -419,11 +420,6 @@ def epoch_sinks(cfg, iface, mem, as_json, collector, engine, dispatcher, api, st
     view = ViewSink(iface, cfg, mem, as_json, alerts, state, info, stop, out)
     sinks.append(Queued(view, "view", max_epochs=64, log=err))
     return Fanout(sinks, log=err)
-
-
-def _no_password(url: str) -> str:
-    scheme, sep, rest = url.rpartition("://")
-    return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}"
 
 
 def start_fleet(cfg: Config, collector, err=sys.stderr):

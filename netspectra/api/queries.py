@@ -142,6 +142,16 @@ def _epoch_range(snaps) -> pb.EpochRange:
     return r
 
 
+def _from_store(call, *args):
+    """A call into the store (history): its outage is the API's UNAVAILABLE."""
+    from ..store import StoreError
+
+    try:
+        return call(*args)
+    except StoreError as e:
+        raise ApiError("", f"history unavailable: {e}", "UNAVAILABLE") from None
+
+
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
@@ -456,17 +466,12 @@ class Queries:
 
     def _store_series(self, fresh: bool) -> list:
         """The series of the store (listed again after SERIES_TTL_S, or when fresh)."""
-        from ..store import StoreError
-
         now = time.monotonic()
         with self._lock:
             got = self._series
         if got is not None and not fresh and now - got[0] < SERIES_TTL_S:
             return got[1]
-        try:
-            series = [i.series for i in self.store.store.series()]
-        except StoreError as e:
-            raise ApiError("", f"history unavailable: {e}", "UNAVAILABLE") from None
+        series = [i.series for i in _from_store(lambda: self.store.store.series())]
         with self._lock:
             self._series = (now, series)
         return series
@@ -534,12 +539,7 @@ class Queries:
                     f"{self.h.keep}) and history is off (store.url: off)",
                     "OUT_OF_RANGE",
                 )
-            from ..store import StoreError
-
-            try:
-                w = (source or self.store).range(since, until)
-            except StoreError as e:
-                raise ApiError("", f"history unavailable: {e}", "UNAVAILABLE") from None
+            w = _from_store((source or self.store).range, since, until)
         if not w and not empty_ok:
             end = "now" if math.isinf(until) else _iso(until)
             of = f" of sensor {source.series.sensor}/{source.series.interface}" if source is not None else ""
@@ -651,18 +651,14 @@ class Queries:
         since, until = self._range_bounds(r)
         w = None if source is not None else self.h.range(since, until, complete=self.store is not None)
         out = pb.RangeTotals()
-        if w is not None or (self.store is None and source is None):
+        if w is None and (source or self.store) is None:  # history off: OUT_OF_RANGE, or what came meanwhile
             w = self._range(r, empty_ok=True)
+        if w is not None:
             tot = sum((s.totals.astype(np.uint64) for s in w), np.zeros((abi.NCOUNTERS, 2), np.uint64))
             if w:
                 out.epochs.CopyFrom(_epoch_range(w))
         else:
-            from ..store import StoreError
-
-            try:
-                t = (source or self.store).totals(since, until)
-            except StoreError as e:
-                raise ApiError("", f"history unavailable: {e}", "UNAVAILABLE") from None
+            t = _from_store((source or self.store).totals, since, until)
             tot = t.totals
             if t.records:
                 out.epochs.source, out.epochs.records = "store", t.records

@@ -42,7 +42,7 @@ from .. import codec
 from ..snapshot import EpochSnapshot, Origin, layout_fingerprint, merge, rebind
 from ..tasks import layout
 from . import wire
-from .config import FleetConfig
+from .config import FleetConfig, servers_text
 from .windows import DUPLICATE, LATE, Closed, Windows
 
 FETCH_BATCH = 64
@@ -67,15 +67,6 @@ def ack_wait_for(window_s: float, grace_s: float) -> float:
 
 def collector_id(fleet: FleetConfig) -> str:
     return fleet.collector.id or f"collector@{socket.gethostname()}"
-
-
-def servers_text(fleet: FleetConfig) -> str:
-    """The NATS servers, for messages (passwords left out)."""
-    out = []
-    for url in fleet.servers:
-        scheme, sep, rest = url.rpartition("://")
-        out.append(f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}")
-    return ", ".join(out)
 
 
 # --- what is applied, then acked ----------------------------------------------------

@@ -23,6 +23,7 @@ from ..configkit import (
     readable_file,
     show,
     typename,
+    without_password,
 )
 from .wire import token
 
@@ -329,3 +330,8 @@ def defaults_yaml_lines() -> list[str]:
         "fleet:",
         *(f"  {opt:<32} # {why}" if not opt.startswith("#") else f"  {opt}   # {why}" for opt, why in rows),
     ]
+
+
+def servers_text(fleet: FleetConfig) -> str:
+    """The NATS servers, for messages (passwords left out)."""
+    return ", ".join(without_password(url) for url in fleet.servers)

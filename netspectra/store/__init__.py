@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..configkit import without_password
 from .base import RESOLUTIONS, Series, SeriesInfo, Store, StoreError, Totals, choose_resolution
 
 __all__ = ["RESOLUTIONS", "Series", "SeriesInfo", "Store", "StoreError", "Totals", "choose_resolution",
@@ -27,10 +28,7 @@ def describe(url: str) -> str:
     """What store.url means, for messages (passwords left out)."""
     if url in ("", None):
         return f"sqlite://{default_path()}"
-    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return url if "://" in url else f"sqlite://{Path(url).absolute()}"
+    return without_password(url) if "://" in url else f"sqlite://{Path(url).absolute()}"
 
 
 def open_store(url: str, retention: dict[str, float], **kw) -> Store:

@@ -72,7 +72,6 @@ class StoreSink:
         self.clock = clock
         self.log = log
         self.results = {"written": 0, "duplicate": 0, "expired": 0}
-        self.oldest: float | None = None  # start of the oldest epoch this sink wrote
         self._pruned = -1e18
 
     def on_epoch(self, snap) -> None:
@@ -83,8 +82,6 @@ class StoreSink:
             self.handle.reset()  # reopen next time: the file may have moved, the server restarted
             raise
         self.results[result] += 1
-        if result == "written" and self.oldest is None:
-            self.oldest = snap.start
         if result == "expired" and self.results["expired"] == 1:
             print(f"netspectra: store: epoch {snap.seq} is older than the raw retention; not stored", file=self.log)
         now = self.clock()

@@ -975,3 +975,13 @@ def test_fleet_collector_shards():
 def test_fleet_collector_shard_errors(text, expected):
     with pytest.raises(ConfigError, match=f"^<string>: {re.escape(expected)}$"):
         fleet_of(text)
+
+
+def test_configkit_without_password():
+    """URLs in messages and status lines leave out user:password@ (store, NATS servers)."""
+    w = configkit.without_password
+    assert w("nats://u:secret@nats-1:4222") == "nats://nats-1:4222"
+    assert w("clickhouse://ns:p%40ss@ch1:8123/netspectra") == "clickhouse://ch1:8123/netspectra"
+    assert w("tls://a:b@c@host:4443") == "tls://host:4443"  # the last @ of the host part
+    assert w("sqlite:///var/lib/netspectra/a@b.db") == "sqlite:///var/lib/netspectra/a@b.db"  # @ in a path stays
+    assert w("nats://host:4222") == "nats://host:4222" and w("host:4222") == "host:4222"

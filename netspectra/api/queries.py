@@ -532,7 +532,10 @@ class Queries:
         w = None if source is not None else self.h.range(since, until, complete=self.store is not None)
         if w is None:
             if self.store is None:
-                oldest = self.h.snapshots()[0].start
+                kept = self.h.snapshots()
+                if not kept:
+                    raise ApiError("", "no epoch has completed yet; try again after the first epoch", "UNAVAILABLE")
+                oldest = kept[0].start
                 raise ApiError(
                     "range.since",
                     f"{_iso(since)} is before the oldest epoch kept ({_iso(oldest)}; api.keep_epochs = "

@@ -187,6 +187,10 @@ def test_range_errors_are_one_line_and_name_the_field(store, epochs):
         with pytest.raises(ApiError, match=msg) as e:
             q.TopKeys(req)
         assert "\n" not in str(e.value)
+    # memory only, no store, nothing yet: try again later (not a crash)
+    with pytest.raises(ApiError, match=r"^no epoch has completed yet") as e:
+        Queries(History(2, LAY), INFO, clock=lambda: T0 + 3600).TopKeys(pb.TopKeysRequest(task="src", range=tr(T0)))
+    assert e.value.code == "UNAVAILABLE"
     # memory only, no store: a range older than what is kept says so
     h = History(2, LAY)
     for s in epochs:

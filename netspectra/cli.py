@@ -13,6 +13,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 import click
 
 from .config import Config, ConfigError, defaults_yaml, load_config, parse_epoch
+from .configkit import fmt_time
 
 
 def _fail(msg: str) -> None:
@@ -235,7 +236,7 @@ class _StoreLoader:
         try:
             self.counts[self.store.write(snap)] += 1
         except StoreError as e:
-            _fail(f"{e} (epochs before {_iso(snap.start)} are stored)")
+            _fail(f"{e} (epochs before {fmt_time(snap.start)} are stored)")
         self.first = snap.start if self.first is None else min(self.first, snap.start)
         self.last = snap.end if self.last is None else max(self.last, snap.end)
 
@@ -250,16 +251,10 @@ class _StoreLoader:
         click.echo(
             f"netspectra: stored {c['written']} epoch{'s' * (c['written'] != 1)} of {self.title} in {self.url}"
             f"{again}{old}; ask with "
-            f"`netspectra query --store {self.url} --interface {self.title} top --since {_iso(self.first)} "
-            f"--until {_iso(self.last)}`",
+            f"`netspectra query --store {self.url} --interface {self.title} top --since {fmt_time(self.first)} "
+            f"--until {fmt_time(self.last)}`",
             err=True,
         )
-
-
-def _iso(t: float) -> str:
-    import time as _t
-
-    return _t.strftime("%Y-%m-%dT%H:%M:%SZ", _t.gmtime(t))
 
 
 def _top_json(snap, rows):

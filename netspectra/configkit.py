@@ -136,6 +136,13 @@ def parse_time(text: str, now: float) -> float:
     return when.timestamp()
 
 
+def fmt_time(t: float) -> str:
+    """Unix seconds as parse_time() reads them back: 2026-12-01T10:00:00Z."""
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
 def without_password(url: str) -> str:
     """A URL for messages: its user:password@ left out."""
     scheme, sep, rest = url.partition("://")

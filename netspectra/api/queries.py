@@ -37,6 +37,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import _sketch, abi, analysis
+from ..configkit import fmt_time
 from ..metrics import version
 from ..packets import addr_str
 from ..snapshot import key_json, layout_fingerprint, merge_flows
@@ -150,10 +151,6 @@ def _from_store(call, *args):
         return call(*args)
     except StoreError as e:
         raise ApiError("", f"history unavailable: {e}", "UNAVAILABLE") from None
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def flow_pb(f) -> pb.Flow:
@@ -519,9 +516,9 @@ class Queries:
         since = r.since.ToNanoseconds() / 1e9
         until = r.until.ToNanoseconds() / 1e9 if r.HasField("until") else math.inf
         if until <= since:
-            raise ApiError("range.until", f"{_iso(until)} is not after range.since {_iso(since)}")
+            raise ApiError("range.until", f"{fmt_time(until)} is not after range.since {fmt_time(since)}")
         if since > now:
-            raise ApiError("range.since", f"{_iso(since)} is in the future (now {_iso(now)})")
+            raise ApiError("range.since", f"{fmt_time(since)} is in the future (now {fmt_time(now)})")
         return since, until
 
     def _range(self, r: pb.TimeRange, empty_ok: bool = False, source: StoreSource | None = None):
@@ -538,15 +535,15 @@ class Queries:
                 oldest = kept[0].start
                 raise ApiError(
                     "range.since",
-                    f"{_iso(since)} is before the oldest epoch kept ({_iso(oldest)}; api.keep_epochs = "
+                    f"{fmt_time(since)} is before the oldest epoch kept ({fmt_time(oldest)}; api.keep_epochs = "
                     f"{self.h.keep}) and history is off (store.url: off)",
                     "OUT_OF_RANGE",
                 )
             w = _from_store((source or self.store).range, since, until)
         if not w and not empty_ok:
-            end = "now" if math.isinf(until) else _iso(until)
+            end = "now" if math.isinf(until) else fmt_time(until)
             of = f" of sensor {source.series.sensor}/{source.series.interface}" if source is not None else ""
-            raise ApiError("range", f"no epoch{of} was recorded from {_iso(since)} to {end}", "NOT_FOUND")
+            raise ApiError("range", f"no epoch{of} was recorded from {fmt_time(since)} to {end}", "NOT_FOUND")
         return w
 
     def _window(self, epochs: int, field: str = "epochs", last: int | None = None) -> list:

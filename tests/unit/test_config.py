@@ -985,3 +985,9 @@ def test_configkit_without_password():
     assert w("tls://a:b@c@host:4443") == "tls://host:4443"  # the last @ of the host part
     assert w("sqlite:///var/lib/netspectra/a@b.db") == "sqlite:///var/lib/netspectra/a@b.db"  # @ in a path stays
     assert w("nats://host:4222") == "nats://host:4222" and w("host:4222") == "host:4222"
+
+
+def test_configkit_fmt_time_reads_back():
+    t = 1_796_119_200.0
+    assert configkit.fmt_time(t) == "2026-12-01T10:00:00Z"
+    assert configkit.parse_time(configkit.fmt_time(t), now=0.0) == t

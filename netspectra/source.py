@@ -122,12 +122,19 @@ class StoreSource:
         get = getattr(self._store, "get", None)
         return get() if get is not None else self._store
 
-    def range(self, since: float, until: float) -> Window:
-        from .store.base import bucket, choose_resolution
+    def _plan(self, since: float, until: float) -> tuple[str, float]:
+        """(resolution, until): the finest resolution that suits the range,
+        and its end made finite (a store takes finite times)."""
+        from .store.base import choose_resolution
 
         now = self.clock()
-        until = min(until, now + FUTURE_S)  # a store takes finite times
-        res = choose_resolution(since, min(until, now), now, self.retention)
+        until = min(until, now + FUTURE_S)
+        return choose_resolution(since, min(until, now), now, self.retention), until
+
+    def range(self, since: float, until: float) -> Window:
+        from .store.base import bucket
+
+        res, until = self._plan(since, until)
         key = ("store", res, bucket(since, res), until, self.store.version())
 
         def read():
@@ -138,11 +145,7 @@ class StoreSource:
         return Window(self.cache.get(("read", *key), read), self, key, f"store:{res}")
 
     def totals(self, since: float, until: float):
-        from .store.base import choose_resolution
-
-        now = self.clock()
-        until = min(until, now + FUTURE_S)
-        res = choose_resolution(since, min(until, now), now, self.retention)
+        res, until = self._plan(since, until)
         return self.store.totals(self.series, res, since, until)
 
     def cached(self, key: tuple, compute: Callable):

@@ -107,7 +107,7 @@ def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, ou
     check_free(iface, ifindex)
     ncpus = possible_cpus()
     lay = layout(cfg.tasks, ncpus)
-    collector, server = start_metrics(iface, cfg, lay)
+    collector, _, server = start_metrics(iface, cfg, lay)
     history = SensorHistory(cfg, iface, lay, err)
     api = None
     try:
@@ -123,20 +123,24 @@ def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, ou
             server.server_close()
 
 
-def start_metrics(iface: str, cfg: Config, lay):
-    """The sensor's metrics collector and, unless sensor.metrics_address is
-    "", the HTTP server exposing it (a registry of its own, not the global one)."""
+def start_metrics(iface: str, cfg: Config, lay, extra=()):
+    """The sensor's metrics collector, its registry (its own, not the global
+    one, with the `extra` collectors too) and, unless sensor.metrics_address
+    is "", the HTTP server exposing it."""
     from .metrics import SensorCollector, registry_for, serve
 
     collector = SensorCollector(iface, lay, cfg.sensor.top, cfg.sensor.flow_capacity)
+    registry = registry_for(collector)
+    for c in extra:
+        registry.register(c)
     address = cfg.sensor.metrics_address
     if not address:
-        return collector, None
+        return collector, registry, None
     try:
-        server, _ = serve(address, registry_for(collector))
+        server, _ = serve(address, registry)
     except OSError as e:
         raise SensorError(f"cannot serve metrics on {address} (sensor.metrics_address): {e.strerror or e}") from None
-    return collector, server
+    return collector, registry, server
 
 
 class SensorHistory:
@@ -229,13 +233,15 @@ def start_api(cfg: Config, lay, info: dict, err=sys.stderr, history: SensorHisto
     return api
 
 
-def start_alerts(iface: str, cfg: Config, collector, err=sys.stderr):
-    """The alert engine of cfg.alerts and its notification dispatcher (started)."""
+def start_alerts(iface: str, cfg: Config, collector, err=sys.stderr, flow_capacity: int | None = None):
+    """The alert engine of cfg.alerts and its notification dispatcher (started).
+    flow_capacity: the flow table the rules see (default sensor.flow_capacity)."""
     from .alerts.engine import Engine
     from .alerts.notify import Dispatcher, make_notifier
 
     al = cfg.alerts
-    engine = Engine(al, interface=iface, sensor=cfg.sensor.sensor_id, flow_capacity=cfg.sensor.flow_capacity)
+    cap = cfg.sensor.flow_capacity if flow_capacity is None else flow_capacity
+    engine = Engine(al, interface=iface, sensor=cfg.sensor.sensor_id, flow_capacity=cap)
     notifiers = [make_notifier(spec, al.repeat_interval) for spec in al.notifiers]
     collector.alerting([(r.name, r.severity) for r in al.rules], [n.name for n in notifiers])
     dispatcher = Dispatcher(notifiers, on_failure=collector.notification_failed, log=err)
@@ -406,17 +412,26 @@ class ViewSink:
         pass
 
 
-def epoch_sinks(cfg, iface, mem, as_json, collector, engine, dispatcher, api, state, info, stop, out, err):
-    """Where each closed epoch goes, in this order: the metrics and the alert
-    rules (in the epoch loop: both cheap folds), the query API (which queues
-    for itself), the view, and (when history is on) the store, each of the
-    last two behind a bounded queue of its own."""
-    from .sinks import Fanout, FuncSink, Queued
+def live_sinks(collector, engine, dispatcher, api) -> tuple[list, AlertSink]:
+    """The sinks a sensor and a collector share, in this order: the metrics and
+    the alert rules (in the epoch loop: both cheap folds), then the query API
+    (which queues for itself) with each epoch's alerts."""
+    from .sinks import FuncSink
 
     alerts = AlertSink(engine, dispatcher, collector)
     sinks = [FuncSink("metrics", collector.observe), alerts]
     if api is not None:
         sinks.append(FuncSink("api", lambda snap: api.publish(snap, *alerts.of(snap))))
+    return sinks, alerts
+
+
+def epoch_sinks(cfg, iface, mem, as_json, collector, engine, dispatcher, api, state, info, stop, out, err):
+    """Where each closed epoch goes: live_sinks(), then the view (and, added by
+    the caller, the store and the fleet publisher), each behind a bounded
+    queue of its own."""
+    from .sinks import Fanout, Queued
+
+    sinks, alerts = live_sinks(collector, engine, dispatcher, api)
     view = ViewSink(iface, cfg, mem, as_json, alerts, state, info, stop, out)
     sinks.append(Queued(view, "view", max_epochs=64, log=err))
     return Fanout(sinks, log=err)

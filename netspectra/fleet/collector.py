@@ -192,25 +192,19 @@ class Collector:
 
     def start(self) -> Collector:
         """Sinks, query API and metrics server; CollectorError when one cannot start."""
-        from ..metrics import SensorCollector, registry_for, serve
-        from ..sensor import AlertSink, SensorError, SensorHistory, start_api
-        from ..sinks import Fanout, FuncSink, Queued
+        from ..sensor import SPOOL_BYTES, SensorError, SensorHistory, live_sinks, start_alerts, start_api, start_metrics
+        from ..sinks import Fanout, Queued
 
         cfg = self.cfg
         if not self.fleet.servers:
             raise CollectorError("fleet.servers is empty: set it to the NATS servers the sensors publish to")
         as_collector = dataclasses.replace(cfg, sensor=dataclasses.replace(cfg.sensor, id=self.id))
-        self.metrics = SensorCollector("network", self.layout, cfg.sensor.top, cfg.sensor.flow_capacity)
-        registry = registry_for(self.metrics)
-        registry.register(FleetMetrics(self))
-        if cfg.sensor.metrics_address:
-            try:
-                self._metrics_server, _ = serve(cfg.sensor.metrics_address, registry)
-            except OSError as e:
-                raise CollectorError(
-                    f"cannot serve metrics on {cfg.sensor.metrics_address} (sensor.metrics_address): {e.strerror or e}"
-                ) from None
-        self.registry = registry
+        try:
+            self.metrics, self.registry, self._metrics_server = start_metrics(
+                "network", cfg, self.layout, extra=[FleetMetrics(self)]
+            )
+        except SensorError as e:
+            raise CollectorError(str(e)) from None
         self.history = SensorHistory(as_collector, "network", self.layout, self.log)
         info = {"interface": "network", "ifindex": 0, "epoch_s": self.fleet.collector.window_s, "collector": self.id}
         try:
@@ -220,20 +214,10 @@ class Collector:
         except SensorError as e:
             self.close()
             raise CollectorError(str(e)) from None
-        from ..alerts.engine import Engine
-        from ..alerts.notify import Dispatcher, make_notifier
-
-        al = cfg.alerts
-        engine = Engine(al, interface="network", sensor=self.id, flow_capacity=0)
-        notifiers = [make_notifier(spec, al.repeat_interval) for spec in al.notifiers]
-        self.metrics.alerting([(r.name, r.severity) for r in al.rules], [n.name for n in notifiers])
-        dispatcher = Dispatcher(notifiers, on_failure=self.metrics.notification_failed, log=self.log).start()
-        alerts = AlertSink(engine, dispatcher, self.metrics)
-        sinks = [FuncSink("metrics", self.metrics.observe), alerts]
+        engine, dispatcher = start_alerts("network", as_collector, self.metrics, self.log, flow_capacity=0)
         if self.api is not None:
-            api = self.api
-            self.metrics.serving_api(api.stats, api.history.open_streams)
-            sinks.append(FuncSink("api", lambda snap: api.publish(snap, *alerts.of(snap))))
+            self.metrics.serving_api(self.api.stats, self.api.history.open_streams)
+        sinks, _ = live_sinks(self.metrics, engine, dispatcher, self.api)
         if self.as_json:
             sinks.append(Queued(_JsonSink(self.out, self._meta), "json", max_epochs=64, log=self.log))
         if self.partial_subject:  # a shard: each merged window, spooled on disk before its messages are acked
@@ -250,7 +234,7 @@ class Collector:
         self.fanout = Fanout(sinks, log=self.log)
         if self.history.sink is not None:
             writer = _BatchWriter(self.history.sink, self._done.put)
-            self.store = Queued(writer, "store", max_epochs=self.history.spool, max_bytes=2 << 30, log=self.log)
+            self.store = Queued(writer, "store", max_epochs=self.history.spool, max_bytes=SPOOL_BYTES, log=self.log)
             self.history.queued = self.store
             self.metrics.watching_sinks([*self.fanout.queued(), self.store])
         else:

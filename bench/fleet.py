@@ -405,7 +405,7 @@ def window_records(fleet: Fleet, sensors: int, k: int, window_s: float, estimate
     return recs, pk
 
 
-def merge_window(records: list[bytes], c) -> tuple[dict, EpochSnapshot, list]:
+def merge_window(records: list[bytes], c) -> tuple[dict, EpochSnapshot, list, list]:
     """What the collector does with a window's records, without NATS: decode,
     check, Windows.add; close_ready; rebind + merge.  CPU seconds of each."""
     from netspectra.fleet.collector import rebind
@@ -418,7 +418,7 @@ def merge_window(records: list[bytes], c) -> tuple[dict, EpochSnapshot, list]:
         snap = codec.decode(rec)
         if (snap.origin.layout or layout_fingerprint(snap.sketch.layout)) != c.fingerprint:
             raise RuntimeError("layout refused")
-        w.add(snap, None, 0.0)
+        w.add(snap, rec, 0.0)  # the token: its record, stored as received
     t1 = time.process_time()
     closed = w.close_ready(0.0)
     if len(closed) != 1 or closed[0].how != "complete":
@@ -428,7 +428,7 @@ def merge_window(records: list[bytes], c) -> tuple[dict, EpochSnapshot, list]:
     snap = merge(parts, win.index, c.origin)
     snap.start, snap.end = win.start, win.end
     t2 = time.process_time()
-    return {"decode_s": t1 - t0, "merge_s": t2 - t1}, snap, win.epochs
+    return {"decode_s": t1 - t0, "merge_s": t2 - t1}, snap, win.epochs, win.tokens
 
 
 def bench_merge(lay, flows: int, sensors: int, rounds: int, tmp: Path, estimated_share: float = 0.0,
@@ -451,7 +451,7 @@ def bench_merge(lay, flows: int, sensors: int, rounds: int, tmp: Path, estimated
         for r in range(rounds):
             k = k_base + r
             recs, pk = window_records(fleet, sensors, k, window_s, est)
-            t, snap, parts = merge_window(recs, c)
+            t, snap, parts, precs = merge_window(recs, c)
             decode.append(t["decode_s"])
             merge_s.append(t["merge_s"])
             checked &= packets_of(snap) == pk and int(snap.flows["packets"].sum()) == sum(
@@ -467,7 +467,7 @@ def bench_merge(lay, flows: int, sensors: int, rounds: int, tmp: Path, estimated
                     hist.add(earlier(snap, j))
                 for x in (*parts, snap):
                     c.history.sink.on_epoch(earlier(x, 1))
-            for step, secs in run_sinks(c, alerts, snap, parts).items():
+            for step, secs in run_sinks(c, alerts, snap, parts, precs).items():
                 sinks.setdefault(step, []).append(secs)
             log(f"  merge {flows} x {sensors}{' (mixed)' if est else ''} round {r + 1}/{rounds}: decode "
                 f"{t['decode_s']:.2f} s, merge {t['merge_s']:.2f} s, sinks "
@@ -478,7 +478,7 @@ def bench_merge(lay, flows: int, sensors: int, rounds: int, tmp: Path, estimated
             recs, _ = window_records(fleet, sensors, k_base + rounds, window_s, est)
             pr = cProfile.Profile()
             pr.enable()
-            _, snap, _ = merge_window(recs, c)
+            _, snap, _, _ = merge_window(recs, c)
             pr.disable()
             prof = profile_rows(pr)
             pr = cProfile.Profile()
@@ -517,13 +517,13 @@ def bench_merge(lay, flows: int, sensors: int, rounds: int, tmp: Path, estimated
     }
 
 
-def run_sinks(c, alerts, snap, parts) -> dict:
+def run_sinks(c, alerts, snap, parts, records) -> dict:
     """The merged window through the collector's sinks, each step's CPU seconds."""
     steps = {
         "metrics_observe": lambda: c.metrics.observe(snap),
         "alert_rules": lambda: alerts.on_epoch(snap),
         "api_warm_and_add": lambda: (c.api.queries.warm(snap, c.api.history.snapshots()), c.api.history.add(snap)),
-        "store_sensor_epochs": lambda: [c.history.sink.on_epoch(p) for p in parts],
+        "store_sensor_epochs": lambda: [c.history.sink.write(p, r) for p, r in zip(parts, records)],  # as received
         "store_merged_window": lambda: c.history.sink.on_epoch(snap),
     }
     out = {}
@@ -649,7 +649,7 @@ class Running:
         c.fanout.on_epoch, c.windows.add = on_epoch, windows_add
         c.api.queries.warm = self._timed("api_warm", c.api.queries.warm)  # skipped by the API thread when behind
         if c.history.sink is not None:
-            c.history.sink.on_epoch = self._timed("store_write", c.history.sink.on_epoch)
+            c.history.sink.write = self._timed("store_write", c.history.sink.write)
         self._mod, self._saved = mod, (mod.codec, mod.merge)
         mod.codec = _TimedCodec(self._timed("decode", codec.decode))  # the collector's module globals, this run
         mod.merge = self._timed("merge", mod.merge)

@@ -19,6 +19,7 @@ anything that is not a record; every error is a one-line ValueError.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -27,7 +28,7 @@ from google.protobuf.message import DecodeError
 
 from . import abi, analysis
 from .api.v1 import epoch_pb2 as pb
-from .sketch import SketchSet
+from .sketch import HeavyHitters, SketchSet
 from .snapshot import EpochSnapshot, Origin, derive, layout_fingerprint
 from .tasks import layout, specs_from_json, specs_to_json
 
@@ -55,7 +56,7 @@ def encode(snap: EpochSnapshot, compression: str = "zstd") -> bytes:
         table_fill=snap.table_fill,
         candidates=snap.candidates,
         processing_s=snap.processing_s,
-        tasks_json=_json(specs_to_json(t.spec for t in snap.sketch.layout.tasks)),
+        tasks_json=_tasks_json(snap.sketch.layout),
     )
 
     def put(name: str, a: np.ndarray) -> None:
@@ -84,7 +85,9 @@ def encode(snap: EpochSnapshot, compression: str = "zstd") -> bytes:
     return rec.SerializeToString(deterministic=True)
 
 
-def decode(data: bytes) -> EpochSnapshot:
+def decode(data: bytes, derived: bool = True) -> EpochSnapshot:
+    """derived=False skips derive(): heavy hitters are the record's keys with
+    zero counts, no spreaders (merge(derived=False)'s form: a part to merge)."""
     rec = pb.EpochRecord()
     try:
         rec.ParseFromString(data)
@@ -146,13 +149,33 @@ def decode(data: bytes) -> EpochSnapshot:
         cands = np.zeros(len(task), abi.CAND)
         cands["task"] = task
         cands["key"] = np.ascontiguousarray(hkeys).view(abi.KEY).reshape(-1)
-    snap = derive(rec.seq, rec.start, rec.end, totals, flows, sketch, cands)
+    if derived:
+        snap = derive(rec.seq, rec.start, rec.end, totals, flows, sketch, cands)
+    else:
+        snap = EpochSnapshot(rec.seq, rec.start, rec.end, totals, flows, sketch, exact=rec.exact,
+                             heavy=_candidate_keys(lay, cands))  # fmt: skip
     snap.candidates = rec.candidates
     snap.table_fill = rec.table_fill
     snap.processing_s = rec.processing_s
     o = rec.origin
     snap.origin = Origin(o.sensor, o.boot, o.interface, o.layout)
     return snap
+
+
+@functools.lru_cache(maxsize=16)
+def _tasks_json(lay) -> str:
+    return _json(specs_to_json(t.spec for t in lay.tasks))
+
+
+def _candidate_keys(lay, cands: np.ndarray | None) -> dict[str, HeavyHitters]:
+    if cands is None:
+        return {}
+    out = {}
+    for t in lay.tasks:
+        keys = cands["key"][cands["task"] == t.index]
+        if len(keys):
+            out[t.spec.name] = HeavyHitters(keys, np.zeros(len(keys), np.uint64), np.zeros(len(keys), np.uint64))
+    return out
 
 
 def _json(obj) -> str:

@@ -33,6 +33,8 @@ from .sketch import HeavyHitters, SketchSet
 from .tasks import COUNTMIN, SUPERSPREAD, Layout
 
 _VOID = np.dtype((np.void, abi.KEY.itemsize))
+_FLOW_WMASK = abi.field_wmask(0x1F)  # the 5-tuple
+_HASH_BITS = np.uint64(2**64 - 1)  # tests narrow it to force collisions
 
 
 @dataclass(frozen=True)
@@ -194,32 +196,22 @@ def _largest_first(keys: np.ndarray, values: np.ndarray, *more) -> tuple:
 def merge_flows(parts: list[np.ndarray]) -> np.ndarray:
     """Flows of several epochs or sensors -> one record per 5-tuple (packets
     and bytes summed exactly, first seen the earliest, last seen the latest,
-    flags ORed, ICMP type/code of the first part).  Groups by sorting 64-bit key
-    hashes, not 40-byte keys; a hash collision falls back to sorting keys."""
+    flags ORed, ICMP type/code of the first part), ordered by 64-bit key
+    hash, then key bytes: the same order whatever the parts, so a merge of
+    merges is the merge of all.  Grouping is by hashing (O(n)), in C."""
     parts = [p for p in parts if len(p)]
     if not parts:
         return np.zeros(0, analysis.FLOW_RECORD)
     if len(parts) == 1:
         return parts[0]
-    fl = np.concatenate(parts)
-    keys = np.ascontiguousarray(fl["key"])
-    h = _sketch.hash_keys(keys, abi.field_wmask(0x1F), 0)
-    order = np.argsort(h, kind="stable")
-    h = h[order]
-    raw = keys.view(_VOID).reshape(-1)[order]
-    new = np.ones(len(fl), bool)
-    new[1:] = h[1:] != h[:-1]
-    same = ~new[1:]
-    if not np.array_equal(raw[1:][same], raw[:-1][same]):  # two 5-tuples share a hash
-        order = np.argsort(keys.view(_VOID).reshape(-1), kind="stable")
-        raw = keys.view(_VOID).reshape(-1)[order]
-        new[1:] = raw[1:] != raw[:-1]
-    starts = np.flatnonzero(new)
-    out = fl[order[starts]]  # each 5-tuple's first record; only the summed columns are gathered whole
-    for col, op in (("packets", np.add), ("bytes", np.add), ("first_ns", np.minimum), ("last_ns", np.maximum),
-                    ("tcp_flags", np.bitwise_or)):  # fmt: skip
-        out[col] = op.reduceat(fl[col][order], starts)
-    return out
+    out, h = _sketch.merge_records([np.ascontiguousarray(p) for p in parts], _FLOW_WMASK)
+    h &= _HASH_BITS
+    order = np.argsort(h)
+    hs = h[order]
+    if np.any(hs[1:] == hs[:-1]):  # two 5-tuples share a hash: ties by key bytes (memcmp: big-endian words)
+        w = np.ascontiguousarray(out["key"]).view(">u8").reshape(-1, 5)
+        order = np.lexsort((w[:, 4], w[:, 3], w[:, 2], w[:, 1], w[:, 0], h))
+    return out[order]
 
 
 def merge(

@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 from types import SimpleNamespace
+from typing import NamedTuple
 
 from .. import codec
 from ..snapshot import EpochSnapshot, Origin, layout_fingerprint, merge, rebind
@@ -72,15 +73,27 @@ def collector_id(fleet: FleetConfig) -> str:
 # --- what is applied, then acked ----------------------------------------------------
 
 
+class _Held(NamedTuple):
+    """What a window holds of each epoch besides its snapshot (its token)."""
+
+    msgs: list  # the messages that carried it: acked once it is applied
+    record: bytes  # its codec record as received: stored as it is, not encoded again
+
+
+def _msgs(held: list[_Held]) -> list:
+    return [m for h in held for m in h.msgs]
+
+
 class _Batch:
     """A closed window (every sensor epoch, then the merged record: a merged
     window in the store means its parts are there too) or one late epoch:
     what the store writes before the messages that carried it are acked."""
 
-    def __init__(self, seq: int, snaps: list[EpochSnapshot], msgs: list):
+    def __init__(self, seq: int, snaps: list[EpochSnapshot], msgs: list, records: list | None = None):
         self.seq = seq
         self.snaps = snaps
         self.msgs = msgs
+        self.records = records or [None] * len(snaps)  # each epoch's codec record as received, None: encode
         self.flows = SimpleNamespace(nbytes=sum(s.flows.nbytes for s in snaps))  # for sinks.snapshot_bytes
         self.sketch = None
 
@@ -97,8 +110,8 @@ class _BatchWriter:
         self.done = done
 
     def on_epoch(self, batch: _Batch) -> None:
-        for snap in batch.snaps:
-            self.sink.on_epoch(snap)
+        for snap, record in zip(batch.snaps, batch.records):
+            self.sink.write(snap, record)
         self.done(batch)
 
     def close(self) -> None:
@@ -482,7 +495,7 @@ class Collector:
         """Give back what was not applied (open windows, partial epochs) and
         ack what the store finishes writing now."""
         with self._lock:
-            held = [m for msgs in self.windows.held() for m in msgs]
+            held = _msgs(self.windows.held())
         held += [m for _, msgs in self._partial.values() for m in msgs]
         self._partial.clear()
         for m in held:
@@ -557,13 +570,13 @@ class Collector:
             why = f"epoch starts {ahead:.0f}s in the future (check the sensor's clock)"
             return await self._refuse(msgs, o.sensor, "clock", why)
         with self._lock:
-            v = self.windows.add(snap, msgs, self.now())
+            v = self.windows.add(snap, _Held(msgs, data), self.now())
         if v.kind == DUPLICATE:
             await self._ack(msgs)
         elif v.kind == LATE:
             self._say_once(("late", o.sensor), f"sensor {o.sensor}: an epoch came after its window closed; "
                            "stored as the sensor's own epoch, not merged (see fleet.collector.grace)")  # fmt: skip
-            await self._write(_Batch(-1, [snap], msgs))
+            await self._write(_Batch(-1, [snap], msgs, [data]))
 
     async def _bad(self, msgs, sensor: str, why: str) -> None:
         with self._lock:
@@ -609,7 +622,7 @@ class Collector:
             snap = await asyncio.to_thread(merge, parts, w.index, self.origin)
         except Exception as e:  # not with one fingerprint; but never poison the consumer: keep the parts
             self._say(f"window {w.index}: cannot merge ({type(e).__name__}: {_err(e)}); its epochs are stored apart")
-            await self._write(_Batch(w.index, list(w.epochs), [m for t in w.tokens for m in t]))
+            await self._write(_Batch(w.index, list(w.epochs), _msgs(w.tokens), [t.record for t in w.tokens]))
             return
         snap.start, snap.end = w.start, w.end  # the window's record, known by its start wherever it is stored
         if w.missing and w.missing != self._missing_said:
@@ -619,8 +632,9 @@ class Collector:
             self._meta[w.index] = {"sensors": list(w.sensors), "missing": list(w.missing), "closed": w.how}
         self.fanout.on_epoch(snap)
         self.applied += 1
-        parts = list(w.epochs) if self.fleet.collector.store_sensors else []
-        await self._write(_Batch(w.index, [*parts, snap], [m for t in w.tokens for m in t]))
+        keep = self.fleet.collector.store_sensors
+        parts, records = (list(w.epochs), [t.record for t in w.tokens]) if keep else ([], [])
+        await self._write(_Batch(w.index, [*parts, snap], _msgs(w.tokens), [*records, None]))
 
     async def _write(self, batch: _Batch) -> None:
         """Store the batch, then ack it (at once when history is off)."""
@@ -660,7 +674,7 @@ class Collector:
             return
         self._last_alive = time.monotonic()
         with self._lock:
-            held = [m for msgs in self.windows.held() for m in msgs]
+            held = _msgs(self.windows.held())
         held += [m for _, msgs in self._partial.values() for m in msgs]
         held += [m for b in self._writing.values() for m in b.msgs]
         for m in held:

@@ -109,10 +109,12 @@ class Store:
 
     url: str
 
-    def write(self, snap: EpochSnapshot) -> str:
+    def write(self, snap: EpochSnapshot, record: bytes | None = None) -> str:
         """Store an epoch and fold it into every rollup, all or nothing.
         Returns "written", "duplicate" (already stored: nothing changed) or
-        "expired" (older than the raw retention: not stored)."""
+        "expired" (older than the raw retention: not stored).  record: the
+        epoch's codec record, when the caller has it (a store that keeps
+        records need not encode it again)."""
         raise NotImplementedError
 
     def read(self, series: Series, resolution: str, since: float, until: float) -> list[EpochSnapshot]:

@@ -530,7 +530,7 @@ class ClickHouseStore(Store):
             {"s": s.sensor, "i": s.interface, "l": s.layout},
         )
 
-    def write(self, snap: EpochSnapshot) -> str:
+    def write(self, snap: EpochSnapshot, record: bytes | None = None) -> str:  # a row per flow: no record kept
         s = Series.of(snap)
         if partition(snap.start, "raw") < expired_before(self.clock(), "raw", self.retention["raw"]):
             return "expired"

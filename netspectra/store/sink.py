@@ -75,9 +75,13 @@ class StoreSink:
         self._pruned = -1e18
 
     def on_epoch(self, snap) -> None:
+        self.write(snap)
+
+    def write(self, snap, record: bytes | None = None) -> None:
+        """record: snap's codec record when the caller has it (as received)."""
         store = self.handle.get()
         try:
-            result = store.write(snap)
+            result = store.write(snap, record)
         except StoreError:
             self.handle.reset()  # reopen next time: the file may have moved, the server restarted
             raise

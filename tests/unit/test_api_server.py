@@ -2015,14 +2015,19 @@ def test_exact_windows_leave_the_sketches_underived(api, snaps):
 
 
 def test_merge_flows_survives_hash_collisions(snaps, monkeypatch):
-    """Flows are grouped by a 64-bit hash; when two 5-tuples share one, the
-    fallback groups by the keys themselves and the answer is unchanged."""
+    """Merged flows are ordered by a 64-bit hash; when two 5-tuples share
+    one, by key bytes among them, and the answer is unchanged."""
     from netspectra import snapshot
 
     parts = [s.flows for s in snaps]
     want = snapshot.merge_flows(parts)
-    monkeypatch.setattr(snapshot._sketch, "hash_keys", lambda keys, *a: np.zeros(len(keys), np.uint64))
+    monkeypatch.setattr(snapshot, "_HASH_BITS", np.uint64(3))  # four hashes: collisions everywhere
     got = snapshot.merge_flows(parts)
+    keys = np.ascontiguousarray(got["key"])
+    hashes = snapshot._sketch.hash_keys(keys, snapshot._FLOW_WMASK, 0) & 3
+    order = [(int(h), bytes(k)) for h, k in zip(hashes, keys.view(np.uint8).reshape(-1, 40))]
+    assert order == sorted(order)  # by hash, then key bytes: one order, whatever the parts
+    assert np.array_equal(snapshot.merge_flows(parts[::-1])["key"], got["key"])
 
     def by_key(fl):
         return sorted((bytes(f["key"].tobytes()), int(f["packets"]), int(f["bytes"]), int(f["first_ns"]),

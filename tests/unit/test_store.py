@@ -202,6 +202,82 @@ def test_a_store_that_cannot_be_opened_says_why_in_one_line(tmp_path):
     assert "\n" not in str(e.value)
 
 
+# --- SQLite: a minute joins its hour once ---------------------------------------------------
+
+
+def test_sqlite_a_minute_joins_its_hour_once_when_the_next_begins(tmp_path):
+    """Each epoch rewrites its minute; the newest minute of a series is
+    pending (not yet in its hour's record) and joins the hour when the next
+    minute begins, so an epoch rewrites one rollup, not two.  Reads of 1h
+    include the pending minute; a reopened store, a late epoch into a minute
+    already in its hour, a file of schema 1 (every minute in its hour) and
+    retention of a pending minute all keep every epoch counted once."""
+    import sqlite3
+
+    from netspectra.store.sqlite import SqliteStore
+
+    eps = series_of_epochs(40, t0=T0 + 3600 - 120)  # minutes :58 :59 | :00 :01 (12, 12, 12, 4)
+    late = eps.pop(3)  # written after its minute joined its hour
+    path = tmp_path / "h.db"
+    st = SqliteStore(path, RETENTION, clock=lambda: NOW)
+    ser = Series.of(eps[0])
+
+    def hours(eps) -> list:
+        return [[s for s in eps if bucket(s.start, "1h") == h] for h in sorted({bucket(s.start, "1h") for s in eps})]
+
+    def check(store, eps) -> None:
+        got = store.read(ser, "1h", T0, T0 + 3 * 3600)
+        want = [merge(h) for h in hours(eps)]
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            same_records(g, w)
+        assert store.totals(ser, "1h", T0, T0 + 3 * 3600).records == len(want)
+        minutes = sorted({bucket(s.start, "1m") for s in eps})
+        for m, rec in zip(minutes, store.read(ser, "1m", T0, T0 + 3 * 3600), strict=True):
+            same_records(rec, merge([s for s in eps if bucket(s.start, "1m") == m]))
+
+    def stored() -> tuple[list, list]:
+        db = sqlite3.connect(path)
+        try:
+            return (
+                db.execute("SELECT start_ns FROM pending").fetchall(),
+                db.execute("SELECT epochs FROM records WHERE resolution = '1h' ORDER BY start_ns").fetchall(),
+            )
+        finally:
+            db.close()
+
+    for s in eps[:20]:
+        st.write(s)
+    # minute :58 (11 epochs, one to come late) in its hour; :59 pending (9 epochs)
+    assert stored() == ([(int((T0 + 3540) * 1e9),)], [(11,)])
+    st.close()
+    st = SqliteStore(path, RETENTION, clock=lambda: NOW)  # nothing cached: the pending minute is read back
+    for s in eps[20:30]:
+        st.write(s)
+    assert st.write(late) == "written"  # minute :58 is in its hour already: both take it
+    eps.insert(3, late)
+    assert stored() == ([(int((T0 + 3600) * 1e9),)], [(24,)])  # :00 pending, its hour has no record yet
+    check(st, eps[:31])
+    # a file of schema 1 had every minute in its hour: settle the pending one so, and go on
+    with st._db() as db:
+        st._settle_pending(db, cut=2**62)
+        db.execute("UPDATE meta SET value = 1 WHERE key = 'schema'")
+    st.close()
+    st = SqliteStore(path, RETENTION, clock=lambda: NOW)
+    assert stored()[0] == [] and st._query("SELECT value FROM meta WHERE key = 'schema'") == [(2,)]
+    for s in eps[31:]:
+        st.write(s)
+    check(st, eps)
+    # retention drops the minutes: the pending one joins its hour first
+    assert stored()[0] != []
+    out = st.prune(T0 + 86400 * 2 + RETENTION["1m"])
+    assert out["1m"] == 4 and stored()[0] == []
+    got = st.read(ser, "1h", T0, T0 + 3 * 3600)
+    for g, w in zip(got, [merge(h) for h in hours(eps)], strict=True):
+        same_records(g, w)
+    st.close()
+
+
 # --- ClickHouse (on chdb: the same SQL as a server runs) ------------------------------------
 
 

@@ -166,6 +166,7 @@ class SensorHistory:
         self.source = StoreSource(self.handle, self.series, retention)
         self.spool = cfg.store.spool
         self.err = err
+        self._oldest: tuple[float, float | None] = (-1e18, None)  # (when listed, the oldest epoch kept)
 
     def start(self):
         """The store sink behind its spool (sinks.Queued), or None when off."""
@@ -193,16 +194,21 @@ class SensorHistory:
             "epochs_lost": st.dropped + st.failed,
             "epochs_waiting": st.queued,
         }
-        try:
-            first = [i.first for i in self.handle.get().series() if i.series == self.series]
-            if first:
-                out["oldest"] = first[0]
-        except Exception:  # status must answer while the store is away
-            pass
+        now = time.monotonic()
+        if now - self._oldest[0] >= OLDEST_TTL_S:  # listing the series reads every raw row's times: not per call
+            try:
+                first = [i.first for i in self.handle.get().series() if i.series == self.series]
+                if first:  # none yet: ask again next time
+                    self._oldest = (now, first[0])
+            except Exception:  # status must answer while the store is away
+                pass
+        if self._oldest[1] is not None:
+            out["oldest"] = self._oldest[1]
         return out
 
 
 SPOOL_BYTES = 2 << 30  # memory the spool may hold, whatever store.spool says
+OLDEST_TTL_S = 60.0  # GetStatus lists the store's series at most this often
 
 
 def start_api(cfg: Config, lay, info: dict, err=sys.stderr, history: SensorHistory | None = None):

@@ -244,6 +244,7 @@ class Collector:
                 self.close()
                 raise CollectorError(str(e)) from None
             sinks.append(self.publisher)
+            self.metrics.watching_publisher(self.publisher)  # netspectra_fleet_*{interface="network"}
         self.fanout = Fanout(sinks, log=self.log)
         if self.history.sink is not None:
             writer = _BatchWriter(self.history.sink, self._done.put)

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import nats
 import numpy as np
+from prometheus_client import generate_latest
 
 from netspectra.fleet import wire
 from netspectra.snapshot import merge
@@ -77,6 +78,10 @@ def test_shards_and_a_top_collector_merge_what_one_collector_merges(nats_server,
         sta, stb, stt = a.stats(), b.stats(), top.stats()
         pubs = a.publisher.stats(), b.publisher.stats()
         log = a.log_text.getvalue()
+        exposed = generate_latest(a.registry).decode()  # a shard exports its publisher like a sensor
+    assert 'netspectra_fleet_epochs_published_total{interface="network"} 2.0' in exposed
+    assert 'netspectra_fleet_epochs_dropped_total{interface="network"} 0.0' in exposed
+    assert 'netspectra_fleet_connected{interface="network"} 1.0' in exposed
     # each shard consumed only its own sensors' subjects, and published one partial per window
     assert sta["received"] == {"s1": 2, "s2": 2} and stb["received"] == {"s3": 2}
     assert sta["windows"]["complete"] == stb["windows"]["complete"] == 2

@@ -102,8 +102,14 @@ PUSHED = {  # the sensor's default rules -> src_ip that must fire
 
 
 def ours(labels: dict, name: str) -> bool:
+    """The shipped Prometheus rule's alert (the sensor pushes the same event under the same name, source=sensor)."""
     task, src = EXPECTED[name]
-    return labels.get("alertname") == name and labels.get("task") == task and labels.get("src_ip") == src
+    return (
+        labels.get("alertname") == name
+        and labels.get("task") == task
+        and labels.get("src_ip") == src
+        and labels.get("source") == "prometheus"
+    )
 
 
 def test_shipped_rules_fire_reach_alertmanager_and_resolve(veth, tmp_path, receiver, alertmanager, start_prometheus):
@@ -177,7 +183,12 @@ def test_shipped_rules_fire_reach_alertmanager_and_resolve(veth, tmp_path, recei
             def check():
                 got = [a for _, a in receiver.alerts(status) if a["status"] == status]
                 return all(
-                    any(a["labels"].get("rule") == rule and a["labels"].get("src_ip") == src for a in got)
+                    any(
+                        a["labels"].get("rule") == rule
+                        and a["labels"].get("src_ip") == src
+                        and a["labels"].get("source") == "sensor"
+                        for a in got
+                    )
                     for rule, src in PUSHED.items()
                 )
 

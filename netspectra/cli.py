@@ -38,6 +38,7 @@ class Epoch(click.ParamType):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="netspectra", prog_name="netspectra-sensor", message="%(prog)s %(version)s")
 def sensor():
     """netspectra live sensor: XDP exact flows, sketches, heavy hitters, spreaders."""
 
@@ -110,6 +111,7 @@ def config(print_defaults, check_path):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="netspectra", prog_name="netspectra", message="%(prog)s %(version)s")
 def main():
     """netspectra tools (the live sensor is `netspectra-sensor`)."""
 

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -46,8 +46,15 @@ def version() -> str:
 
 
 def key_label(k, layout: Layout, task: str) -> str:
-    """'src_ip=10.0.0.1 dst_port=80': the task's key fields, in its order."""
-    return " ".join(f"{name}={value}" for name, value in key_json(k, layout, task).items())
+    """'src_ip=10.0.0.1 dst_port=80': the task's key fields, in its order (for people)."""
+    return " ".join(f"{name}={value}" for name, value in key_labels(k, layout, task).items())
+
+
+def key_labels(k, layout: Layout, task: str) -> dict[str, str]:
+    """The task's key fields as Prometheus labels, named as the query API's Key
+    message names them: {"src_ip": "10.0.0.1", "dst_port": "80"}.  Only the
+    task's fields, so a series never carries a field the task does not count."""
+    return {name: str(value) for name, value in key_json(k, layout, task).items()}
 
 
 @dataclass(frozen=True)
@@ -61,8 +68,8 @@ class _Epoch:
     processing: float
     end: float
     error_bounds: tuple[tuple[str, float, float], ...]  # (task, packets, bytes)
-    heavy: dict[str, tuple[int, list[tuple[str, int, int]]]] = field(default_factory=dict)  # task -> (n, top)
-    spreaders: dict[str, tuple[int, list[tuple[str, float]]]] = field(default_factory=dict)
+    heavy: dict[str, tuple[int, list[tuple[dict, int, int]]]] = field(default_factory=dict)  # task -> (n, top)
+    spreaders: dict[str, tuple[int, list[tuple[dict, float]]]] = field(default_factory=dict)
 
 
 class SensorCollector(Collector):
@@ -76,8 +83,10 @@ class SensorCollector(Collector):
         top: int,
         flow_capacity: int,
         kernel_memory: dict[str, int] | None = None,
+        sensor: str = "",
     ):
         self.interface = interface
+        self.sensor = sensor  # sensor.id: alert rules join it from build_info to match the sensor's own alerts
         self.layout = layout
         self.top = top
         self.flow_capacity = flow_capacity
@@ -223,7 +232,7 @@ class SensorCollector(Collector):
                 heavy[name] = (0, [])
                 continue
             order = np.argsort(-hh.packets.astype(np.float64), kind="stable")[:k]
-            rows = [(key_label(hh.keys[i], lay, name), int(hh.packets[i]), int(hh.bytes[i])) for i in order]
+            rows = [(key_labels(hh.keys[i], lay, name), int(hh.packets[i]), int(hh.bytes[i])) for i in order]
             heavy[name] = (len(hh.keys), rows)
         spreaders = {}
         for name in self._ss_tasks:
@@ -232,7 +241,7 @@ class SensorCollector(Collector):
                 spreaders[name] = (0, [])
                 continue
             order = np.argsort(-np.asarray(est, np.float64), kind="stable")[:k]
-            spreaders[name] = (len(keys), [(key_label(keys[i], lay, name), float(est[i])) for i in order])
+            spreaders[name] = (len(keys), [(key_labels(keys[i], lay, name), float(est[i])) for i in order])
         last = _Epoch(
             flows=len(snap.flows),
             table_fill=snap.table_fill,
@@ -262,8 +271,12 @@ class SensorCollector(Collector):
             fired, failed, active = dict(self._fired), dict(self._failed), dict(self._active)
         ifc = self.interface
 
-        g = GaugeMetricFamily("netspectra_build_info", "Build of the sensor (value is 1).", labels=["version", "abi"])
-        g.add_metric([self.version, str(abi.ABI_VERSION)], 1)
+        g = GaugeMetricFamily(
+            "netspectra_build_info",
+            "Build and identity of the sensor (value is 1).",
+            labels=["version", "abi", "sensor"],
+        )
+        g.add_metric([self.version, str(abi.ABI_VERSION), self.sensor], 1)
         yield g
 
         pk = CounterMetricFamily(
@@ -320,9 +333,11 @@ class SensorCollector(Collector):
             g.add_metric([ifc, name], n)
         yield g
 
-        c = CounterMetricFamily("netspectra_alerts_fired", "Alerts that started firing, by rule.", labels=["rule"])
+        c = CounterMetricFamily(
+            "netspectra_alerts_fired", "Alerts that started firing, by rule.", labels=["interface", "rule"]
+        )
         for rule, n in sorted(fired.items()):
-            c.add_metric([rule], n)
+            c.add_metric([ifc, rule], n)
         yield c
         c = CounterMetricFamily(
             "netspectra_notifications_failed",
@@ -332,9 +347,11 @@ class SensorCollector(Collector):
         for name, n in sorted(failed.items()):
             c.add_metric([name], n)
         yield c
-        g = GaugeMetricFamily("netspectra_alerts_active", "Alerts firing now.", labels=["rule", "severity"])
+        g = GaugeMetricFamily(
+            "netspectra_alerts_active", "Alerts firing now.", labels=["interface", "rule", "severity"]
+        )
         for (rule, sev), n in sorted(active.items()):
-            g.add_metric([rule, sev], n)
+            g.add_metric([ifc, rule, sev], n)
         yield g
         if self._api is not None:
             yield from self._collect_api(ifc)
@@ -382,21 +399,22 @@ class SensorCollector(Collector):
         n = GaugeMetricFamily(
             "netspectra_heavy_hitters", "Heavy hitters in the last epoch.", labels=["interface", "task"]
         )
+        # Per-key series carry the task's key fields as labels (src_ip, ...), so
+        # their label names differ by task: samples are added with their own labels.
         hp = GaugeMetricFamily(
             "netspectra_heavy_hitter_packets",
             "Packets of a heavy hitter in the last epoch (exact, or a Count-Min estimate; top-K by packets).",
-            labels=["interface", "task", "key"],
         )
         hb = GaugeMetricFamily(
             "netspectra_heavy_hitter_bytes",
             "Bytes of a heavy hitter in the last epoch (exact, or a Count-Min estimate; top-K by packets).",
-            labels=["interface", "task", "key"],
         )
         for task, (count, top) in last.heavy.items():
             n.add_metric([ifc, task], count)
             for key, p, b in top:
-                hp.add_metric([ifc, task, key], p)
-                hb.add_metric([ifc, task, key], b)
+                labels = {"interface": ifc, "task": task, **key}
+                hp.add_sample(hp.name, labels, p)
+                hb.add_sample(hb.name, labels, b)
         yield n
         yield hp
         yield hb
@@ -405,20 +423,23 @@ class SensorCollector(Collector):
         sd = GaugeMetricFamily(
             "netspectra_spreader_distinct",
             "Distinct elements of a spreader key in the last epoch (exact, or an estimate; top-K).",
-            labels=["interface", "task", "key"],
         )
         for task, (count, top) in last.spreaders.items():
             n.add_metric([ifc, task], count)
             for key, e in top:
-                sd.add_metric([ifc, task, key], e)
+                sd.add_sample(sd.name, {"interface": ifc, "task": task, **key}, e)
         yield n
         yield sd
 
 
-def registry_for(collector: SensorCollector) -> CollectorRegistry:
-    """A registry holding only `collector` (never the process-global REGISTRY)."""
+def registry_for(collector: SensorCollector, proc: str = "/proc") -> CollectorRegistry:
+    """A registry of its own (never the process-global REGISTRY) holding
+    `collector` and the process collector (process_cpu_seconds_total,
+    process_resident_memory_bytes, process_open_fds, ...: this process, read
+    from `proc` at scrape time)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(collector)
+    ProcessCollector(proc=proc, registry=reg)
     return reg
 
 

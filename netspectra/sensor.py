@@ -129,7 +129,7 @@ def start_metrics(iface: str, cfg: Config, lay, extra=()):
     is "", the HTTP server exposing it."""
     from .metrics import SensorCollector, registry_for, serve
 
-    collector = SensorCollector(iface, lay, cfg.sensor.top, cfg.sensor.flow_capacity)
+    collector = SensorCollector(iface, lay, cfg.sensor.top, cfg.sensor.flow_capacity, sensor=cfg.sensor.sensor_id)
     registry = registry_for(collector)
     for c in extra:
         registry.register(c)

@@ -2,7 +2,9 @@
 
 Engine.evaluate(snapshot, now) returns the notification events of that epoch
 (no threads, no I/O; the clock is the `now` argument).  An alert's identity is
-(rule, task, key, interface, sensor); its lifecycle:
+its label set (alertname, rule, sensor, interface, task, the key's fields,
+severity, source), the same labels the shipped Prometheus rules give the same
+event (docs/alerts.md, "One alert story"); its lifecycle:
 
     pending   the condition holds for fewer than `for` consecutive epochs
     firing    it held `for` epochs: a "firing" event, repeated every
@@ -30,6 +32,24 @@ MAX_KEYS_PER_RULE = 100
 
 _UNITS = {"packets": "packets", "bytes": "bytes", "rate_bps": "bit/s"}
 
+# The `source` label: who raised an alert.  The shipped Prometheus rules say
+# "prometheus"; Alertmanager's example inhibits their copy of an event the
+# sensor already raised (exporters/alertmanager/alertmanager.example.yml).
+SOURCE = "sensor"
+
+# alertname of each condition, as the shipped Prometheus rules name the same event.
+ALERTNAMES = {
+    "heavy_hitter": "NetspectraHeavyHitter",
+    "super_spreader": "NetspectraSuperSpreader",
+    "port_scan": "NetspectraPortScan",  # a super_spreader rule on a port-scan task (tasks.spread_kind)
+    "fan_in": "NetspectraFanInVictim",
+    "traffic_spike": "NetspectraTrafficSpike",
+    "fill": "NetspectraFlowTableNearFull",
+    "untracked": "NetspectraFlowsUntracked",
+    "candidates_lost": "NetspectraCandidatesLost",
+    "processing_time": "NetspectraEpochProcessingSlow",
+}
+
 
 def _over(vals: np.ndarray, threshold: float) -> np.ndarray:
     """Indices of the values above threshold, largest first, at most
@@ -43,7 +63,7 @@ class Event:
     """A notification: an alert starting or repeating (firing) or ending (resolved)."""
 
     status: str  # firing | resolved
-    labels: dict  # alertname, rule, task, key, interface, sensor, severity
+    labels: dict  # alertname, rule, sensor, interface, [task, key fields], severity, source
     value: float
     threshold: float
     starts_at: float  # unix time the condition was first seen
@@ -51,20 +71,25 @@ class Event:
     summary: str = ""
     description: str = ""
     repeat: bool = False  # a repeat notification of an alert already firing
+    key: str = ""  # the key's fields as text (src_ip=10.0.0.1 dst_port=80), for people
 
     @property
     def rule(self) -> str:
         return self.labels["rule"]
 
     @property
+    def alertname(self) -> str:
+        return self.labels["alertname"]
+
+    @property
     def identity(self) -> tuple:
-        lb = self.labels
-        return (lb["rule"], lb["task"], lb["key"], lb["interface"], lb["sensor"])
+        return tuple(sorted(self.labels.items()))
 
     def to_json(self) -> dict:
         return {
             "status": self.status,
             "labels": dict(self.labels),
+            "key": self.key,
             "value": self.value,
             "threshold": self.threshold,
             "starts_at": round(self.starts_at, 6),
@@ -82,6 +107,7 @@ class _Alert:
     starts_at: float
     summary: str
     description: str
+    key: str = ""
     held: int = 0  # consecutive epochs the condition held
     firing: bool = False
     last_sent: float = 0.0
@@ -97,6 +123,7 @@ class _Alert:
             self.summary,
             self.description,
             repeat,
+            self.key,
         )
 
 
@@ -109,11 +136,13 @@ class _Spike:
 @dataclass(frozen=True)
 class _Hit:
     task: str
-    key: str
+    key: str  # text, for people ("" without a key)
     value: float
     threshold: float
     summary: str
     description: str = ""
+    condition: str = ""  # ALERTNAMES entry, when not the rule's kind
+    fields: tuple = ()  # (name, value) of the key's fields: labels
 
 
 def _fmt(v: float) -> str:
@@ -149,22 +178,14 @@ class Engine:
         events: list[Event] = []
         for rule in self.config.rules:
             for hit in self._check(rule, snap)[:MAX_KEYS_PER_RULE]:
-                ident = (rule.name, hit.task, hit.key, self.interface, self.sensor)
+                labels = self._labels(rule, hit)
+                ident = tuple(sorted(labels.items()))
                 if ident in seen:  # dedup: one alert per identity and epoch
                     continue
                 seen.add(ident)
                 a = self._active.get(ident)
                 if a is None:
-                    labels = {
-                        "alertname": rule.name,
-                        "rule": rule.name,
-                        "task": hit.task,
-                        "key": hit.key,
-                        "interface": self.interface,
-                        "sensor": self.sensor,
-                        "severity": rule.severity,
-                    }
-                    a = self._active[ident] = _Alert(labels, hit.value, hit.threshold, now, hit.summary, "")
+                    a = self._active[ident] = _Alert(labels, hit.value, hit.threshold, now, hit.summary, "", hit.key)
                 a.value, a.threshold, a.summary = hit.value, hit.threshold, hit.summary
                 a.description = hit.description or hit.summary
                 a.held += 1
@@ -188,15 +209,36 @@ class Engine:
     def pending(self) -> list[Event]:
         return [a.event("pending") for a in self._active.values() if not a.firing]
 
+    def _labels(self, rule: Rule, hit: _Hit) -> dict:
+        """The labels of an alert: those the shipped Prometheus rules give the
+        same event, so Alertmanager groups and inhibits the two as one."""
+        labels = {
+            "alertname": ALERTNAMES[hit.condition or rule.kind],
+            "rule": rule.name,
+            "sensor": self.sensor,
+            "interface": self.interface,
+        }
+        if hit.task:
+            labels["task"] = hit.task
+        labels.update((name, str(value)) for name, value in hit.fields)
+        labels["severity"] = rule.severity
+        labels["source"] = SOURCE
+        return labels
+
     # ------------------------------------------------------------ rules
 
     def _check(self, rule: Rule, snap) -> list[_Hit]:
         return getattr(self, "_" + rule.kind)(rule, snap)
 
-    def _keys(self, snap, task: str, keys) -> list[str]:
-        from ..metrics import key_label
+    def _keys(self, snap, task: str, keys) -> list[tuple[str, tuple]]:
+        """(text, label fields) of each key."""
+        from ..snapshot import key_json
 
-        return [key_label(k, snap.sketch.layout, task) for k in keys]
+        out = []
+        for k in keys:
+            fields = tuple(key_json(k, snap.sketch.layout, task).items())
+            out.append((" ".join(f"{n}={v}" for n, v in fields), fields))
+        return out
 
     def _heavy_hitter(self, rule: Rule, snap) -> list[_Hit]:
         hh = snap.heavy.get(rule.task)
@@ -221,8 +263,9 @@ class Engine:
                 f"Task {rule.task}: key {key} had {_fmt(vals[i])} {unit} in the epoch "
                 f"({_how(snap, 'Count-Min estimate')}), over the threshold {_fmt(rule.threshold)} {unit} "
                 f"of rule {rule.name}.",
+                fields=fields,
             )
-            for i, key in zip(idx, labels)
+            for i, (key, fields) in zip(idx, labels)
         ]
 
     def _spread(self, rule: Rule, snap) -> list[_Hit]:
@@ -230,6 +273,7 @@ class Engine:
         if keys is None or not len(keys):
             return []
         what = spread_kind(snap.sketch.layout.by_name(rule.task).spec)
+        condition = "port_scan" if rule.kind == "super_spreader" and what == "port scan" else ""
         vals = np.asarray(est, np.float64)
         idx = _over(vals, rule.threshold)
         labels = self._keys(snap, rule.task, keys[idx])
@@ -242,8 +286,10 @@ class Engine:
                 f"{what} {key} ({rule.task}): {vals[i]:.0f} distinct > {rule.threshold:g}",
                 f"Task {rule.task}: key {key} reached {vals[i]:.0f} distinct elements in the epoch "
                 f"({_how(snap, 'estimate')}), over the threshold {rule.threshold:g} of rule {rule.name}.",
+                condition,
+                fields,
             )
-            for i, key in zip(idx, labels)
+            for i, (key, fields) in zip(idx, labels)
         ]
 
     def _super_spreader(self, rule: Rule, snap) -> list[_Hit]:
@@ -285,25 +331,27 @@ class Engine:
             hits.append(
                 _Hit(
                     "",
-                    "fill",
+                    "",
                     fill,
                     rule.threshold,
                     f"flow table {fill:.0%} full (threshold {rule.threshold:.0%})",
                     f"The fullest CPU's table holds {fill * self.flow_capacity:.0f} flows of "
                     f"{self.flow_capacity} (sensor.flow_capacity); {len(snap.flows)} flows in the epoch.",
+                    "fill",
                 )
             )
         untracked = snap.counter("flow_untracked")[0]
         if untracked > 0:
             hits.append(
-                _Hit(
+                _Hit(  # per second, like the Prometheus rule's rate()
                     "",
-                    "untracked",
-                    float(untracked),
+                    "",
+                    untracked / snap.duration,
                     0.0,
-                    f"flow table overflowing: {untracked} packets untracked",
+                    f"flow table overflowing: {_fmt(untracked / snap.duration)} packets/s untracked",
                     f"{untracked} packets found no room in the flow table in the epoch; heavy hitters and spreads "
                     "are estimates until it holds again; raise sensor.flow_capacity.",
+                    "untracked",
                 )
             )
         return hits
@@ -313,13 +361,15 @@ class Engine:
         lost = snap.counter("cand_lost")[0]
         if lost > 0:
             hits.append(
-                _Hit(
+                _Hit(  # per second, like the Prometheus rule's rate()
                     "",
-                    "candidates_lost",
-                    float(lost),
+                    "",
+                    lost / snap.duration,
                     0.0,
-                    f"{lost} heavy-hitter candidate reports lost",
-                    "The candidate ring buffer was full; raise sensor.ringbuf_pages.",
+                    f"heavy-hitter candidate reports lost: {_fmt(lost / snap.duration)}/s",
+                    f"{lost} candidate reports were lost in the epoch: the ring buffer was full; "
+                    "raise sensor.ringbuf_pages.",
+                    "candidates_lost",
                 )
             )
         frac = snap.processing_s / snap.duration
@@ -327,11 +377,12 @@ class Engine:
             hits.append(
                 _Hit(
                     "",
-                    "processing_time",
+                    "",
                     frac,
                     rule.threshold,
                     f"epoch processing took {frac:.0%} of the epoch (threshold {rule.threshold:.0%})",
                     f"Reading and analysing the epoch took {snap.processing_s:.3f}s of {snap.duration:.3f}s.",
+                    "processing_time",
                 )
             )
         return hits

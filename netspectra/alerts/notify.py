@@ -143,7 +143,7 @@ class EmailNotifier(Notifier):
                 "<tr>"
                 + "".join(
                     f"<td>{html.escape(str(x))}</td>"
-                    for x in (ev.status, ev.labels["severity"], ev.rule, ev.labels["key"], ev.summary, when)
+                    for x in (ev.status, ev.labels["severity"], ev.alertname, ev.key, ev.summary, when)
                 )
                 + "</tr>"
             )
@@ -152,7 +152,7 @@ class EmailNotifier(Notifier):
         msg["From"] = self.spec.sender
         msg["To"] = ", ".join(self.spec.to)
         msg.set_content("\n".join(lines) + "\n")
-        head = "".join(f"<th>{h}</th>" for h in ("status", "severity", "rule", "key", "summary", "time"))
+        head = "".join(f"<th>{h}</th>" for h in ("status", "severity", "alert", "key", "summary", "time (UTC)"))
         msg.add_alternative(
             f'<html><body><h3>{html.escape(subject)}</h3><table border="1"><tr>{head}</tr>'
             f"{''.join(rows)}</table></body></html>\n",

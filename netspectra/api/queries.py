@@ -174,7 +174,7 @@ def alert_pb(ev) -> pb.Alert:
         rule=lb.get("rule", ""),
         severity=lb.get("severity", ""),
         task=lb.get("task", ""),
-        key=lb.get("key", ""),
+        key=ev.key,
         value=float(ev.value),
         threshold=float(ev.threshold),
         summary=ev.summary,

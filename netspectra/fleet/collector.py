@@ -214,7 +214,7 @@ class Collector:
         as_collector = dataclasses.replace(cfg, sensor=dataclasses.replace(cfg.sensor, id=self.id))
         try:
             self.metrics, self.registry, self._metrics_server = start_metrics(
-                "network", cfg, self.layout, extra=[FleetMetrics(self)]
+                "network", as_collector, self.layout, extra=[FleetMetrics(self)]
             )
         except SensorError as e:
             raise CollectorError(str(e)) from None

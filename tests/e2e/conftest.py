@@ -156,7 +156,7 @@ class Alertmanager:
             "global": {"resolve_timeout": "5s"},
             "route": {
                 "receiver": "hook",
-                "group_by": ["alertname", "task", "key"],  # one notification per alert of the test
+                "group_by": ["alertname", "source", "rule", "task", "src_ip"],  # one notification per alert of the test
                 "group_wait": "1s",
                 "group_interval": "1s",
                 "repeat_interval": "1m",

@@ -89,21 +89,27 @@ def wait_for(what: str, check, timeout: float, interval: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
-EXPECTED = {  # alertname -> (task, key) that must fire
-    "NetspectraHeavyHitter": ("src", f"src_ip={HEAVY_SRC}"),
-    "NetspectraSuperSpreader": ("spread_dst", f"src_ip={SCANNER}"),
+EXPECTED = {  # alertname -> (task, src_ip) that must fire
+    "NetspectraHeavyHitter": ("src", HEAVY_SRC),
+    "NetspectraSuperSpreader": ("spread_dst", SCANNER),
 }
 
 
-PUSHED = {  # the sensor's default rules -> key that must fire
-    "heavy_source": f"src_ip={HEAVY_SRC}",
-    "scanner": f"src_ip={SCANNER}",
+PUSHED = {  # the sensor's default rules -> src_ip that must fire
+    "heavy_source": HEAVY_SRC,
+    "scanner": SCANNER,
 }
 
 
 def ours(labels: dict, name: str) -> bool:
-    task, key = EXPECTED[name]
-    return labels.get("alertname") == name and labels.get("task") == task and labels.get("key") == key
+    """The shipped Prometheus rule's alert (the sensor pushes the same event under the same name, source=sensor)."""
+    task, src = EXPECTED[name]
+    return (
+        labels.get("alertname") == name
+        and labels.get("task") == task
+        and labels.get("src_ip") == src
+        and labels.get("source") == "prometheus"
+    )
 
 
 def test_shipped_rules_fire_reach_alertmanager_and_resolve(veth, tmp_path, receiver, alertmanager, start_prometheus):
@@ -153,7 +159,7 @@ def test_shipped_rules_fire_reach_alertmanager_and_resolve(veth, tmp_path, recei
         assert 500 < float(ss["value"]) < 1.25 * SCAN_TARGETS
         # the scanner's bytes are far below the heavy-hitter threshold
         assert not [a for a in prom.alerts() if a["labels"]["alertname"] == "NetspectraHeavyHitter"
-                    and SCANNER in a["labels"]["key"]]  # fmt: skip
+                    and a["labels"].get("src_ip") == SCANNER]  # fmt: skip
 
         # ... reach Alertmanager ...
         def active_in_alertmanager():
@@ -177,8 +183,13 @@ def test_shipped_rules_fire_reach_alertmanager_and_resolve(veth, tmp_path, recei
             def check():
                 got = [a for _, a in receiver.alerts(status) if a["status"] == status]
                 return all(
-                    any(a["labels"].get("alertname") == rule and a["labels"].get("key") == key for a in got)
-                    for rule, key in PUSHED.items()
+                    any(
+                        a["labels"].get("rule") == rule
+                        and a["labels"].get("src_ip") == src
+                        and a["labels"].get("source") == "sensor"
+                        for a in got
+                    )
+                    for rule, src in PUSHED.items()
                 )
 
             return check

@@ -27,9 +27,9 @@ def test_syn_scan_reported_by_view_metrics_alerts_and_api(veth, tmp_path):
     cfg = tmp_path / "scan.yaml"
     cfg.write_text(f"sensor:\n  metrics_address: '127.0.0.1:{port}'\n")
     proc = start(veth, "--epoch", "1s", "--config", str(cfg))
-    key = f'key="src_ip={SCANNER} dst_ip={TARGET}"'
-    series = f'netspectra_spreader_distinct{{interface="{veth.dev_b}",{key},task="port_scan"}}'
-    fired = 'netspectra_alerts_fired_total{rule="port_scan"}'
+    labels = {"interface": veth.dev_b, "task": "port_scan", "src_ip": SCANNER, "dst_ip": TARGET}  # key fields as labels
+    series = "netspectra_spreader_distinct{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    fired = f'netspectra_alerts_fired_total{{interface="{veth.dev_b}",rule="port_scan"}}'
     seen, alerts = [], 0.0
     try:
         wait_attached(veth, proc)

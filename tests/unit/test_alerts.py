@@ -163,15 +163,17 @@ def test_lifecycle_pending_fire_repeat_resolve():
     assert e.active() == [] and len(e.pending()) == 1
     (ev,) = e.evaluate(hot(), 5.0)
     assert ev.status == "firing" and not ev.repeat
-    assert ev.labels == {
-        "alertname": "hh",
+    assert ev.labels == {  # the labels the shipped Prometheus rule gives the same event
+        "alertname": "NetspectraHeavyHitter",
         "rule": "hh",
-        "task": "src",
-        "key": "src_ip=10.0.0.1",
-        "interface": IF,
         "sensor": "host1",
+        "interface": IF,
+        "task": "src",
+        "src_ip": "10.0.0.1",
         "severity": "warning",
+        "source": "sensor",
     }
+    assert ev.key == "src_ip=10.0.0.1"
     assert (ev.value, ev.threshold, ev.starts_at, ev.ends_at) == (500.0, 100.0, 0.0, None)
     assert "10.0.0.1" in ev.summary
     assert e.evaluate(hot(600), 10.0) == []  # holding, not yet repeat_interval
@@ -203,7 +205,7 @@ def test_below_threshold_and_bytes_rate():
 def test_dedup_by_identity():
     e = engine(Rule("hh", "heavy_hitter", "warning", 1, "src", "packets", 100.0))
     evs = e.evaluate(hot(srcs=("10.0.0.1", "10.0.0.1", "10.0.0.2")), 0.0)
-    assert sorted(ev.labels["key"] for ev in evs) == ["src_ip=10.0.0.1", "src_ip=10.0.0.2"]
+    assert sorted(ev.labels["src_ip"] for ev in evs) == ["10.0.0.1", "10.0.0.2"]
     assert len({ev.identity for ev in evs}) == 2
     for t in range(1, 10):  # holding: no duplicate notifications
         assert e.evaluate(hot(srcs=("10.0.0.2", "10.0.0.1")), t) == []
@@ -238,10 +240,11 @@ def test_spreaders_and_fan_in():
         Rule("victim", "fan_in", "critical", 1, "fanin_src", threshold=1000.0),
     )
     evs = e.evaluate(snap, 0.0)
-    assert [(ev.rule, ev.labels["key"], ev.value) for ev in evs] == [
-        ("scan", "src_ip=10.0.0.9", 900.0),
-        ("victim", "dst_ip=10.0.0.7", 2000.0),
+    assert [(ev.rule, ev.alertname, ev.key, ev.value) for ev in evs] == [
+        ("scan", "NetspectraSuperSpreader", "src_ip=10.0.0.9", 900.0),
+        ("victim", "NetspectraFanInVictim", "dst_ip=10.0.0.7", 2000.0),
     ]
+    assert evs[1].labels["dst_ip"] == "10.0.0.7" and "src_ip" not in evs[1].labels
 
 
 def rate_snap(pps: float, dur: float = 5.0):
@@ -275,16 +278,22 @@ def test_flow_table_and_sensor_health():
     )
     assert e.evaluate(snapshot(nflows=150, fill=0.5), 0) == []  # 50% full, processing 0.25 s of 5 s
     evs = e.evaluate(snapshot(nflows=95, fill=0.95, totals={"flow_untracked": (7, 700), "cand_lost": (3, 0)}), 1)
-    assert {(ev.rule, ev.labels["key"], ev.value) for ev in evs} == {
-        ("ft", "fill", 0.95),
-        ("ft", "untracked", 7.0),
-        ("sh", "candidates_lost", 3.0),
+    # rates per second over the 5 s epoch, like the Prometheus rules' rate()
+    assert {(ev.rule, ev.alertname, ev.key, ev.value) for ev in evs} == {
+        ("ft", "NetspectraFlowTableNearFull", "", 0.95),
+        ("ft", "NetspectraFlowsUntracked", "", 1.4),
+        ("sh", "NetspectraCandidatesLost", "", 0.6),
     }
+    assert all("task" not in ev.labels for ev in evs)
     snap = snapshot()
     snap.processing_s = 4.0
     evs = e.evaluate(snap, 2)
-    assert [ev.labels["key"] for ev in evs if ev.status == "firing"] == ["processing_time"]
-    assert {ev.labels["key"] for ev in evs if ev.status == "resolved"} == {"fill", "untracked", "candidates_lost"}
+    assert [ev.alertname for ev in evs if ev.status == "firing"] == ["NetspectraEpochProcessingSlow"]
+    assert {ev.alertname for ev in evs if ev.status == "resolved"} == {
+        "NetspectraFlowTableNearFull",
+        "NetspectraFlowsUntracked",
+        "NetspectraCandidatesLost",
+    }
     assert "alerts firing: 1" in render_active(e.active())
 
 
@@ -299,15 +308,15 @@ def test_metrics():
     c = SensorCollector(IF, LAY, 10, 100)
     reg.register(c)
     c.alerting([("hh", "warning")], ["hook"])
-    assert reg.get_sample_value("netspectra_alerts_fired_total", {"rule": "hh"}) == 0
+    assert reg.get_sample_value("netspectra_alerts_fired_total", {"interface": IF, "rule": "hh"}) == 0
     assert reg.get_sample_value("netspectra_notifications_failed_total", {"notifier": "hook"}) == 0
     e = engine(Rule("hh", "heavy_hitter", "warning", 1, "src", "packets", 100.0), repeat=1)
     for t in range(3):
         c.observe_alerts(e.evaluate(hot(), float(t)), e.active())  # fires, then repeats
-    assert reg.get_sample_value("netspectra_alerts_fired_total", {"rule": "hh"}) == 1
-    assert reg.get_sample_value("netspectra_alerts_active", {"rule": "hh", "severity": "warning"}) == 1
+    assert reg.get_sample_value("netspectra_alerts_fired_total", {"interface": IF, "rule": "hh"}) == 1
+    assert reg.get_sample_value("netspectra_alerts_active", {"interface": IF, "rule": "hh", "severity": "warning"}) == 1
     c.observe_alerts(e.evaluate(snapshot(), 9.0), e.active())
-    assert reg.get_sample_value("netspectra_alerts_active", {"rule": "hh", "severity": "warning"}) == 0
+    assert reg.get_sample_value("netspectra_alerts_active", {"interface": IF, "rule": "hh", "severity": "warning"}) == 0
     c.notification_failed("hook")
     assert reg.get_sample_value("netspectra_notifications_failed_total", {"notifier": "hook"}) == 1
 
@@ -393,13 +402,14 @@ def test_alertmanager_v2(receiver):
     assert path == "/api/v2/alerts" and headers["Content-Type"] == "application/json"
     firing, resolved = json.loads(body)
     assert firing["labels"] == {
-        "alertname": "hh",
+        "alertname": "NetspectraHeavyHitter",
         "rule": "hh",
-        "task": "src",
-        "key": "src_ip=10.0.0.1",
-        "interface": IF,
         "sensor": "host1",
+        "interface": IF,
+        "task": "src",
+        "src_ip": "10.0.0.1",
         "severity": "critical",
+        "source": "sensor",
     }
     assert "10.0.0.1" in firing["annotations"]["summary"] and firing["annotations"]["description"]
     assert firing["startsAt"] == "2023-11-14T22:13:20.000Z"

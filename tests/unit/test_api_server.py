@@ -1271,11 +1271,12 @@ def alert_event(status: str, rule: str, key: str, value: float, repeat: bool = F
     labels = {
         "alertname": f"Netspectra{rule.title()}",
         "rule": rule,
-        "task": "spread_dst",
-        "key": key,
-        "interface": "veth-api0",
         "sensor": "host-a",
+        "interface": "veth-api0",
+        "task": "spread_dst",
+        **dict(f.split("=") for f in key.split()),  # the key's fields, as the engine labels them
         "severity": "warning" if rule == "scan" else "critical",
+        "source": "sensor",
     }
     return Event(
         status=status,
@@ -1287,6 +1288,7 @@ def alert_event(status: str, rule: str, key: str, value: float, repeat: bool = F
         summary=f"{rule} from {key}",
         description=f"{key} reached {value}",
         repeat=repeat,
+        key=key,
     )
 
 
@@ -1297,7 +1299,7 @@ def check_alert(a: pb.Alert, ev: Event):
         lb["rule"],
         lb["severity"],
         lb["task"],
-        lb["key"],
+        ev.key,
     )
     assert (a.value, a.threshold, a.summary, a.description, a.repeat) == (
         ev.value,

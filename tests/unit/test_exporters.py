@@ -78,6 +78,9 @@ ALERTS = {
     "NetspectraPortScan",
     "NetspectraFlowTableNearFull",
     "NetspectraFlowsUntracked",
+    "NetspectraTrafficSpike",
+    "NetspectraCandidatesLost",
+    "NetspectraEpochProcessingSlow",
     "NetspectraParseErrorsRising",
     "NetspectraEpochsLost",
     "NetspectraStoreDown",
@@ -173,10 +176,11 @@ def test_systemd_unit_runs_the_sensor_with_bpf_capabilities():
 
 
 def test_every_alert_is_shipped_labelled_and_unit_tested():
-    alerts = {r["alert"]: r for r in rules() if "alert" in r}
+    alerts = {r["alert"]: r for r in rules() if "alert" in r}  # NetspectraHeavyHitter: its last rule
     assert set(alerts) == ALERTS
     for name, r in alerts.items():
-        assert r["labels"]["severity"] in ("warning", "critical"), name
+        assert r["labels"]["severity"] in ("info", "warning", "critical"), name
+        assert r["labels"]["source"] == "prometheus", name
         assert {"summary", "description"} <= set(r["annotations"]), name
     tested = {
         t["alertname"]
@@ -186,8 +190,12 @@ def test_every_alert_is_shipped_labelled_and_unit_tested():
     }
     assert tested == ALERTS
     per_key = {"NetspectraHeavyHitter", "NetspectraSuperSpreader", "NetspectraFanInVictim", "NetspectraPortScan"}
-    for name in per_key:
-        assert "$labels.key" in alerts[name]["annotations"]["summary"], name
+    for name in per_key:  # the key's fields as labels, never one `key` string
+        assert (
+            "$labels.src_ip" in alerts[name]["annotations"]["summary"]
+            or "$labels.dst_ip" in alerts[name]["annotations"]["summary"]
+        ), name
+    assert not [r for r in rules() if "key" in r.get("labels", {}) or "$labels.key " in str(r)]
 
 
 def test_dashboard_parses_and_uses_a_datasource_variable():

@@ -9,7 +9,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from netspectra import abi, analysis
 from netspectra import packets as P
 from netspectra.config import default_tasks
-from netspectra.metrics import EVENTS, OUTCOME_LABELS, PROTO_LABELS, SensorCollector, key_label, version
+from netspectra.metrics import (
+    EVENTS,
+    OUTCOME_LABELS,
+    PROTO_LABELS,
+    SensorCollector,
+    key_label,
+    key_labels,
+    registry_for,
+    version,
+)
 from netspectra.sketch import HeavyHitters, SketchSet
 from netspectra.snapshot import EpochSnapshot
 from netspectra.tasks import layout
@@ -71,7 +80,8 @@ def reg():
 
 
 def make(reg, top=10, flow_capacity=100, mem=None):
-    c = SensorCollector(IF, LAY, top, flow_capacity, mem if mem is not None else {"countmin": 4096, "flows": 8192})
+    mem = mem if mem is not None else {"countmin": 4096, "flows": 8192}
+    c = SensorCollector(IF, LAY, top, flow_capacity, mem, sensor="host1")
     reg.register(c)
     return c
 
@@ -98,7 +108,8 @@ TOTALS = {
 
 def test_before_any_epoch(reg):
     make(reg)
-    assert reg.get_sample_value("netspectra_build_info", {"version": version(), "abi": str(abi.ABI_VERSION)}) == 1
+    info = {"version": version(), "abi": str(abi.ABI_VERSION), "sensor": "host1"}
+    assert reg.get_sample_value("netspectra_build_info", info) == 1
     assert val(reg, "netspectra_packets_total", proto="udp") == 0
     assert val(reg, "netspectra_epochs_total") == 0
     assert val(reg, "netspectra_kernel_memory_bytes", map="countmin") == 4096
@@ -164,10 +175,10 @@ def test_heavy_hitters_top_k_by_packets(reg):
     c.observe(snapshot(heavy={"src": hh(srcs, [10, 40, 30, 20], [5000, 100, 300, 200])}))
     assert val(reg, "netspectra_heavy_hitters", task="src") == 4
     assert val(reg, "netspectra_heavy_hitters", task="flow") == 0
-    assert val(reg, "netspectra_heavy_hitter_packets", task="src", key="src_ip=10.0.0.2") == 40
-    assert val(reg, "netspectra_heavy_hitter_bytes", task="src", key="src_ip=10.0.0.2") == 100
-    assert val(reg, "netspectra_heavy_hitter_packets", task="src", key="src_ip=10.0.0.3") == 30
-    assert val(reg, "netspectra_heavy_hitter_packets", task="src", key="src_ip=10.0.0.1") is None  # big by bytes only
+    assert val(reg, "netspectra_heavy_hitter_packets", task="src", src_ip="10.0.0.2") == 40
+    assert val(reg, "netspectra_heavy_hitter_bytes", task="src", src_ip="10.0.0.2") == 100
+    assert val(reg, "netspectra_heavy_hitter_packets", task="src", src_ip="10.0.0.3") == 30
+    assert val(reg, "netspectra_heavy_hitter_packets", task="src", src_ip="10.0.0.1") is None  # big by bytes only
     series = [s for m in reg.collect() if m.name == "netspectra_heavy_hitter_packets" for s in m.samples]
     assert len(series) == 2
 
@@ -177,6 +188,42 @@ def test_key_label_has_task_fields_in_order():
     assert key_label(k, LAY, "flow") == "src_ip=10.0.0.1 dst_ip=2001:db8::2 src_port=1234 dst_port=80 proto=6"
     assert key_label(k, LAY, "src") == "src_ip=10.0.0.1"
     assert key_label(k, LAY, "fanin_src") == "dst_ip=2001:db8::2"
+    # as labels: the query API's Key field names, only the task's fields
+    assert key_labels(k, LAY, "flow") == {
+        "src_ip": "10.0.0.1",
+        "dst_ip": "2001:db8::2",
+        "src_port": "1234",
+        "dst_port": "80",
+        "proto": "6",
+    }
+    assert key_labels(k, LAY, "fanin_src") == {"dst_ip": "2001:db8::2"}
+
+
+# Process-wide series: not about one interface.
+PROCESS_WIDE = ("netspectra_build_info", "netspectra_notifications_failed_total")
+
+
+def test_every_per_interface_series_has_interface_and_process_metrics():
+    c = SensorCollector(IF, LAY, 5, 100, {"countmin": 4096}, sensor="host1")
+    reg = registry_for(c)
+    c.alerting([("hh", "warning")], ["hook"])
+    c.observe(
+        snapshot(
+            heavy={"src": hh(["10.0.0.1"], [50], [5000])},
+            spreaders={"spread_dst": (keys(["10.0.0.9"]), np.array([300.0]))},
+        )
+    )
+    names = set()
+    for m in reg.collect():
+        for s in m.samples:
+            names.add(s.name)
+            if s.name.startswith("netspectra_") and s.name not in PROCESS_WIDE:
+                assert s.labels.get("interface") == IF, s
+    assert {"netspectra_alerts_active", "netspectra_heavy_hitter_bytes", "netspectra_spreader_distinct"} <= names
+    # this process, read from /proc at scrape time
+    assert reg.get_sample_value("process_open_fds") >= 3
+    assert reg.get_sample_value("process_resident_memory_bytes") > 1e6
+    assert reg.get_sample_value("process_cpu_seconds_total") > 0
 
 
 def test_series_disappear_when_a_key_leaves_the_top_k(reg):
@@ -187,13 +234,13 @@ def test_series_disappear_when_a_key_leaves_the_top_k(reg):
             spreaders={"spread_dst": (keys(["10.0.0.9"]), np.array([300.0]))},
         )
     )
-    assert val(reg, "netspectra_heavy_hitter_packets", task="src", key="src_ip=10.0.0.1") == 50
-    assert val(reg, "netspectra_spreader_distinct", task="spread_dst", key="src_ip=10.0.0.9") == 300.0
+    assert val(reg, "netspectra_heavy_hitter_packets", task="src", src_ip="10.0.0.1") == 50
+    assert val(reg, "netspectra_spreader_distinct", task="spread_dst", src_ip="10.0.0.9") == 300.0
     c.observe(snapshot(heavy={"src": hh(["10.0.0.1", "10.0.0.2"], [5, 60], [1, 2])}))
-    assert val(reg, "netspectra_heavy_hitter_packets", task="src", key="src_ip=10.0.0.1") is None
-    assert val(reg, "netspectra_heavy_hitter_bytes", task="src", key="src_ip=10.0.0.1") is None
-    assert val(reg, "netspectra_heavy_hitter_packets", task="src", key="src_ip=10.0.0.2") == 60
-    assert val(reg, "netspectra_spreader_distinct", task="spread_dst", key="src_ip=10.0.0.9") is None
+    assert val(reg, "netspectra_heavy_hitter_packets", task="src", src_ip="10.0.0.1") is None
+    assert val(reg, "netspectra_heavy_hitter_bytes", task="src", src_ip="10.0.0.1") is None
+    assert val(reg, "netspectra_heavy_hitter_packets", task="src", src_ip="10.0.0.2") == 60
+    assert val(reg, "netspectra_spreader_distinct", task="spread_dst", src_ip="10.0.0.9") is None
     assert val(reg, "netspectra_spreaders", task="spread_dst") == 0
     assert val(reg, "netspectra_heavy_hitters", task="src") == 2
 
@@ -205,9 +252,15 @@ def test_spreaders_top_k(reg):
     c.observe(snapshot(spreaders={"fanin_src": (keys(["0.0.0.0"] * 10, dsts), est)}))
     assert val(reg, "netspectra_spreaders", task="fanin_src") == 10
     got = {
-        s.labels["key"]: s.value for m in reg.collect() if m.name == "netspectra_spreader_distinct" for s in m.samples
+        tuple(sorted(s.labels.items())): s.value
+        for m in reg.collect()
+        if m.name == "netspectra_spreader_distinct"
+        for s in m.samples
     }
-    assert got == {"dst_ip=10.1.0.9": 900.5, "dst_ip=10.1.0.8": 800.5, "dst_ip=10.1.0.7": 700.5}
+    # the task's key fields as labels, and only those (fanin_src keys on dst_ip)
+    assert got == {
+        (("dst_ip", f"10.1.0.{i}"), ("interface", IF), ("task", "fanin_src")): i * 100 + 0.5 for i in (9, 8, 7)
+    }
 
 
 def test_label_sets_bounded_by_k_whatever_the_traffic(reg):

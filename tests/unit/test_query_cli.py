@@ -126,3 +126,17 @@ def test_token_and_tls(snaps, pki):  # noqa: F811
         assert no_client_cert.exit_code == 1 and len(no_client_cert.output.strip().splitlines()) == 1
     finally:
         a.close()
+
+
+def test_version_on_both_commands():
+    from importlib.metadata import version
+
+    from click.testing import CliRunner
+
+    from netspectra.cli import main, sensor
+
+    v = version("netspectra")
+    for cmd, args, want in ((main, ["--version"], "netspectra"), (sensor, ["--version"], "netspectra-sensor"),
+                            (main, ["version"], "netspectra")):  # fmt: skip
+        r = CliRunner().invoke(cmd, args)
+        assert r.exit_code == 0 and r.output == f"{want} {v}\n", r.output

@@ -374,14 +374,7 @@ ERRORS = [
     ("sensor: {interfaces: [eth0, eth1, eth0]}", "sensor.interfaces: 'eth0' is listed twice"),
     ("sensor: {interfaces: {eth0: 1}}", "sensor.interfaces: expected a list of interface names, got a mapping"),
     ("sensor: {interfaces: [eth0, 5]}", "sensor.interfaces: 5 is not an interface name"),
-    (
-        "sensor: {interfaces: [a/b]}",
-        "sensor.interfaces: 'a/b' is not an interface name (at most 15 characters, no '/', ':' or spaces)",
-    ),
-    (
-        "sensor: {interfaces: [a_name_far_too_long]}",
-        "sensor.interfaces: 'a_name_far_too_long' is not an interface name (at most 15 characters, no '/', ':' or spaces)",
-    ),
+    ("sensor: {interfaces: [a/b]}", "sensor.interfaces: 'a/b' is not an interface name (no '/', ':' or spaces)"),
     ("- 1", "expected a mapping with sensor, tasks, alerts, api, store and fleet, got a list"),
     # structure and typos
     ("sensr: {}", "sensr: unknown option (did you mean 'sensor'?)"),

@@ -80,17 +80,27 @@ class Agent:
 
     def run(self, epoch_s: float, on_snapshot, stop: threading.Event, poll_s: float = 0.1) -> None:
         """Call on_snapshot every epoch until `stop` is set, then once more
-        for the last partial epoch.  Between flips, drain the candidate ring
-        buffer every poll_s so bursts of reports do not overflow it."""
-        deadline = time.monotonic() + epoch_s
-        poll = getattr(self.program, "poll", None)
-        while not stop.wait(max(0.0, min(poll_s, deadline - time.monotonic()))):
-            if time.monotonic() < deadline:
-                if poll:
-                    poll()
-                continue
-            on_snapshot(self.epoch())
-            deadline += epoch_s
-            if deadline < time.monotonic():  # fell behind: skip, do not burst
-                deadline = time.monotonic() + epoch_s
-        on_snapshot(self.epoch())
+        for the last partial epoch (run_all() with this agent alone)."""
+        run_all([self], epoch_s, lambda snaps: on_snapshot(snaps[0]), stop, poll_s)
+
+
+def run_all(agents: list[Agent], epoch_s: float, on_epochs, stop: threading.Event, poll_s: float = 0.1) -> None:
+    """Call on_epochs([snapshot of each agent]) every epoch until `stop` is
+    set, then once more for the last partial epoch.  The agents (one per
+    interface) flip one after the other at each deadline, so their epochs
+    share a sequence number and (to the flip time) start and end: the epochs
+    of one round merge into the epoch of every interface.  Between flips,
+    drain the candidate ring buffers every poll_s so bursts of reports do not
+    overflow them."""
+    deadline = time.monotonic() + epoch_s
+    polls = [p for p in (getattr(a.program, "poll", None) for a in agents) if p]
+    while not stop.wait(max(0.0, min(poll_s, deadline - time.monotonic()))):
+        if time.monotonic() < deadline:
+            for poll in polls:
+                poll()
+            continue
+        on_epochs([a.epoch() for a in agents])
+        deadline += epoch_s
+        if deadline < time.monotonic():  # fell behind: skip, do not burst
+            deadline = time.monotonic() + epoch_s
+    on_epochs([a.epoch() for a in agents])

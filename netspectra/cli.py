@@ -12,7 +12,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import click
 
-from .config import Config, ConfigError, defaults_yaml, load_config, parse_epoch
+from .config import Config, ConfigError, check_interfaces, defaults_yaml, load_config, parse_epoch
 from .configkit import fmt_time
 
 
@@ -44,21 +44,58 @@ def sensor():
 
 
 @sensor.command()
-@click.argument("iface")
+@click.argument("ifaces", metavar="[IFACE]...", nargs=-1)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--mode", type=click.Choice(["auto", "native", "generic"]), default=None, help="XDP mode [config; auto].")
 @click.option("--epoch", type=Epoch(), default=None, help="Epoch length, e.g. 5s or 100ms [config; 5s].")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per epoch on stdout (docs/json.md).")
-def attach(iface, config_path, mode, epoch, as_json):
-    """Attach to IFACE and report every epoch until Ctrl-C or SIGTERM."""
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per epoch and interface on stdout (docs/json.md)."
+)
+@click.option(
+    "--metrics-address",
+    metavar="HOST:PORT",
+    help='Serve Prometheus metrics here ("" for none) [config sensor.metrics_address; 127.0.0.1:9781].',
+)
+@click.option("--api-address", metavar="HOST:PORT",
+              help='Serve the gRPC query API here ("" for none) [config api.address; 127.0.0.1:9782].')  # fmt: skip
+def attach(ifaces, config_path, mode, epoch, as_json, metrics_address, api_address):
+    """Attach to each IFACE (default: the config's sensor.interfaces) and report
+    every epoch until Ctrl-C or SIGTERM: one XDP program per interface, one
+    metrics endpoint and one query API for them all."""
     from .sensor import SensorError
     from .sensor import attach as do_attach
 
     cfg = _load(config_path)
     try:
-        do_attach(iface, cfg, mode or cfg.sensor.mode, epoch or cfg.sensor.epoch_s, as_json)
+        names = check_interfaces(ifaces) if ifaces else cfg.sensor.interfaces
+    except ValueError as e:
+        _fail(f"IFACE: {e}")
+    if not names:
+        _fail("no interface to attach to: name one (netspectra-sensor attach eth0) or list them in sensor.interfaces")
+    cfg = _override_addresses(cfg, metrics_address, api_address)
+    try:
+        do_attach(list(names), cfg, mode or cfg.sensor.mode, epoch or cfg.sensor.epoch_s, as_json)
     except SensorError as e:
         _fail(str(e))
+
+
+def _override_addresses(cfg: Config, metrics: str | None, api: str | None) -> Config:
+    """cfg with --metrics-address / --api-address in place of the config's ("" turns one off)."""
+    import dataclasses
+
+    from .configkit import parse_address
+
+    for opt, value in (("--metrics-address", metrics), ("--api-address", api)):
+        if value:
+            try:
+                parse_address(value)
+            except ValueError as e:
+                _fail(f"{opt}: {e}")
+    if metrics is not None:
+        cfg = dataclasses.replace(cfg, sensor=dataclasses.replace(cfg.sensor, metrics_address=metrics.strip()))
+    if api is not None:
+        cfg = dataclasses.replace(cfg, api=dataclasses.replace(cfg.api, address=api.strip()))
+    return cfg
 
 
 @sensor.command()
@@ -348,8 +385,9 @@ def _task_names(sk) -> str:
               help="Asking a collector: over this sensor's own epochs in the collector's store instead of the "
                    "network-wide windows (with --since). With --store: the series of this sensor id.")  # fmt: skip
 @click.option("--interface", "store_iface", metavar="NAME",
-              help="With --store: the series of this interface (or capture file). "
-                   "With --sensor, asking a collector: that sensor's interface (when it has several).")  # fmt: skip
+              help="Asking a sensor on several interfaces: over this interface's epochs only (default: every "
+                   "interface's, merged). With --sensor, asking a collector: that sensor's interface. "
+                   "With --store: the series of this interface (or capture file).")  # fmt: skip
 @click.pass_context
 def query(ctx, server, iface, tls, ca, cert, key, server_name, token, timeout, as_json, store_url, sensor_id,
           store_iface):  # fmt: skip
@@ -369,13 +407,11 @@ def query(ctx, server, iface, tls, ca, cert, key, server_name, token, timeout, a
             if iface or ctx.get_parameter_source("server") == click.core.ParameterSource.COMMANDLINE:
                 _fail("give --store or a sensor (--server, --iface), not both")
             ctx.obj = StoreClient(store_url, sensor_id, store_iface)
-        elif store_iface and not sensor_id:
-            _fail("--interface chooses a series of --store, or goes with --sensor (that sensor's interface)")
-        else:
+        else:  # --interface alone: that interface of the sensor asked ("/eth0")
             ctx.obj = Client(
                 server, token=token, tls=tls, ca=ca or "", cert=cert or "", key=key or "",
                 server_name=server_name, timeout=timeout,
-                sensor=f"{sensor_id}/{store_iface}" if store_iface else sensor_id or "",
+                sensor=f"{sensor_id or ''}/{store_iface}" if store_iface else sensor_id or "",
             )  # fmt: skip
     except QueryError as e:
         _fail(str(e))

@@ -56,6 +56,7 @@ __all__ = [
     "default_tasks",
     "defaults_yaml",
     "derive_seed",
+    "check_interfaces",
     "kernel_memory",
     "load_config",
     "parse_config",
@@ -132,7 +133,9 @@ _SENSOR_KEYS = (
     "timestamps",
     "sketch_mode",
     "metrics_address",
+    "interfaces",
 )
+MAX_INTERFACES = 64  # programs one process attaches (each has its own maps: see kernel memory)
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:9781"
 TIMESTAMPS = ("millisecond", "precise", "coarse")
 SKETCH_MODES = ("hybrid", "every_packet")
@@ -176,6 +179,7 @@ class SensorConfig:
     sketch_mode: str = "hybrid"  # hybrid: sketches count what the flow table cannot; every_packet: all
     metrics_address: str = DEFAULT_METRICS_ADDRESS  # Prometheus /metrics listen host:port; "" = off
     id: str = ""  # names the sensor on its epochs and alerts; "" = the host name
+    interfaces: tuple[str, ...] = ()  # what `attach` with no interface argument attaches to
 
     @property
     def sensor_id(self) -> str:
@@ -210,6 +214,24 @@ def derive_seed(text: str) -> int:
 
 
 # --- scalar parsers (also for the CLI; the rest are configkit's) ----------------
+
+
+def check_interfaces(names) -> tuple[str, ...]:
+    """A list of interface names to attach to, in order: ValueError naming the
+    bad one (not a name the kernel accepts, listed twice, too many)."""
+    out: list[str] = []
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{show(name)} is not an interface name")
+        # what no interface can be called; the rest (e.g. too long) is `no such interface` at attach
+        if name in (".", "..") or any(c in name for c in "/: \t\n"):
+            raise ValueError(f"{show(name)} is not an interface name (no '/', ':' or spaces)")
+        if name in out:
+            raise ValueError(f"{name!r} is listed twice")
+        out.append(name)
+    if len(out) > MAX_INTERFACES:
+        raise ValueError(f"{len(out)} interfaces given, at most {MAX_INTERFACES}")
+    return tuple(out)
 
 
 def parse_epoch(value) -> float:
@@ -391,6 +413,19 @@ class _Builder(Reader):
                     raise Invalid("sensor.metrics_address", str(e)) from None
                 raw = raw.strip()
             kw["metrics_address"] = raw
+        if "interfaces" in m:
+            raw = self.expand(m["interfaces"], "sensor.interfaces")
+            if isinstance(raw, str):
+                raw = [raw]
+            if raw is None:
+                raw = []
+            if not isinstance(raw, list):
+                raise Invalid("sensor.interfaces", f"expected a list of interface names, got {typename(raw)}")
+            names = [self.expand(v, f"sensor.interfaces[{i}]") for i, v in enumerate(raw)]
+            try:
+                kw["interfaces"] = check_interfaces(names)
+            except ValueError as e:
+                raise Invalid("sensor.interfaces", str(e)) from None
         return SensorConfig(**kw)
 
     def _tasks(self, value) -> tuple[TaskSpec, ...]:
@@ -565,6 +600,9 @@ def defaults_yaml() -> str:
         "  # Prometheus metrics (docs/metrics.md) served at http://ADDRESS/metrics;",
         '  # host:port ([::1]:9781 for IPv6), "" to serve none.',
         f'  metrics_address: "{DEFAULT_METRICS_ADDRESS}"',
+        "  # Interfaces `netspectra-sensor attach` attaches to when none is given on",
+        "  # the command line: one XDP program each, one metrics endpoint and query API.",
+        "  interfaces: []",
         "",
         f"# Sketch tasks, at most {abi.MAX_TASKS}.  Fields: {', '.join(abi.FIELD_BITS)}.",
         f"# `tasks: []` runs no sketches; leaving `tasks` out gives these {len(DEFAULT_TASKS)}.",

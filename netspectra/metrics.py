@@ -87,6 +87,9 @@ class SensorCollector(Collector):
     ):
         self.interface = interface
         self.sensor = sensor  # sensor.id: alert rules join it from build_info to match the sensor's own alerts
+        # the `interface` of what the whole process shares (query API, fleet, view):
+        # this interface, or all of them ("eth0+eth1") when one process has several
+        self.process_interface = interface
         self.layout = layout
         self.top = top
         self.flow_capacity = flow_capacity
@@ -140,15 +143,17 @@ class SensorCollector(Collector):
         open_streams() the number of streams open now."""
         self._api = (stats, open_streams)
 
-    def watching_sinks(self, queued: list) -> None:
-        """Export the delivery counters of the sensor's queued sinks (sinks.Queued)."""
-        self._sinks = list(queued)
+    def watching_sinks(self, queued: list, shared=()) -> None:
+        """Export the delivery counters of the sensor's queued sinks (sinks.Queued)
+        of this interface, and of the `shared` ones of the whole process."""
+        self._sinks = [(self.interface, q) for q in queued] + [(self.process_interface, q) for q in shared]
 
     def watching_publisher(self, publisher) -> None:
         """Export the fleet publisher's counters (its disk spool, NATS)."""
         self._publisher = publisher
 
-    def _collect_publisher(self, ifc: str):
+    def _collect_publisher(self):
+        ifc = self.process_interface
         st = self._publisher.stats()
         for name, value, doc in (
             ("netspectra_fleet_epochs_published_total", st.published, "Epochs the NATS stream acknowledged (republished duplicates included)."),
@@ -168,8 +173,8 @@ class SensorCollector(Collector):
             g.add_metric([ifc], value)
             yield g
 
-    def _collect_sinks(self, ifc: str):
-        rows = [(q.name, q.stats()) for q in self._sinks]
+    def _collect_sinks(self):
+        rows = [(ifc, q.name, q.stats()) for ifc, q in self._sinks]
         for name, attr, doc in (
             ("netspectra_sink_epochs_delivered_total", "delivered", "Epochs a sink took (view, store, ...)."),
             ("netspectra_sink_epochs_dropped_total", "dropped", "Epochs lost to a sink: its queue (the store's spool) was full, or still held epochs at exit."),
@@ -177,7 +182,7 @@ class SensorCollector(Collector):
             ("netspectra_sink_errors_total", "errors", "Failed deliveries to a sink that is down (each retried)."),
         ):  # fmt: skip
             c = CounterMetricFamily(name, doc, labels=["interface", "sink"])
-            for sink, st in rows:
+            for ifc, sink, st in rows:
                 c.add_metric([ifc, sink], getattr(st, attr))
             yield c
         for name, attr, doc in (
@@ -186,11 +191,12 @@ class SensorCollector(Collector):
             ("netspectra_sink_up", "up", "1 while a sink takes epochs, 0 from a failed delivery until the next success."),
         ):  # fmt: skip
             g = GaugeMetricFamily(name, doc, labels=["interface", "sink"])
-            for sink, st in rows:
+            for ifc, sink, st in rows:
                 g.add_metric([ifc, sink], float(getattr(st, attr)))
             yield g
 
-    def _collect_api(self, ifc: str):
+    def _collect_api(self):
+        ifc = self.process_interface
         stats, open_streams = self._api
         requests, hist = stats.snapshot()
         c = CounterMetricFamily(
@@ -354,11 +360,11 @@ class SensorCollector(Collector):
             g.add_metric([ifc, rule, sev], n)
         yield g
         if self._api is not None:
-            yield from self._collect_api(ifc)
+            yield from self._collect_api()
         if self._sinks:
-            yield from self._collect_sinks(ifc)
+            yield from self._collect_sinks()
         if self._publisher is not None:
-            yield from self._collect_publisher(ifc)
+            yield from self._collect_publisher()
 
         if last is None:
             return
@@ -432,7 +438,41 @@ class SensorCollector(Collector):
         yield sd
 
 
-def registry_for(collector: SensorCollector, proc: str = "/proc") -> CollectorRegistry:
+class Combined(Collector):
+    """The collectors of a sensor's interfaces as one exposition: a metric
+    family of each name once (the text format refuses a name twice), with
+    every interface's samples.  Samples alike in name and labels (series
+    without `interface`: failed notifications) are the
+    interfaces' shares of one count and are added; build_info is one build."""
+
+    def __init__(self, collectors: list[SensorCollector]):
+        self.collectors = list(collectors)
+
+    def collect(self):
+        families: dict = {}
+        for c in self.collectors:
+            for fam in c.collect():
+                got = families.get(fam.name)
+                if got is None:
+                    families[fam.name] = (
+                        fam,
+                        {(x.name, tuple(sorted(x.labels.items()))): i for i, x in enumerate(fam.samples)},
+                    )
+                    continue
+                have, index = got
+                for x in fam.samples:
+                    k = (x.name, tuple(sorted(x.labels.items())))
+                    if k not in index:
+                        index[k] = len(have.samples)
+                        have.samples.append(x)
+                    elif fam.name != "netspectra_build_info":
+                        i = index[k]
+                        have.samples[i] = have.samples[i]._replace(value=have.samples[i].value + x.value)
+        for fam, _ in families.values():
+            yield fam
+
+
+def registry_for(collector: Collector, proc: str = "/proc") -> CollectorRegistry:
     """A registry of its own (never the process-global REGISTRY) holding
     `collector` and the process collector (process_cpu_seconds_total,
     process_resident_memory_bytes, process_open_fds, ...: this process, read

@@ -99,23 +99,38 @@ def check_free(iface: str, ifindex: int) -> None:
         )
 
 
-def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, out=sys.stdout, err=sys.stderr) -> None:
+def all_name(ifaces) -> str:
+    """What names every interface of a sensor together ("eth0+eth1"): the
+    interface of its merged epochs and of its process-wide series (the query
+    API's, the fleet's, the view's).  '+' is no character of a name that
+    check_interfaces() would take alone in practice, and it reads as a sum."""
+    return "+".join(ifaces)
+
+
+def attach(ifaces, cfg: Config, mode: str, epoch_s: float, as_json: bool, out=sys.stdout, err=sys.stderr) -> None:
+    """Attach to every interface of `ifaces` (a name or a list): one XDP
+    program each, one metrics endpoint and one query API for them all."""
     from .kernel.program import possible_cpus
 
+    ifaces = [ifaces] if isinstance(ifaces, str) else list(ifaces)
     check_privileges()
-    ifindex = ifindex_of(iface)
-    check_free(iface, ifindex)
+    ifindexes = {i: ifindex_of(i) for i in ifaces}
+    for i in ifaces:
+        check_free(i, ifindexes[i])
     ncpus = possible_cpus()
     lay = layout(cfg.tasks, ncpus)
-    collector, _, server = start_metrics(iface, cfg, lay)
-    history = SensorHistory(cfg, iface, lay, err)
+    collectors, _, server = start_metrics(ifaces, cfg, lay)
+    taps = [Tap(i, ifindexes[i], c, SensorHistory(cfg, i, lay, err)) for i, c in zip(ifaces, collectors)]
     api = None
     try:
-        api = start_api(cfg, lay, {"interface": iface, "ifindex": ifindex, "epoch_s": epoch_s}, err, history)
+        api = start_apis(cfg, lay, taps, epoch_s, err)
         if api is not None:
-            collector.serving_api(api.stats, api.history.open_streams)
-        _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, api, history, out, err)
+            collectors[0].serving_api(api.stats, api.history.open_streams)
+        _attach(taps, cfg, lay, ncpus, mode, epoch_s, as_json, api, out, err)
     finally:
+        for t in taps:
+            if t.api is not None and t.api is not api:
+                t.api.stop()
         if api is not None:
             api.stop()
         if server is not None:
@@ -123,24 +138,46 @@ def attach(iface: str, cfg: Config, mode: str, epoch_s: float, as_json: bool, ou
             server.server_close()
 
 
-def start_metrics(iface: str, cfg: Config, lay, extra=()):
+class Tap:
+    """One interface of a sensor: its program, epochs and what they feed (its
+    metrics collector, alert engine, kept epochs for the API, history)."""
+
+    def __init__(self, iface: str, ifindex: int, collector, history):
+        self.iface, self.ifindex, self.collector, self.history = iface, ifindex, collector, history
+        self.api = None  # api.server.ApiServer publishing this interface's epochs (not listening when several)
+        self.prog = self.link = self.agent = self.fanout = self.alerts = None
+        self.mode = ""
+        self.mem: dict = {}
+        self.state = state_path(iface)
+        self.info: dict = {}
+
+
+def start_metrics(iface, cfg: Config, lay, extra=()):
     """The sensor's metrics collector, its registry (its own, not the global
     one, with the `extra` collectors too) and, unless sensor.metrics_address
-    is "", the HTTP server exposing it."""
-    from .metrics import SensorCollector, registry_for, serve
+    is "", the HTTP server exposing it.  `iface` a list of interfaces: a
+    collector for each, returned as a list, exposed together (metrics.Combined)."""
+    from .metrics import Combined, SensorCollector, registry_for, serve
 
-    collector = SensorCollector(iface, lay, cfg.sensor.top, cfg.sensor.flow_capacity, sensor=cfg.sensor.sensor_id)
-    registry = registry_for(collector)
+    names = [iface] if isinstance(iface, str) else list(iface)
+    collectors = [
+        SensorCollector(i, lay, cfg.sensor.top, cfg.sensor.flow_capacity, sensor=cfg.sensor.sensor_id) for i in names
+    ]
+    if len(collectors) > 1:
+        for c in collectors:
+            c.process_interface = all_name(names)
+    registry = registry_for(collectors[0] if len(collectors) == 1 else Combined(collectors))
     for c in extra:
         registry.register(c)
+    out = collectors[0] if isinstance(iface, str) else collectors
     address = cfg.sensor.metrics_address
     if not address:
-        return collector, registry, None
+        return out, registry, None
     try:
         server, _ = serve(address, registry)
     except OSError as e:
         raise SensorError(f"cannot serve metrics on {address} (sensor.metrics_address): {e.strerror or e}") from None
-    return collector, registry, server
+    return out, registry, server
 
 
 class SensorHistory:
@@ -217,9 +254,13 @@ def start_api(cfg: Config, lay, info: dict, err=sys.stderr, history: SensorHisto
     api.http_address are ""."""
     if not cfg.api.enabled:
         return None
+    return _serve_api(cfg, *_queries(cfg, lay, info, history), err)
+
+
+def _queries(cfg: Config, lay, info: dict, history: SensorHistory | None):
+    """(Queries, History): the answers over the epochs kept of one interface (or of a merge)."""
     from .api.history import History as Kept
     from .api.queries import Queries
-    from .api.server import ApiServer, ApiServerError
 
     kept = Kept(cfg.api.keep_epochs, lay, cfg.api.max_streams)
     info = {"pid": os.getpid(), "started": time.time(), "config": cfg, **info}
@@ -227,8 +268,14 @@ def start_api(cfg: Config, lay, info: dict, err=sys.stderr, history: SensorHisto
     if history is not None and history.source is not None:
         source = history.source
         info["history"] = history.status
+    return Queries(kept, info, source), kept
+
+
+def _serve_api(cfg: Config, queries, kept, err):
+    from .api.server import ApiServer, ApiServerError
+
     try:
-        api = ApiServer(cfg.api, Queries(kept, info, source), kept, log=err).start()
+        api = ApiServer(cfg.api, queries, kept, log=err).start()
     except ApiServerError as e:
         raise SensorError(str(e)) from None
     from .api.settings import host_port
@@ -237,6 +284,35 @@ def start_api(cfg: Config, lay, info: dict, err=sys.stderr, history: SensorHisto
         if addr and host_port(addr)[0] not in ("127.0.0.1", "::1", "localhost") and not (cfg.api.token or cfg.api.tls):
             print(f"netspectra: warning: the query API on {addr} has neither a token nor TLS", file=err, flush=True)
     return api
+
+
+def start_apis(cfg: Config, lay, taps: list, epoch_s: float, err=sys.stderr):
+    """The query API of a sensor's interfaces.  One interface: start_api() as
+    ever.  Several: each interface's epochs are kept and answered by Queries
+    of their own (an ApiServer that does not listen: its thread makes epochs
+    visible), and the one listening server routes each request by its
+    `sensor` field (api.queries.Interfaces): "<sensor id>/<interface>" or
+    "/<interface>" for one interface, else the epochs of every interface
+    merged.  Returns the listening server, or None when the API is off."""
+    if not cfg.api.enabled:
+        return None
+    if len(taps) == 1:
+        t = taps[0]
+        t.api = start_api(cfg, lay, {"interface": t.iface, "ifindex": t.ifindex, "epoch_s": epoch_s}, err, t.history)
+        return t.api
+    from .api.queries import Interfaces
+    from .api.server import ApiServer
+
+    names = [t.iface for t in taps]
+    by_iface = {}
+    for t in taps:
+        info = {"interface": t.iface, "interfaces": names, "ifindex": t.ifindex, "epoch_s": epoch_s}
+        q, kept = _queries(cfg, lay, info, t.history)
+        t.api = ApiServer(cfg.api, q, kept, log=err)
+        by_iface[t.iface] = q
+    info = {"interface": all_name(names), "interfaces": names, "ifindex": 0, "epoch_s": epoch_s, "merged": True}
+    q, kept = _queries(cfg, lay, info, None)
+    return _serve_api(cfg, Interfaces(q, by_iface), kept, err)
 
 
 def start_alerts(iface: str, cfg: Config, collector, err=sys.stderr, flow_capacity: int | None = None):
@@ -254,16 +330,13 @@ def start_alerts(iface: str, cfg: Config, collector, err=sys.stderr, flow_capaci
     return engine, dispatcher.start()
 
 
-def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, api, history, out, err) -> None:
-    from .agent import Agent
-    from .fleet.config import servers_text
+def _load_program(t: Tap, cfg, lay, ncpus, mode, epoch_s) -> None:
+    """Load the program for one interface and attach it (a bpf_link); its state file."""
     from .kernel import libbpf
     from .kernel.program import KernelError, Program
-    from .snapshot import Origin, boot_id, layout_fingerprint
-    from .view import human_bytes
 
     try:
-        prog = Program(
+        t.prog = Program(
             lay,
             cfg.sensor.flow_capacity,
             cfg.sensor.ringbuf_pages,
@@ -273,46 +346,83 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
         )
     except KernelError as e:
         raise SensorError(str(e)) from None
-    mem = prog.sizes.memory()
-    collector.kernel_memory = dict(mem)
-    if api is not None:
-        api.queries.info["kernel_memory"] = dict(mem)
+    t.mem = t.prog.sizes.memory()
+    t.collector.kernel_memory = dict(t.mem)
+    iface = t.iface
     try:
-        link = libbpf.xdp_link(prog.prog_fd, ifindex, mode)
+        t.link = libbpf.xdp_link(t.prog.prog_fd, t.ifindex, mode)
     except OSError as e:
-        prog.close()
+        t.prog.close()
+        t.prog = None
         if e.errno == 16:  # EBUSY: attached between our check and now
             raise SensorError(f"another XDP program is already attached to {iface}") from None
         if e.errno == 95 and mode == "native":  # EOPNOTSUPP
             raise SensorError(f"{iface} does not support native XDP; use --mode generic or auto") from None
         raise SensorError(f"cannot attach XDP to {iface} ({mode} mode): {e.strerror}") from None
+    t.mode = libbpf.xdp_attach_mode(t.ifindex) if mode == "auto" else mode  # what the kernel chose
+    if t.api is not None:
+        t.api.queries.info["kernel_memory"] = dict(t.mem)
+        t.api.queries.info["xdp_mode"] = t.mode
 
-    if mode == "auto":
-        mode = libbpf.xdp_attach_mode(ifindex)  # what the kernel chose
-    if api is not None:
-        api.queries.info["xdp_mode"] = mode
-    state = state_path(iface)
-    state.parent.mkdir(parents=True, exist_ok=True)
-    info = {
-        "pid": os.getpid(),
-        "iface": iface,
-        "ifindex": ifindex,
-        "mode": mode,
-        "epoch_s": epoch_s,
-        "started": time.time(),
-        "kernel_memory": mem,
-        "tasks": [t.name for t in cfg.tasks],
-        "config": cfg.source,
-        "api": cfg.api.address,
-    }
-    state.write_text(json.dumps(info))
+
+def _detach_all(taps: list) -> None:
+    for t in taps:
+        if t.link is not None:
+            os.close(t.link)
+            t.link = None
+        if t.prog is not None:
+            t.prog.close()
+            t.prog = None
+        t.state.unlink(missing_ok=True)
+
+
+def _attach(taps, cfg, lay, ncpus, mode, epoch_s, as_json, api, out, err) -> None:
+    from .agent import Agent, run_all
+    from .fleet.config import servers_text
+    from .sinks import Fanout, Queued
+    from .snapshot import Origin, boot_id, layout_fingerprint
+    from .view import human_bytes
+
+    names = [t.iface for t in taps]
+    try:
+        for t in taps:
+            _load_program(t, cfg, lay, ncpus, mode, epoch_s)
+    except BaseException:
+        _detach_all(taps)
+        raise
+    if api is not None and len(taps) > 1:  # the merged answers: every interface's
+        mem = {k: sum(t.mem.get(k, 0) for t in taps) for k in taps[0].mem}
+        api.queries.info.update(kernel_memory=mem, xdp_mode=",".join(sorted({t.mode for t in taps})))
+    started = time.time()
+    for t in taps:
+        t.state.parent.mkdir(parents=True, exist_ok=True)
+        t.info = {
+            "pid": os.getpid(),
+            "iface": t.iface,
+            "ifindex": t.ifindex,
+            "interfaces": names,  # every interface of this process: detaching one stops them all
+            "mode": t.mode,
+            "epoch_s": epoch_s,
+            "started": started,
+            "kernel_memory": t.mem,
+            "tasks": [x.name for x in cfg.tasks],
+            "config": cfg.source,
+            "api": cfg.api.address,
+        }
+        t.state.write_text(json.dumps(t.info))
+        mem = t.mem
+        print(
+            f"netspectra: attached to {t.iface} (ifindex {t.ifindex}, {t.mode} mode, bpf_link), "
+            f"kernel memory {human_bytes(sum(mem.values()))} "
+            f"({', '.join(f'{k} {human_bytes(v)}' for k, v in mem.items())})",
+            file=err,
+            flush=True,
+        )
     print(
-        f"netspectra: attached to {iface} (ifindex {ifindex}, {mode} mode, bpf_link), epoch {epoch_s:g}s, "
-        f"kernel memory {human_bytes(sum(mem.values()))} "
-        f"({', '.join(f'{k} {human_bytes(v)}' for k, v in mem.items())}), "
+        f"netspectra: {', '.join(names)}: epoch {epoch_s:g}s, "
         f"metrics {f'http://{cfg.sensor.metrics_address}/metrics' if cfg.sensor.metrics_address else 'off'}, "
         f"query API {api_text(cfg) if api is not None else 'off'}, "
-        f"history {history.url or 'off'}, "
+        f"history {taps[0].history.url or 'off'}, "
         f"fleet {servers_text(cfg.fleet) if cfg.fleet.enabled else 'off'}; "
         "Ctrl-C to stop",
         file=err,
@@ -321,29 +431,79 @@ def _attach(iface, ifindex, cfg, lay, ncpus, mode, epoch_s, as_json, collector, 
 
     stop = threading.Event()
     handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    origin = Origin(cfg.sensor.sensor_id, boot_id(), iface, layout_fingerprint(lay))
-    agent = Agent(prog, lay, origin=origin)
-    engine, dispatcher = start_alerts(iface, cfg, collector, err)
-    fanout = epoch_sinks(cfg, iface, mem, as_json, collector, engine, dispatcher, api, state, info, stop, out, err)
-    store = history.start()
-    if store is not None:
-        fanout.sinks.append(store)
-    publisher = start_fleet(cfg, collector, err)
-    if publisher is not None:
-        from .sinks import Queued
-
-        fanout.sinks.append(Queued(publisher, "fleet", max_epochs=64, log=err))
-    collector.watching_sinks(fanout.queued())
+    fp = layout_fingerprint(lay)
+    boot = boot_id()
+    shared = []  # sinks of every interface's epochs: the fleet publisher, the merged API epochs
+    fanouts = []
     try:
-        agent.run(epoch_s, fanout.on_epoch, stop)
+        for t in taps:
+            t.agent = Agent(t.prog, lay, origin=Origin(cfg.sensor.sensor_id, boot, t.iface, fp))
+            engine, dispatcher = start_alerts(t.iface, cfg, t.collector, err)
+            sinks, t.alerts = live_sinks(t.collector, engine, dispatcher, t.api)
+            store = t.history.start()
+            if store is not None:
+                sinks.append(store)
+            t.fanout = Fanout(sinks, log=err)
+            fanouts.append(t.fanout)
+            t.collector.watching_sinks(t.fanout.queued())
+        view = Queued(ViewSink(taps, cfg, as_json, stop, out), "view", max_epochs=64, log=err)
+        rounds = [view]  # sinks of each round: every interface's epoch of one epoch time
+        if api is not None and len(taps) > 1:
+            rounds.append(Queued(MergeSink(taps, api, Origin(cfg.sensor.sensor_id, boot, api.queries.info["interface"], fp)), "api-all", max_epochs=8, log=err))  # fmt: skip
+        publisher = start_fleet(cfg, taps[0].collector, err)
+        if publisher is not None:
+            shared.append(Queued(publisher, "fleet", max_epochs=64 * len(taps), log=err))
+        taps[0].collector.watching_sinks(taps[0].fanout.queued(), shared=[*rounds, *shared])
+        each = Fanout(shared, log=err)
+        per_round = Fanout(rounds, log=err)
+
+        def on_epochs(snaps) -> None:
+            for t, snap in zip(taps, snaps):
+                t.fanout.on_epoch(snap)
+                each.on_epoch(snap)
+            per_round.on_epoch(snaps)
+
+        run_all([t.agent for t in taps], epoch_s, on_epochs, stop)
     finally:
-        fanout.close()
-        os.close(link)
-        prog.close()
-        state.unlink(missing_ok=True)
+        for f in fanouts:
+            f.close()
+        if "per_round" in locals():
+            per_round.close()
+            each.close()
+        _detach_all(taps)
         for s, h in handlers.items():
             signal.signal(s, h)
-    print(f"netspectra: detached from {iface} after {agent.seq} epochs", file=err, flush=True)
+    n = taps[0].agent.seq if taps[0].agent is not None else 0
+    print(f"netspectra: detached from {', '.join(names)} after {n} epochs", file=err, flush=True)
+
+
+class MergeSink:
+    """The epochs of every interface of one epoch time, merged (snapshot.merge:
+    flows summed, Count-Min added, registers maxed) into the epoch of all of
+    them, for the query API's answers over every interface, with the alerts
+    of every interface.  Behind its own queue: merging costs what deriving
+    an epoch costs, never in the epoch loop."""
+
+    name = "api-all"
+
+    def __init__(self, taps, api, origin):
+        self.taps, self.api, self.origin = taps, api, origin
+
+    def on_epoch(self, snaps) -> None:
+        from .snapshot import merge
+
+        merged = merge(list(snaps), origin=self.origin)
+        merged.table_fill = max(s.table_fill for s in snaps)
+        merged.processing_s = sum(s.processing_s for s in snaps)
+        events, active = [], []
+        for t, snap in zip(self.taps, snaps):
+            ev, ac = t.alerts.of(snap)
+            events += ev
+            active += ac
+        self.api.publish(merged, events, active)
+
+    def close(self) -> None:
+        pass
 
 
 class AlertSink:
@@ -380,48 +540,55 @@ class AlertSink:
 
 
 class ViewSink:
-    """The terminal view (or --json lines) and the state file that `status`
-    reads.  Behind its own queue: a stalled terminal or pipe reader cannot
-    hold the epoch loop.  A reader that goes away stops the sensor quietly."""
+    """The terminal view (or --json lines: one per interface and epoch) and
+    the state files that `status` reads, for the epochs of one round (one per
+    interface).  Behind its own queue: a stalled terminal or pipe reader
+    cannot hold the epoch loop.  A reader that goes away stops the sensor
+    quietly."""
 
     name = "view"
 
-    def __init__(self, iface, cfg, mem, as_json, alerts: AlertSink, state: Path, info: dict, stop, out):
-        self.iface, self.cfg, self.mem, self.as_json = iface, cfg, mem, as_json
-        self.alerts, self.state, self.info, self.stop, self.out = alerts, state, info, stop, out
+    def __init__(self, taps, cfg, as_json, stop, out):
+        self.taps, self.cfg, self.as_json, self.stop, self.out = taps, cfg, as_json, stop, out
         self.tty = out.isatty()
 
-    def on_epoch(self, snap) -> None:
+    def on_epoch(self, snaps) -> None:
         from .alerts.engine import render_active
         from .sinks import SinkRefused
         from .view import render
 
-        _, active = self.alerts.of(snap)
         try:
             if self.as_json:
-                rec = snap.to_json() | {"alerts": [ev.to_json() for ev in active]}
-                self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+                for t, snap in zip(self.taps, snaps):
+                    _, active = t.alerts.of(snap)
+                    rec = {"interface": t.iface} | snap.to_json() | {"alerts": [ev.to_json() for ev in active]}
+                    self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
             else:
                 top = self.cfg.sensor.top
-                text = render(snap, self.iface, self.mem, top) + "\n" + render_active(active, top)
-                self.out.write(("\x1b[H\x1b[2J" if self.tty else "\n") + text + "\n")
+                parts = []
+                for t, snap in zip(self.taps, snaps):
+                    _, active = t.alerts.of(snap)
+                    parts.append(render(snap, t.iface, t.mem, top) + "\n" + render_active(active, top))
+                self.out.write(("\x1b[H\x1b[2J" if self.tty else "\n") + "\n".join(parts) + "\n")
             self.out.flush()
         except BrokenPipeError:  # the reader of --json went away: detach quietly
             self.stop.set()
             raise SinkRefused("output closed") from None
-        self.info.update(last_epoch=snap.seq, last_epoch_end=snap.end, last_packets=snap.counter("all")[0])
-        tmp = self.state.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.info))
-        tmp.replace(self.state)
+        for t, snap in zip(self.taps, snaps):
+            t.info.update(last_epoch=snap.seq, last_epoch_end=snap.end, last_packets=snap.counter("all")[0])
+            tmp = t.state.with_suffix(".tmp")
+            tmp.write_text(json.dumps(t.info))
+            tmp.replace(t.state)
 
     def close(self) -> None:
         pass
 
 
 def live_sinks(collector, engine, dispatcher, api) -> tuple[list, AlertSink]:
-    """The sinks a sensor and a collector share, in this order: the metrics and
-    the alert rules (in the epoch loop: both cheap folds), then the query API
-    (which queues for itself) with each epoch's alerts."""
+    """The sinks a sensor (each of its interfaces) and a collector share, in
+    this order: the metrics and the alert rules (in the epoch loop: both cheap
+    folds), then the query API (which queues for itself) with each epoch's
+    alerts."""
     from .sinks import FuncSink
 
     alerts = AlertSink(engine, dispatcher, collector)
@@ -429,18 +596,6 @@ def live_sinks(collector, engine, dispatcher, api) -> tuple[list, AlertSink]:
     if api is not None:
         sinks.append(FuncSink("api", lambda snap: api.publish(snap, *alerts.of(snap))))
     return sinks, alerts
-
-
-def epoch_sinks(cfg, iface, mem, as_json, collector, engine, dispatcher, api, state, info, stop, out, err):
-    """Where each closed epoch goes: live_sinks(), then the view (and, added by
-    the caller, the store and the fleet publisher), each behind a bounded
-    queue of its own."""
-    from .sinks import Fanout, Queued
-
-    sinks, alerts = live_sinks(collector, engine, dispatcher, api)
-    view = ViewSink(iface, cfg, mem, as_json, alerts, state, info, stop, out)
-    sinks.append(Queued(view, "view", max_epochs=64, log=err))
-    return Fanout(sinks, log=err)
 
 
 def start_fleet(cfg: Config, collector, err=sys.stderr):
@@ -480,9 +635,10 @@ def detach(iface: str, timeout: float = 10.0) -> str:
         deadline = time.monotonic() + timeout
         while pid_alive(st["pid"]) and time.monotonic() < deadline:
             time.sleep(0.05)
+        every = ", ".join(st.get("interfaces") or [iface])  # one process: its interfaces stop together
         if pid_alive(st["pid"]):
-            raise SensorError(f"sensor pid {st['pid']} on {iface} did not stop within {timeout:g}s")
-        return f"stopped sensor pid {st['pid']} on {iface}; XDP detached"
+            raise SensorError(f"sensor pid {st['pid']} on {every} did not stop within {timeout:g}s")
+        return f"stopped sensor pid {st['pid']} on {every}; XDP detached"
     if st:
         path.unlink(missing_ok=True)
     prog_id = libbpf.xdp_query_id(ifindex)

@@ -138,6 +138,8 @@ def _epoch_range(snaps) -> pb.EpochRange:
     """What a window read: its epochs (or rollups), their time and where from."""
     first, last = snaps[0], snaps[-1]
     r = pb.EpochRange(first=first.seq, last=last.seq, source=getattr(snaps, "label", "memory"), records=len(snaps))
+    origin = getattr(first, "origin", None)
+    r.interface = origin.interface if origin is not None else ""
     _ts(r.start, min(s.start for s in snaps))
     _ts(r.end, max(s.end for s in snaps))
     return r
@@ -443,6 +445,8 @@ class Queries:
             return None
         if not self.info.get("collector"):
             raise ApiError("sensor", f"this is sensor {own!r}; ask a collector for other sensors")
+        if name.startswith("/"):  # `netspectra query --interface` alone asks for an interface of a sensor
+            raise ApiError("sensor", f"{_shown(name)}: this is a collector; name the sensor too (--sensor ID)")
         if not req.HasField("range"):
             raise ApiError("sensor", "needs a range (since/until): a sensor's own epochs are read from the store")
         if self.store is None:
@@ -533,6 +537,14 @@ class Queries:
                 if not kept:
                     raise ApiError("", "no epoch has completed yet; try again after the first epoch", "UNAVAILABLE")
                 oldest = kept[0].start
+                if self.info.get("merged"):
+                    raise ApiError(
+                        "range.since",
+                        f"{fmt_time(since)} is before the oldest epoch kept ({fmt_time(oldest)}; api.keep_epochs = "
+                        f"{self.h.keep}): the merged epochs of every interface are kept in memory only; ask one "
+                        f"interface for its history (sensor: /{self.info['interfaces'][0]})",
+                        "OUT_OF_RANGE",
+                    )
                 raise ApiError(
                     "range.since",
                     f"{fmt_time(since)} is before the oldest epoch kept ({fmt_time(oldest)}; api.keep_epochs = "
@@ -603,6 +615,7 @@ class Queries:
         out = pb.Status(
             version=version(),
             interface=info.get("interface", ""),
+            interfaces=info.get("interfaces", [info["interface"]] if info.get("interface") else []),
             ifindex=info.get("ifindex", 0),
             xdp_mode=info.get("xdp_mode", ""),
             pid=info.get("pid", 0),
@@ -904,6 +917,8 @@ class Queries:
             + f"|{req.order_by}|{req.ascending}|{req.epochs}|".encode()
             + req.range.SerializeToString(deterministic=True)
             + (f"|{src.series}".encode() if src is not None else b"")
+            # a sensor on several interfaces: a token of one interface is not another's
+            + (f"|{self.info['interface']}".encode() if self.info.get("interfaces") else b"")
         )
         fp = hashlib.sha256(fp_src).hexdigest()[:16]
         first, last, offset, until = None, None, 0, None
@@ -1013,6 +1028,7 @@ class Queries:
             candidates=snap.candidates,
             candidates_lost=int(snap.totals[abi.C["cand_lost"], 0]),
             exact=snap.exact,
+            interface=snap.origin.interface,
         )
         _ts(out.start, snap.start)
         _ts(out.end, snap.end)
@@ -1034,9 +1050,69 @@ class Queries:
         return _limit(value, "max_keys", DEFAULT_LIMIT, MAX_KEYS_STREAM)
 
 
+class Interfaces:
+    """The query API of a sensor on several interfaces: each interface's
+    Queries over its own epochs, and `merged`, Queries over the epochs of
+    every interface merged (snapshot.merge of the epochs of one epoch time).
+    A request names one interface in its `sensor` field, as a collector is
+    asked for one sensor's series: "<sensor id>/<interface>", or
+    "/<interface>" (this sensor); anything else (empty, this sensor's id, a
+    range of the merged epochs) is answered by `merged`, which refuses other
+    sensors as a sensor does."""
+
+    def __init__(self, merged: Queries, by_iface: dict[str, Queries]):
+        self.merged = merged
+        self.by_iface = dict(by_iface)
+        self.info = merged.info
+        self.h = merged.h
+        self.layout = merged.layout
+
+    def _route(self, req):
+        sensor, sep, iface = req.sensor.partition("/")
+        if not sep:
+            return self.merged, req
+        own = self.merged._own_id()
+        if sensor not in ("", own):
+            raise ApiError("sensor", f"this is sensor {own!r}; ask a collector for other sensors")
+        q = self.by_iface.get(iface)
+        if q is None:
+            raise ApiError(
+                "sensor", f"no interface {_shown(iface)} on this sensor (interfaces: {_names(self.by_iface)})"
+            )
+        one = type(req)()
+        one.CopyFrom(req)
+        one.sensor = ""
+        return q, one
+
+    def warm(self, snap, kept: list) -> None:
+        self.merged.warm(snap, kept)
+
+    def summary(self, snap, max_keys: int = DEFAULT_LIMIT) -> pb.EpochSummary:
+        return self.merged.summary(snap, max_keys)
+
+    def stream_max_keys(self, value: int) -> int:
+        return self.merged.stream_max_keys(value)
+
+    def ListTasks(self, req):
+        return self.merged.ListTasks(req)
+
+
+def _routed(name: str):
+    def method(self, req):
+        q, one = self._route(req)
+        return getattr(q, name)(one)
+
+    method.__name__ = name
+    return method
+
+
+for _name in ("GetStatus", "TopKeys", "EstimateKey", "TopSpreaders", "ListFlows", "TraceFlow"):
+    setattr(Interfaces, _name, _routed(_name))
+
+
 def key_text(k: pb.Key) -> str:
     """'src_ip=10.0.0.1 dst_port=80' for the set fields of a Key message."""
     return " ".join(f"{n}={getattr(k, n)}" for n in _set_fields(k))
 
 
-__all__ = ["ApiError", "Queries", "alert_pb", "filter_flows", "key_json", "key_pb", "key_text"]
+__all__ = ["ApiError", "Interfaces", "Queries", "alert_pb", "filter_flows", "key_json", "key_pb", "key_text"]

@@ -344,7 +344,8 @@ def test_cli_sensor_asks_a_collector_for_one_sensor(fleet, server):
         query("--server", server, "--sensor", "edge9", "flows", "--since", SINCE),
         "sensor: no epochs of sensor 'edge9' in the collector's store (sensors: edge1, edge2)",
     )
-    one_line_error(query("--server", server, "--interface", "eth0", "top"), "--interface")
+    # --interface alone asks for an interface of the server itself: a collector has none
+    one_line_error(query("--server", server, "--interface", "eth0", "top"), "sensor: '/eth0'", "--sensor")
     one_line_error(query("--server", server, "--sensor", "edge1", "watch-epochs", "--count", "1"), "--sensor")
 
 

@@ -371,13 +371,17 @@ ERRORS = [
         "sensor.metrics_address: '0.0.0.0:70000': port 70000 is out of range 1..65535",
     ),
     ("sensor: {metrics_address: '0.0.0.0:0'}", "sensor.metrics_address: '0.0.0.0:0': port 0 is out of range 1..65535"),
+    ("sensor: {interfaces: [eth0, eth1, eth0]}", "sensor.interfaces: 'eth0' is listed twice"),
+    ("sensor: {interfaces: {eth0: 1}}", "sensor.interfaces: expected a list of interface names, got a mapping"),
+    ("sensor: {interfaces: [eth0, 5]}", "sensor.interfaces: 5 is not an interface name"),
+    ("sensor: {interfaces: [a/b]}", "sensor.interfaces: 'a/b' is not an interface name (no '/', ':' or spaces)"),
     ("- 1", "expected a mapping with sensor, tasks, alerts, api, store and fleet, got a list"),
     # structure and typos
     ("sensr: {}", "sensr: unknown option (did you mean 'sensor'?)"),
     ("sensor: {epcoh: 5s}", "sensor.epcoh: unknown option (did you mean 'epoch'?)"),
     (
         "sensor: {zzz: 1}",
-        "sensor.zzz: unknown option (valid: id, epoch, mode, flow_capacity, ringbuf_pages, top, max_kernel_memory, timestamps, sketch_mode, metrics_address)",
+        "sensor.zzz: unknown option (valid: id, epoch, mode, flow_capacity, ringbuf_pages, top, max_kernel_memory, timestamps, sketch_mode, metrics_address, interfaces)",
     ),
     (
         "tasks: [" + CM + "}, " + CM.replace("a,", "b,") + ", widht: 1024}]",
@@ -491,6 +495,13 @@ ERRORS = [
     ("sensor: {mode: '${1X}'}", "sensor.mode: bad variable reference ${1X} (use ${VAR} or ${VAR:-default})"),
     ("sensor: {mode: '${X'}", "sensor.mode: unterminated ${ (write $${ for a literal ${)"),
 ]
+
+
+def test_interfaces(tmp_path):
+    assert parse_config("").sensor.interfaces == ()
+    assert parse_config("sensor: {interfaces: [veth1, veth0]}").sensor.interfaces == ("veth1", "veth0")
+    assert parse_config("sensor: {interfaces: eth0}").sensor.interfaces == ("eth0",)
+    assert parse_config("sensor: {interfaces: ['${IF:-eth9}']}", env={}).sensor.interfaces == ("eth9",)
 
 
 @pytest.mark.parametrize("text,expected", ERRORS, ids=[e[1].split(":")[0] + f"-{i}" for i, e in enumerate(ERRORS)])

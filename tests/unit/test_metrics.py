@@ -367,3 +367,34 @@ def test_sink_delivery_is_exported(reg):
     assert val(reg, "netspectra_sink_epochs_delivered_total", sink="store") == 2
     assert val(reg, "netspectra_sink_up", sink="store") == 1
     q.close()
+
+
+def test_combined_interfaces_one_exposition():
+    """Several interfaces, one endpoint: each family once (the text format
+    refuses a name twice), every interface's series under its label, the
+    shares of process-wide counts added, build_info once."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from netspectra.metrics import Combined
+
+    a = SensorCollector("eth0", LAY, 10, 100, {"countmin": 1})
+    b = SensorCollector("eth1", LAY, 10, 100, {"countmin": 2})
+    for c in (a, b):
+        c.process_interface = "eth0+eth1"
+        c.alerting([("scanner", "warning")], ["hook"])
+    a.observe(snapshot(totals={"all": (5, 500), "out_ipv4": (5, 500), "proto_udp": (5, 500)}))
+    b.observe(snapshot(totals={"all": (7, 700), "out_ipv4": (7, 700), "proto_tcp": (7, 700)}))
+    a.notification_failed("hook")
+    b.notification_failed("hook")
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(Combined([a, b]))
+    text = generate_latest(reg).decode()
+    names = [f.name for f in text_string_to_metric_families(text)]
+    assert len(names) == len(set(names))
+    get = reg.get_sample_value
+    assert get("netspectra_packets_total", {"interface": "eth0", "proto": "udp"}) == 5
+    assert get("netspectra_packets_total", {"interface": "eth1", "proto": "tcp"}) == 7
+    assert get("netspectra_packets_total", {"interface": "eth1", "proto": "udp"}) == 0
+    assert get("netspectra_kernel_memory_bytes", {"interface": "eth1", "map": "countmin"}) == 2
+    assert get("netspectra_notifications_failed_total", {"notifier": "hook"}) == 2
+    assert text.count("netspectra_build_info{") == 1

@@ -57,20 +57,22 @@ class Counter(_message.Message):
     def __init__(self, packets: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class EpochRange(_message.Message):
-    __slots__ = ("first", "last", "start", "end", "source", "records")
+    __slots__ = ("first", "last", "start", "end", "source", "records", "interface")
     FIRST_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    INTERFACE_FIELD_NUMBER: _ClassVar[int]
     first: int
     last: int
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     source: str
     records: int
-    def __init__(self, first: _Optional[int] = ..., last: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., records: _Optional[int] = ...) -> None: ...
+    interface: str
+    def __init__(self, first: _Optional[int] = ..., last: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., records: _Optional[int] = ..., interface: _Optional[str] = ...) -> None: ...
 
 class TimeRange(_message.Message):
     __slots__ = ("since", "until")
@@ -124,7 +126,7 @@ class HistoryStatus(_message.Message):
     def __init__(self, store: _Optional[str] = ..., up: _Optional[bool] = ..., epochs_written: _Optional[int] = ..., epochs_lost: _Optional[int] = ..., epochs_waiting: _Optional[int] = ..., oldest: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Status(_message.Message):
-    __slots__ = ("version", "interface", "ifindex", "xdp_mode", "pid", "started", "epoch_length", "epochs_completed", "epochs_kept", "keep_epochs", "latest", "kernel_memory", "kernel_memory_total", "flow_untracked", "candidates_lost", "total", "counters", "config", "range", "history")
+    __slots__ = ("version", "interface", "ifindex", "xdp_mode", "pid", "started", "epoch_length", "epochs_completed", "epochs_kept", "keep_epochs", "latest", "kernel_memory", "kernel_memory_total", "flow_untracked", "candidates_lost", "total", "counters", "config", "range", "history", "interfaces")
     class KernelMemoryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +161,7 @@ class Status(_message.Message):
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    INTERFACES_FIELD_NUMBER: _ClassVar[int]
     version: str
     interface: str
     ifindex: int
@@ -179,7 +182,8 @@ class Status(_message.Message):
     config: ConfigSummary
     range: RangeTotals
     history: HistoryStatus
-    def __init__(self, version: _Optional[str] = ..., interface: _Optional[str] = ..., ifindex: _Optional[int] = ..., xdp_mode: _Optional[str] = ..., pid: _Optional[int] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., epoch_length: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., epochs_completed: _Optional[int] = ..., epochs_kept: _Optional[int] = ..., keep_epochs: _Optional[int] = ..., latest: _Optional[_Union[EpochSummary, _Mapping]] = ..., kernel_memory: _Optional[_Mapping[str, int]] = ..., kernel_memory_total: _Optional[int] = ..., flow_untracked: _Optional[_Union[Counter, _Mapping]] = ..., candidates_lost: _Optional[int] = ..., total: _Optional[_Union[Counter, _Mapping]] = ..., counters: _Optional[_Mapping[str, Counter]] = ..., config: _Optional[_Union[ConfigSummary, _Mapping]] = ..., range: _Optional[_Union[RangeTotals, _Mapping]] = ..., history: _Optional[_Union[HistoryStatus, _Mapping]] = ...) -> None: ...
+    interfaces: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., interface: _Optional[str] = ..., ifindex: _Optional[int] = ..., xdp_mode: _Optional[str] = ..., pid: _Optional[int] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., epoch_length: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., epochs_completed: _Optional[int] = ..., epochs_kept: _Optional[int] = ..., keep_epochs: _Optional[int] = ..., latest: _Optional[_Union[EpochSummary, _Mapping]] = ..., kernel_memory: _Optional[_Mapping[str, int]] = ..., kernel_memory_total: _Optional[int] = ..., flow_untracked: _Optional[_Union[Counter, _Mapping]] = ..., candidates_lost: _Optional[int] = ..., total: _Optional[_Union[Counter, _Mapping]] = ..., counters: _Optional[_Mapping[str, Counter]] = ..., config: _Optional[_Union[ConfigSummary, _Mapping]] = ..., range: _Optional[_Union[RangeTotals, _Mapping]] = ..., history: _Optional[_Union[HistoryStatus, _Mapping]] = ..., interfaces: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ConfigSummary(_message.Message):
     __slots__ = ("source", "flow_capacity", "ringbuf_pages", "timestamps", "top", "tasks", "alert_rules", "metrics_address", "tls", "client_auth", "token_auth")
@@ -498,7 +502,7 @@ class TaskKeys(_message.Message):
     def __init__(self, heavy_hitters: _Optional[_Iterable[_Union[KeyCount, _Mapping]]] = ..., spreaders: _Optional[_Iterable[_Union[Spreader, _Mapping]]] = ...) -> None: ...
 
 class EpochSummary(_message.Message):
-    __slots__ = ("epoch", "start", "end", "total", "counters", "flows", "flow_untracked", "candidates", "candidates_lost", "tasks", "processing", "exact")
+    __slots__ = ("epoch", "start", "end", "total", "counters", "flows", "flow_untracked", "candidates", "candidates_lost", "tasks", "processing", "exact", "interface")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -525,6 +529,7 @@ class EpochSummary(_message.Message):
     TASKS_FIELD_NUMBER: _ClassVar[int]
     PROCESSING_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
+    INTERFACE_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
@@ -537,7 +542,8 @@ class EpochSummary(_message.Message):
     tasks: _containers.MessageMap[str, TaskKeys]
     processing: _duration_pb2.Duration
     exact: bool
-    def __init__(self, epoch: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[_Union[Counter, _Mapping]] = ..., counters: _Optional[_Mapping[str, Counter]] = ..., flows: _Optional[int] = ..., flow_untracked: _Optional[_Union[Counter, _Mapping]] = ..., candidates: _Optional[int] = ..., candidates_lost: _Optional[int] = ..., tasks: _Optional[_Mapping[str, TaskKeys]] = ..., processing: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., exact: _Optional[bool] = ...) -> None: ...
+    interface: str
+    def __init__(self, epoch: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[_Union[Counter, _Mapping]] = ..., counters: _Optional[_Mapping[str, Counter]] = ..., flows: _Optional[int] = ..., flow_untracked: _Optional[_Union[Counter, _Mapping]] = ..., candidates: _Optional[int] = ..., candidates_lost: _Optional[int] = ..., tasks: _Optional[_Mapping[str, TaskKeys]] = ..., processing: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., exact: _Optional[bool] = ..., interface: _Optional[str] = ...) -> None: ...
 
 class StreamAlertsRequest(_message.Message):
     __slots__ = ("replay",)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import sys
 
 # gRPC's C core logs to stderr on its own (bind failures, TLS handshakes); every
 # failure here is reported once, as one line, by the code that sees it.
@@ -62,7 +63,7 @@ def attach(ifaces, config_path, mode, epoch, as_json, metrics_address, api_addre
     """Attach to each IFACE (default: the config's sensor.interfaces) and report
     every epoch until Ctrl-C or SIGTERM: one XDP program per interface, one
     metrics endpoint and one query API for them all."""
-    from .sensor import SensorError
+    from .sensor import Interrupted, SensorError
     from .sensor import attach as do_attach
 
     cfg = _load(config_path)
@@ -77,6 +78,16 @@ def attach(ifaces, config_path, mode, epoch, as_json, metrics_address, api_addre
         do_attach(list(names), cfg, mode or cfg.sensor.mode, epoch or cfg.sensor.epoch_s, as_json)
     except SensorError as e:
         _fail(str(e))
+    except Interrupted as e:
+        click.echo(f"netspectra: {e}", err=True)
+        if e.compiling:  # LLVM still runs in a worker thread: an interpreter exit could crash under it
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        sys.exit(130)
+    except KeyboardInterrupt:  # before the programs load (after, SIGINT stops the sensor's loop)
+        click.echo("netspectra: interrupted; nothing attached", err=True)
+        sys.exit(130)
 
 
 def _override_addresses(cfg: Config, metrics: str | None, api: str | None) -> Config:
@@ -183,7 +194,6 @@ def analyze(files, epoch, as_json, top, config_path, save_sketch, store_url):
 
     Exit status: 0 ok, 1 a file was damaged (the report covers the records
     before the damage), 2 a file could not be read at all."""
-    import sys
 
     from .offline import OfflineError
     from .offline import analyze as do_analyze

@@ -27,6 +27,15 @@ class SensorError(Exception):
     pass
 
 
+class Interrupted(Exception):
+    """Ctrl-C during start-up, after everything attached so far was detached.
+    `compiling`: a compilation may still run in a worker thread (see compile_program)."""
+
+    def __init__(self, msg: str, compiling: bool = False):
+        super().__init__(msg)
+        self.compiling = compiling
+
+
 def run_dir() -> Path:
     return Path(os.environ.get("NETSPECTRA_RUN_DIR", "/run/netspectra"))
 
@@ -110,13 +119,18 @@ def all_name(ifaces) -> str:
 def attach(ifaces, cfg: Config, mode: str, epoch_s: float, as_json: bool, out=sys.stdout, err=sys.stderr) -> None:
     """Attach to every interface of `ifaces` (a name or a list): one XDP
     program each, one metrics endpoint and one query API for them all."""
-    from .kernel.program import possible_cpus
+    from .kernel.program import KernelError, check_headers, import_bcc, possible_cpus
 
     ifaces = [ifaces] if isinstance(ifaces, str) else list(ifaces)
     check_privileges()
     ifindexes = {i: ifindex_of(i) for i in ifaces}
     for i in ifaces:
         check_free(i, ifindexes[i])
+    try:  # what Program checks too, here before any "compiling" line: a refusal stays one line
+        check_headers()
+        import_bcc()
+    except KernelError as e:
+        raise SensorError(str(e)) from None
     ncpus = possible_cpus()
     lay = layout(cfg.tasks, ncpus)
     collectors, _, server = start_metrics(ifaces, cfg, lay)
@@ -147,6 +161,7 @@ class Tap:
         self.api = None  # api.server.ApiServer publishing this interface's epochs (not listening when several)
         self.prog = self.link = self.agent = self.fanout = self.alerts = None
         self.mode = ""
+        self.ready_s = 0.0  # compiling, loading and attaching took this long
         self.mem: dict = {}
         self.state = state_path(iface)
         self.info: dict = {}
@@ -330,19 +345,55 @@ def start_alerts(iface: str, cfg: Config, collector, err=sys.stderr, flow_capaci
     return engine, dispatcher.start()
 
 
-def _load_program(t: Tap, cfg, lay, ncpus, mode, epoch_s) -> None:
-    """Load the program for one interface and attach it (a bpf_link); its state file."""
+def compile_program(iface: str, build, err=sys.stderr, poll_s: float = 0.1):
+    """build() (the bcc compilation and load: 1-13 s of LLVM) in a worker
+    thread, saying so on err first; its result, or its exception raised here.
+
+    Why a thread: LLVM runs in C and only returns to Python when done, so the
+    main thread could not see Ctrl-C until then.  Waiting on the worker in
+    short joins lets KeyboardInterrupt through at once; it becomes
+    Interrupted(compiling=True), and the worker (a daemon) is left running:
+    the caller must leave with os._exit(), as a normal interpreter exit would
+    run C++ destructors under the live LLVM thread."""
+    print(f"netspectra: compiling the XDP program for {iface} (bcc, a few seconds)...", file=err, flush=True)
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["value"] = build()
+        except BaseException as e:  # handed to the main thread
+            result["error"] = e
+
+    worker = threading.Thread(target=run, name=f"netspectra-compile-{iface}", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(poll_s)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted while compiling; nothing attached", compiling=True) from None
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def _load_program(t: Tap, cfg, lay, ncpus, mode, epoch_s, err=sys.stderr) -> None:
+    """Compile and load the program for one interface and attach it (a bpf_link)."""
     from .kernel import libbpf
     from .kernel.program import KernelError, Program
 
+    began = time.monotonic()
     try:
-        t.prog = Program(
-            lay,
-            cfg.sensor.flow_capacity,
-            cfg.sensor.ringbuf_pages,
-            ncpus,
-            timestamps=cfg.sensor.timestamps,
-            every_packet=cfg.sensor.sketch_mode == "every_packet",
+        t.prog = compile_program(
+            t.iface,
+            lambda: Program(
+                lay,
+                cfg.sensor.flow_capacity,
+                cfg.sensor.ringbuf_pages,
+                ncpus,
+                timestamps=cfg.sensor.timestamps,
+                every_packet=cfg.sensor.sketch_mode == "every_packet",
+            ),
+            err,
         )
     except KernelError as e:
         raise SensorError(str(e)) from None
@@ -360,6 +411,7 @@ def _load_program(t: Tap, cfg, lay, ncpus, mode, epoch_s) -> None:
             raise SensorError(f"{iface} does not support native XDP; use --mode generic or auto") from None
         raise SensorError(f"cannot attach XDP to {iface} ({mode} mode): {e.strerror}") from None
     t.mode = libbpf.xdp_attach_mode(t.ifindex) if mode == "auto" else mode  # what the kernel chose
+    t.ready_s = time.monotonic() - began
     if t.api is not None:
         t.api.queries.info["kernel_memory"] = dict(t.mem)
         t.api.queries.info["xdp_mode"] = t.mode
@@ -386,7 +438,10 @@ def _attach(taps, cfg, lay, ncpus, mode, epoch_s, as_json, api, out, err) -> Non
     names = [t.iface for t in taps]
     try:
         for t in taps:
-            _load_program(t, cfg, lay, ncpus, mode, epoch_s)
+            _load_program(t, cfg, lay, ncpus, mode, epoch_s, err)
+    except KeyboardInterrupt:  # between compilations, or while attaching
+        _detach_all(taps)
+        raise Interrupted("interrupted while attaching; nothing attached") from None
     except BaseException:
         _detach_all(taps)
         raise
@@ -412,7 +467,7 @@ def _attach(taps, cfg, lay, ncpus, mode, epoch_s, as_json, api, out, err) -> Non
         t.state.write_text(json.dumps(t.info))
         mem = t.mem
         print(
-            f"netspectra: attached to {t.iface} (ifindex {t.ifindex}, {t.mode} mode, bpf_link), "
+            f"netspectra: attached to {t.iface} (ifindex {t.ifindex}, {t.mode} mode, bpf_link) in {t.ready_s:.1f} s, "
             f"kernel memory {human_bytes(sum(mem.values()))} "
             f"({', '.join(f'{k} {human_bytes(v)}' for k, v in mem.items())})",
             file=err,

@@ -6,6 +6,7 @@ look at the interface from outside to see what it leaves behind.
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -83,6 +84,7 @@ def test_sigterm_reports_last_epoch_and_detaches(veth):
     out, err = finish(proc)
     assert proc.returncode == 0, err
     assert "native mode" in err  # auto: veth supports native XDP, and the sensor says what it got
+    assert f"compiling the XDP program for {veth.dev_b}" in err and re.search(r"bpf_link\) in \d+\.\d s", err)
     assert xdp_id(veth) == 0
     epochs = [json.loads(line) for line in out.splitlines()]
     assert len(epochs) == 1  # the partial epoch, read at exit
@@ -90,6 +92,29 @@ def test_sigterm_reports_last_epoch_and_detaches(veth):
     assert flows == [dict(flows[0], packets=123, bytes=12300)]
     assert flows[0]["dst"] == "10.2.2.2" and (flows[0]["sport"], flows[0]["dport"], flows[0]["proto"]) == (1, 2, 17)
     assert not list(Path(os.environ["NETSPECTRA_RUN_DIR"]).glob("*.json"))
+
+
+def test_ctrl_c_while_compiling_exits_cleanly(veth):
+    proc = start(veth, "--epoch", "1s")
+    deadline = time.monotonic() + 30
+    while "compiling the XDP program" not in Path(proc.err.name).read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, "no compiling line"
+        time.sleep(0.02)
+    time.sleep(0.2)  # into LLVM (1-13 s)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = finish(proc, timeout=20)
+    took = time.monotonic() - sent
+    assert "attached to" not in err, "compiled before the signal: nothing tested"
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.splitlines() == [
+        f"netspectra: compiling the XDP program for {veth.dev_b} (bcc, a few seconds)...",
+        "netspectra: interrupted while compiling; nothing attached",
+    ]
+    assert took < 10, took  # no wait for LLVM to finish (loose: two shared cores)
+    assert xdp_id(veth) == 0
+    assert not list(Path(os.environ["NETSPECTRA_RUN_DIR"]).glob("*"))
 
 
 def test_sigkill_leaves_no_program_attached(veth):

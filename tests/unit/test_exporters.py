@@ -146,6 +146,25 @@ def test_promtool_check_example_config():
     assert "1 rule files found" in p.stdout + p.stderr
 
 
+def test_example_config_sets_no_target_label_the_sensor_exposes():
+    # The sensor's `sensor` label (netspectra_build_info) would become exported_sensor.
+    cfg = yaml.safe_load(PROMETHEUS.read_text())
+    for job in cfg["scrape_configs"]:
+        for sc in job.get("static_configs", []):
+            assert "sensor" not in sc.get("labels", {}), job["job_name"]
+
+
+def test_every_alert_carries_the_sensor_id():
+    # Joined from netspectra_build_info, like the sensor's own alerts carry it.
+    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    joined = ["netspectra_build_info"] + [
+        r["record"] for r in rules if "record" in r and "netspectra_build_info" in r["expr"]
+    ]
+    for r in rules:
+        if "alert" in r:
+            assert any(j in r["expr"] for j in joined), r["alert"]
+
+
 def test_amtool_check_config():
     run(tool("amtool"), "check-config", ALERTMANAGER)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
@@ -136,7 +135,7 @@ def status(as_json):
         click.echo("no netspectra sensor is running")
         return
     for r in rows:
-        since = datetime.datetime.fromtimestamp(r["started"]).isoformat(timespec="seconds")
+        since = fmt_time(r["started"], local=True)
         state = "running" if r["alive"] else "stale (process gone; XDP detached with it)"
         where = "" if r["here"] else " (other netns)"
         epochs = f", {r['last_epoch'] + 1} epochs, {r['last_packets']} packets last epoch" if "last_epoch" in r else ""

@@ -136,11 +136,22 @@ def parse_time(text: str, now: float) -> float:
     return when.timestamp()
 
 
-def fmt_time(t: float) -> str:
-    """Unix seconds as parse_time() reads them back: 2026-12-01T10:00:00Z."""
-    import time
+def fmt_time(t: float, local: bool = False, ms: bool = False, date: bool = True) -> str:
+    """Unix seconds as people read them and parse_time() reads them back,
+    always with the zone (the one helper of every time shown, so they stay
+    alike): UTC as 2026-12-01T10:00:00Z, or, with `local`, the host's time
+    with its offset, 2026-12-01T11:00:00+01:00.  `ms`: with milliseconds;
+    `date=False`: the time of day only (11:00:00.250+01:00), for tables whose
+    rows are all of one day or so."""
+    import datetime as dt
 
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    when = dt.datetime.fromtimestamp(t, dt.UTC)
+    if local:
+        when = when.astimezone()
+    text = when.isoformat(timespec="milliseconds" if ms else "seconds")
+    if text.endswith("+00:00") and not local:
+        text = text[:-6] + "Z"
+    return text if date else text.split("T", 1)[1]
 
 
 def without_password(url: str) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
+from ..configkit import fmt_time
 from .engine import Event
 from .rules import NotifierSpec
 
@@ -135,7 +136,9 @@ class EmailNotifier(Notifier):
         subject = f"[netspectra] {', '.join(parts)}: {first.rule} on {first.labels.get('sensor', '')}"
         lines, rows = [], []
         for ev in events:
-            when = f"since {iso(ev.starts_at)}" + (f", ended {iso(ev.ends_at)}" if ev.ends_at is not None else "")
+            when = f"since {fmt_time(ev.starts_at)}" + (
+                f", ended {fmt_time(ev.ends_at)}" if ev.ends_at is not None else ""
+            )
             lines.append(f"[{ev.status.upper()}] {ev.labels['severity']} {ev.rule}: {ev.summary} ({when})")
             lines.append(f"    {ev.description}")
             lines.append("    " + " ".join(f"{k}={v}" for k, v in ev.labels.items() if v != ""))

@@ -10,12 +10,12 @@ to try (unreachable sensor, refused token, bad argument).
 
 from __future__ import annotations
 
-import datetime
 import os
 from collections.abc import Iterator
 
 import grpc
 
+from ..configkit import fmt_time
 from ..view import human_bytes
 from .queries import key_text
 from .v1 import sensor_pb2 as pb
@@ -197,12 +197,12 @@ class StoreClient:
 
 
 def _time(ts) -> str:
-    t = ts.ToDatetime(tzinfo=datetime.UTC).astimezone()
-    return t.strftime("%H:%M:%S.%f")[:-3]
+    """A protobuf Timestamp as local time of day with its offset (11:00:00.250+01:00)."""
+    return fmt_time(ts.seconds + ts.nanos / 1e9, local=True, ms=True, date=False)
 
 
 def _date_time(ts) -> str:
-    return f"{ts.ToDatetime(tzinfo=datetime.UTC).astimezone():%Y-%m-%d %H:%M:%S}"
+    return fmt_time(ts.seconds + ts.nanos / 1e9, local=True)
 
 
 def _epochs(r: pb.EpochRange) -> str:
@@ -254,7 +254,7 @@ def render_status(s: pb.Status) -> str:
     auth = [a for a, on in (("TLS", c.tls), ("client certificates", c.client_auth), ("token", c.token_auth)) if on]
     lines = [
         f"sensor     {s.interface} (ifindex {s.ifindex}, {s.xdp_mode or '?'} XDP), pid {s.pid}, version {s.version}",
-        f"started    {s.started.ToDatetime(tzinfo=datetime.UTC).astimezone():%Y-%m-%d %H:%M:%S %Z}, "
+        f"started    {_date_time(s.started)}, "
         f"epoch {s.epoch_length.ToTimedelta().total_seconds():g}s, {s.epochs_completed} epochs completed, "
         f"{s.epochs_kept} of {s.keep_epochs} kept for queries",
         f"config     {c.source}: {c.tasks} tasks, {c.alert_rules} alert rules, flow capacity {c.flow_capacity}, "

@@ -550,6 +550,7 @@ def test_email():
         plain = msg.get_body(("plain",)).get_content()
         html = msg.get_body(("html",)).get_content()
         assert "[FIRING] critical hh" in plain and "[RESOLVED] critical hh" in plain and "src_ip=10.0.0.1" in plain
+        assert "(since 2023-11-14T22:13:20Z)" in plain and "ended 2023-11-14T22:13:50Z)" in plain  # UTC, said so
         assert "<table" in html and "src_ip=10.0.0.1" in html and "resolved" in html
     finally:
         srv.shutdown()

@@ -1,0 +1,69 @@
+"""Fixtures for the installed forms of netspectra: a wheel in a fresh venv,
+`make install`, the Debian package.  The heavy steps run once per session."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def system_python() -> str:
+    """The distribution's python3 when it is the version the wheel is built
+    for (what a user's venv would use), else this interpreter's base."""
+    want = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for exe in ("/usr/bin/python3", sys._base_executable):
+        r = subprocess.run([exe, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
+                           capture_output=True, text=True)  # fmt: skip
+        if r.returncode == 0 and r.stdout.strip() == want:
+            return exe
+    pytest.fail(f"no python{want} with the venv module (apt-get install python3-venv)")
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The project's wheel, built once (with this environment's build tools)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
+        check=True, capture_output=True, cwd=ROOT,
+    )  # fmt: skip
+    (whl,) = out.glob("netspectra-*.whl")
+    return whl
+
+
+@pytest.fixture(scope="session")
+def fresh_venv(wheel, tmp_path_factory) -> Path:
+    """A new venv outside the repository with the wheel and its dependencies
+    (from PyPI or pip's cache), and no bcc of its own."""
+    venv = tmp_path_factory.mktemp("venv") / "env"
+    subprocess.run([system_python(), "-m", "venv", str(venv)], check=True, capture_output=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True, capture_output=True)
+    return venv
+
+
+@pytest.fixture
+def veth(tmp_path):
+    """A veth pair in throwaway namespaces."""
+    from netspectra.netns import VethPair
+
+    with VethPair() as v:
+        yield v
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    """State (run) and history (data) directories for one sensor run."""
+    run, data = tmp_path / "run", tmp_path / "data"
+    data.mkdir()
+    return run, data
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if not path:
+        pytest.fail(f"{tool} not found")
+    return path

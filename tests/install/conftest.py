@@ -67,3 +67,23 @@ def need(tool: str) -> str:
     if not path:
         pytest.fail(f"{tool} not found")
     return path
+
+
+def make(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`make ARGS` in the repository with this environment as the build venv."""
+    venv = Path(sys.executable).parent.parent
+    r = subprocess.run(["make", "-s", "-C", str(ROOT), f"VENV={venv}", *args],
+                       capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return r
+
+
+# What an install may touch; snapshots of these before and after must match.
+INSTALL_ROOTS = ("/opt", "/usr/local/bin", "/usr/local/lib", "/usr/local/share", "/usr/bin", "/usr/share/doc",
+                 "/usr/share/man/man1", "/usr/lib/systemd/system", "/lib/systemd/system", "/etc", "/var/lib")  # fmt: skip
+
+
+def snapshot() -> set[str]:
+    """Every path under INSTALL_ROOTS (one file system each, no /proc surprises)."""
+    out = subprocess.run(["find", *INSTALL_ROOTS, "-xdev"], capture_output=True, text=True).stdout
+    return set(out.splitlines())

@@ -87,5 +87,8 @@ install: wheel ## install to $(OPT) + $(PREFIX) (PREFIX=/usr/local, DESTDIR hono
 uninstall: ## remove exactly what `make install` put there (its manifest, $(OPT)/install-manifest)
 	$(INSTALL_ENV) bash scripts/install.sh uninstall
 
+deb: wheel ## dist/netspectra_<version>_<arch>.deb: the same layout with PREFIX=/usr (dpkg-deb)
+	PYTHON="$(PYTHON)" PIP="$(abspath $(PY)) -m pip" bash scripts/deb.sh dist/netspectra-$(VERSION)-*.whl $(VERSION)
+
 clean: ## remove build outputs and the venv
 	rm -rf $(VENV) build dist *.egg-info netspectra/_sketch.c netspectra/*.so

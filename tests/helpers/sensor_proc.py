@@ -47,11 +47,15 @@ class SensorProc:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"sensor exited early: {self.finish()[1]}")
-            if xdp_id(self.v) and list(self.run_dir.glob("*.json")):
+            if xdp_id(self.v) and self.state_files():
                 return
             time.sleep(0.05)
         self.proc.kill()
         raise AssertionError(f"sensor did not attach: {self.finish()[1]}")
+
+    def state_files(self) -> list[Path]:
+        """This sensor's state file (run_dir may be shared, e.g. /run/netspectra)."""
+        return list(self.run_dir.glob(f"*.{self.v.dev_b}.json"))
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -79,7 +83,7 @@ def attach_count_detach(v, argv: list[str], run_dir: Path, n: int = 123, sig=sig
     assert [(f["dst"], f["sport"], f["dport"], f["proto"], f["packets"], f["bytes"]) for f in flows] == [
         ("10.2.2.2", 1, 2, 17, n, n * 100)
     ], flows
-    assert not list(run_dir.glob("*.json"))
+    assert not s.state_files()
     return epochs[-1]
 
 

@@ -10,9 +10,9 @@ from setuptools import Extension, setup
 ext = Extension(
     "netspectra._sketch",
     ["netspectra/_sketch.pyx"],
-    # bpf/ for parse.h (the XDP parser, reused offline), netspectra/ for parse_user.h
-    include_dirs=[numpy.get_include(), "bpf", "netspectra"],
-    depends=["bpf/parse.h", "bpf/netspectra.h", "netspectra/parse_user.h", "netspectra/_flows.pxi", "netspectra/_pcap.pxi"],
+    # netspectra/bpf for parse.h (the XDP parser, reused offline), netspectra/ for parse_user.h
+    include_dirs=[numpy.get_include(), "netspectra/bpf", "netspectra"],
+    depends=["netspectra/bpf/parse.h", "netspectra/bpf/netspectra.h", "netspectra/parse_user.h", "netspectra/_flows.pxi", "netspectra/_pcap.pxi"],
     extra_compile_args=["-O3"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from netspectra import packets as P
+from netspectra.kernel.program import BPF_DIR  # noqa: F401  (the sensor's sources, package data)
 
 REPO = Path(__file__).resolve().parent.parent
-BPF_DIR = REPO / "bpf"
 BENCH_BPF_DIR = Path(__file__).resolve().parent / "bpf"
 
 

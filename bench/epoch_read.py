@@ -2,7 +2,7 @@
 
     python -m bench.epoch_read [--flows 100000] [--repeats 5] [--scale 1000000]
 
-With the default configuration loaded into the real program (bpf/sensor.c,
+With the default configuration loaded into the real program (netspectra/bpf/sensor.c,
 nothing attached; traffic comes from BPF_PROG_TEST_RUN) it measures, as CPU
 time of the calling thread (the RCU wait in flip() sleeps, it costs no CPU):
   agent     Agent.epoch() after `flows` distinct flows went through the program,

@@ -7,7 +7,7 @@ round so machine noise hits all programs alike:
   noop          an XDP program that returns XDP_PASS
   minimal_flow  parse + one per-CPU hash lookup/insert of the 5-tuple,
                 packets and bytes (bench/bpf/minimal_flow.c)
-  sensor        bpf/sensor.c with the default configuration (hybrid: the
+  sensor        netspectra/bpf/sensor.c with the default configuration (hybrid: the
                 flow table holds every flow, the sketch tasks see nothing;
                 the agent's millisecond clock running, as at high rates)
 and, unless --no-breakdown, variants that attribute the sensor's cost: parse
@@ -216,11 +216,17 @@ def main(argv=None) -> None:
         names = ", ".join(t.name for t in tasks)
         subjects.append(
             load_sensor(
-                "sensor", tasks, args.capacity, ncpus, f"bpf/sensor.c, default config (hybrid, ms clock): {names}"
+                "sensor",
+                tasks,
+                args.capacity,
+                ncpus,
+                f"netspectra/bpf/sensor.c, default config (hybrid, ms clock): {names}",
             )
         )
         if not args.no_breakdown:
-            subjects.append(Subject("parse_only", fns["mf_parse"].fd, "ns_parse() of bpf/parse.h and nothing else"))
+            subjects.append(
+                Subject("parse_only", fns["mf_parse"].fd, "ns_parse() of netspectra/bpf/parse.h and nothing else")
+            )
             subjects.append(
                 Subject(
                     "minimal_table",

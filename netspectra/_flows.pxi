@@ -254,7 +254,7 @@ ctypedef packed struct _FlowRec:   # analysis.FLOW_RECORD (75 bytes)
     uint8_t icmp_type
     uint8_t icmp_code
 
-ctypedef struct _KFlow:            # struct ns_flow (bpf/netspectra.h)
+ctypedef struct _KFlow:            # struct ns_flow (netspectra/bpf/netspectra.h)
     uint64_t key[5]
     uint32_t gen
     uint8_t tcp_flags

@@ -2,8 +2,8 @@
 #
 # A capture file is memory-mapped by netspectra/offline.py and walked here in
 # C without the GIL: every record is parsed with the XDP program's own parser
-# (bpf/parse.h, compiled for userspace through netspectra/parse_user.h) and
-# counted exactly as bpf/sensor.c counts a frame in its hybrid mode -- totals
+# (netspectra/bpf/parse.h, compiled for userspace through netspectra/parse_user.h) and
+# counted exactly as netspectra/bpf/sensor.c counts a frame in its hybrid mode -- totals
 # slots, the exact flow table; the sketch tasks only for a record the table
 # cannot hold, the flows entering them when the epoch closes (sketch_flows) --
 # except that the byte count is the record's original (on-the-wire) length.

@@ -1,6 +1,6 @@
 """Type stub of netspectra/_sketch.pyx: sketch hot paths (hashing, Count-Min,
 SuperSpread as a virtual HyperLogLog, per-CPU merge).  Bit-identical to
-bpf/sensor.c; oracle in netspectra/_sketch_ref.py.
+netspectra/bpf/sensor.c; oracle in netspectra/_sketch_ref.py.
 
 Hash spec v2: ns_hash(w, m, seed) = fmix64(fold(w, m) ^ seed); fold starts at
 0 and folds only the words whose mask is non-zero.
@@ -177,7 +177,7 @@ def ctl_flip(ctl: npt.NDArray, set: int, gen: int) -> None:
 
 # ---------------------------------------------------------------- offline capture walk (_pcap.pxi)
 # Private to netspectra.offline: the per-packet path over a memory-mapped
-# capture, parsing with bpf/parse.h and counting like bpf/sensor.c (byte
+# capture, parsing with netspectra/bpf/parse.h and counting like netspectra/bpf/sensor.c (byte
 # count = the record's original length).
 
 PCAP_DONE: int  # end of the file

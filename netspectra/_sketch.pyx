@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
 """Sketch hot paths: key hashing, Count-Min, SuperSpread, per-CPU merge.
 
-Bit-identical to ns_hash() and the sketch updates of bpf/sensor.c; the plain
+Bit-identical to ns_hash() and the sketch updates of netspectra/bpf/sensor.c; the plain
 Python oracle is netspectra/_sketch_ref.py.  Every per-key or per-element loop
 is C over typed memoryviews and runs without the GIL; the Python level of each
 function only checks shapes and bounds (boundscheck is off, so those checks are
@@ -156,7 +156,7 @@ cdef inline uint64_t ns_fold(const uint64_t* w, const uint64_t* m) noexcept nogi
 
 
 cdef inline uint64_t ns_fmix(uint64_t h) noexcept nogil:
-    """fmix64, the second stage of hash spec v2 (ns_fmix in bpf/sensor.c)."""
+    """fmix64, the second stage of hash spec v2 (ns_fmix in netspectra/bpf/sensor.c)."""
     h ^= h >> 33
     h *= FMIX_1
     h ^= h >> 33

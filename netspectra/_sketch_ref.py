@@ -1,7 +1,7 @@
 """Plain-Python reference of the sketch arithmetic: the test oracle.
 
 Slow and obvious on purpose.  Every function works on Python ints, lists and
-bytearrays, and follows the specification that bpf/sensor.c and
+bytearrays, and follows the specification that netspectra/bpf/sensor.c and
 netspectra/_sketch.pyx implement; tests/unit/test_sketch.py checks that the
 Cython code produces bit-identical arrays.
 

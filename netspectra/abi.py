@@ -1,4 +1,4 @@
-"""Python mirror of bpf/netspectra.h: the kernel/user ABI.
+"""Python mirror of netspectra/bpf/netspectra.h: the kernel/user ABI.
 
 Every struct is a numpy dtype with explicit offsets, so arrays read from the
 kernel (mmap, batch lookups, ring buffer) are viewed without copying.
@@ -192,7 +192,7 @@ CAND = np.dtype(
     }
 )
 
-# bcc table names, as declared in bpf/sensor.c.
+# bcc table names, as declared in netspectra/bpf/sensor.c.
 MAP_NAMES = (
     "ns_ctl",
     "ns_cfg",

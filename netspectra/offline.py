@@ -7,8 +7,8 @@
     rep.errors         # ["FILE: byte N: what is wrong"] of damaged files
     rep.files          # [{"path", "format", "packets", "bytes", "linktypes", ...}]
 
-Every record is parsed by the XDP program's own parser (bpf/parse.h, compiled
-for userspace) and counted exactly as bpf/sensor.c counts a frame: totals
+Every record is parsed by the XDP program's own parser (netspectra/bpf/parse.h, compiled
+for userspace) and counted exactly as netspectra/bpf/sensor.c counts a frame: totals
 slots and exact flows; the sketch tasks see each epoch's flows when it closes
 (and, per packet, what the flow table could not hold), so the sketch arrays
 are bit-identical to the kernel's for the same frames -- except that the byte

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Userspace build of the XDP parser (bpf/parse.h) for the offline analyzer
+ * Userspace build of the XDP parser (netspectra/bpf/parse.h) for the offline analyzer
  * (netspectra/_pcap.pxi).  The parser is the same source the kernel runs;
  * this shim only supplies what the BPF build gets from bcc, and adds the
  * link-layer dispatch a capture file needs (XDP only ever sees Ethernet).
  *
- * Build: setup.py puts bpf/ and netspectra/ on the include path.
+ * Build: setup.py puts netspectra/bpf/ and netspectra/ on the include path.
  */
 #ifndef NETSPECTRA_PARSE_USER_H
 #define NETSPECTRA_PARSE_USER_H

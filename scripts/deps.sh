@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what netspectra needs from the distribution (Debian/Ubuntu), as root.
 #
-# bcc compiles bpf/sensor.c at start and needs kernel headers under
+# bcc compiles netspectra/bpf/sensor.c at start and needs kernel headers under
 # /lib/modules/$(uname -r)/build.  When the distribution packages no headers for
 # the running kernel (custom or newer kernels), install the distribution's
 # generic headers and point the running release's modules directory at them:
@@ -9,7 +9,7 @@
 set -euo pipefail
 
 release=$(uname -r)
-pkgs=(python3-bpfcc libbpf1 iproute2 procps tcpreplay tshark nfdump prometheus prometheus-alertmanager)
+pkgs=(python3-bpfcc python3-venv libbpf1 iproute2 procps tcpreplay tshark nfdump prometheus prometheus-alertmanager)
 need=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")

@@ -4,7 +4,7 @@
  * cost is compared with (bench/kernel_cost.py).  Never attached anywhere.
  *
  *   mf_noop  returns XDP_PASS and does nothing else.
- *   mf_parse ns_parse() (bpf/parse.h, the sensor's parser) and nothing else.
+ *   mf_parse ns_parse() (netspectra/bpf/parse.h, the sensor's parser) and nothing else.
  *   mf_flow  the minimal flow counter of flow-export agents: parse, then one
  *            per-CPU hash lookup of the 5-tuple; increment packets and bytes,
  *            or insert the entry when missing.
@@ -22,7 +22,7 @@
  *               resolution, no clock read)
  *   MF_TOTALS   count the packet in a per-CPU totals array slot, like ns_totals
  *
- * Requires -DMF_CAPACITY=<entries> and -I<repo>/bpf.
+ * Requires -DMF_CAPACITY=<entries> and -I<repo>/netspectra/bpf.
  */
 #include <uapi/linux/bpf.h>
 

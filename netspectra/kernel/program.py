@@ -8,9 +8,12 @@ sketch arrays and exact flows) without a syscall per key.
 from __future__ import annotations
 
 import ctypes as ct
+import importlib
 import mmap
 import platform
+import sys
 import threading
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,19 @@ from ..sketch import SketchSet
 from ..tasks import Layout, Sizes
 from . import libbpf
 
-BPF_DIR = Path(__file__).resolve().parent.parent.parent / "bpf"
+# The BPF C sources are package data (netspectra/bpf), so an installed wheel
+# carries them; bcc compiles them from the file system at start.
+BPF_DIR = Path(str(resources.files("netspectra") / "bpf"))
+
+# Where distributions install bcc's Python module (pure Python over ctypes and
+# libbcc.so, so any CPython 3 can import it): Debian/Ubuntu, then Fedora/RHEL/Arch.
+_minor = f"python{sys.version_info.major}.{sys.version_info.minor}"
+BCC_PATHS = (
+    "/usr/lib/python3/dist-packages",
+    f"/usr/lib/{_minor}/site-packages",
+    f"/usr/lib64/{_minor}/site-packages",
+    f"/usr/local/lib/{_minor}/dist-packages",
+)
 PAGE = mmap.PAGESIZE
 
 
@@ -47,20 +62,40 @@ def check_headers(release: str | None = None, root: str = "/lib/modules") -> Non
     if not (d / "include").is_dir() and not Path("/sys/kernel/kheaders.tar.xz").exists():
         rel = release or platform.release()
         raise KernelError(
-            f"kernel headers for {rel} not found ({d}): install linux-headers-{rel}, "
-            "or run `make deps` to link the distribution's headers (XDP needs only UAPI headers)"
+            f"kernel headers for {rel} not found in {d}: install linux-headers-{rel} "
+            f"(Debian/Ubuntu; kernel-devel-{rel} on Fedora), or see docs/install.md for a kernel without packaged headers"
         )
 
 
-def import_bcc():
+def check_sources(d: Path = BPF_DIR) -> None:
+    if not (d / "sensor.c").is_file():
+        raise KernelError(f"netspectra's BPF sources are missing ({d / 'sensor.c'}): reinstall netspectra")
+
+
+def import_bcc(paths: tuple[str, ...] = BCC_PATHS):
+    """bcc's Python module: the one importable here, else the distribution's.
+    Only a directory that holds bcc is added, at the END of sys.path, so it
+    never shadows what this environment installed."""
     try:
-        import bcc
-    except ImportError as e:
+        return importlib.import_module("bcc")
+    except ImportError:
+        pass
+    for d in paths:
+        if (Path(d) / "bcc" / "__init__.py").is_file():
+            if d not in sys.path:
+                sys.path.append(d)
+            break
+    try:
+        return importlib.import_module("bcc")
+    except ImportError:
         raise KernelError(
-            "the bcc Python module is not importable: install python3-bpfcc and run `make venv` "
-            f"(the venv links /usr/lib/python3/dist-packages/bcc) ({e})"
+            "bcc's Python module not found: install the distribution's package "
+            "(python3-bpfcc on Debian/Ubuntu, python3-bcc on Fedora)"
         ) from None
-    return bcc
+    except OSError as e:  # the module is there, libbcc.so is not
+        raise KernelError(
+            f"bcc's library cannot be loaded ({e}): install python3-bpfcc (python3-bcc on Fedora)"
+        ) from None
 
 
 def _mmap_array(fd: int, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[mmap.mmap, np.ndarray]:
@@ -93,6 +128,7 @@ class Program:
         timestamps: str = "millisecond",
         every_packet: bool = False,
     ):
+        check_sources()
         check_headers()
         bcc = import_bcc()
         self.layout = layout
@@ -106,7 +142,7 @@ class Program:
             self.bpf = bcc.BPF(src_file=str(BPF_DIR / "sensor.c").encode(), cflags=cflags)
             self.fn = self.bpf.load_func(b"ns_xdp", bcc.BPF.XDP)
         except Exception as e:  # bcc raises bare Exception with its own text
-            raise KernelError(f"cannot compile or load bpf/sensor.c: {str(e).splitlines()[0]}") from None
+            raise KernelError(f"cannot compile or load {BPF_DIR / 'sensor.c'}: {str(e).splitlines()[0]}") from None
         self.prog_fd = self.fn.fd
         s = self.sizes
         self._mm = []

@@ -189,7 +189,7 @@ def test_errors_are_one_line(veth, tmp_path):
          f"mount -t tmpfs none /lib/modules && ip netns exec {veth.ns_b} {BIN} attach {veth.dev_b}"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    one_line_error(r, "kernel headers", "not found", "make deps")
+    one_line_error(r, "kernel headers", "not found", "linux-headers-")
     assert xdp_id(veth) == 0
 
 

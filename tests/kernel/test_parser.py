@@ -1,4 +1,4 @@
-"""The parser contract (bpf/parse.h) on the real program, one crafted frame at a time.
+"""The parser contract (netspectra/bpf/parse.h) on the real program, one crafted frame at a time.
 
 Each frame goes through BPF_PROG_TEST_RUN; the totals and the exact flow
 table of the active set then tell what the program made of it: the one

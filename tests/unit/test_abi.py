@@ -1,4 +1,4 @@
-"""bpf/netspectra.h vs netspectra/abi.py: one ABI, written twice.
+"""netspectra/bpf/netspectra.h vs netspectra/abi.py: one ABI, written twice.
 
 The C side is the compiler's word, not a hand-made table: the header is
 parsed only to learn *which* structs, fields and constants exist; gcc then
@@ -22,8 +22,8 @@ import pytest
 from netspectra import abi
 
 ROOT = Path(__file__).resolve().parents[2]
-HEADER = ROOT / "bpf" / "netspectra.h"
-SENSOR = ROOT / "bpf" / "sensor.c"
+HEADER = ROOT / "netspectra" / "bpf" / "netspectra.h"
+SENSOR = ROOT / "netspectra" / "bpf" / "sensor.c"
 
 # C struct -> abi dtype.  struct ns_regs has no dtype (the agent views the
 # registers as bytes); it is checked against abi.REGS_PER_BLOCK below.

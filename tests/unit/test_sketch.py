@@ -1,6 +1,6 @@
 """Sketch arithmetic: Cython vs the plain-Python oracle, and the sketch guarantees.
 
-Known-answer vectors of hash spec v2 (for checking bpf/sensor.c's ns_hash() with
+Known-answer vectors of hash spec v2 (for checking netspectra/bpf/sensor.c's ns_hash() with
 the same numbers): ns_hash(w, m, seed) = fmix64(fold(w, m) ^ seed), where fold
 starts at 0 and folds only the words whose mask is non-zero.
   - all-zero key, all-ones masks, seed 0            -> 0x0 (fold of zero words is 0

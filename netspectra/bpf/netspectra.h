@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * netspectra kernel/user ABI: every struct, constant and map name that both the
- * XDP program (bpf/sensor.c) and the Python agent (netspectra/abi.py) use.
+ * XDP program (netspectra/bpf/sensor.c) and the Python agent (netspectra/abi.py) use.
  *
  * Python cannot include this file; netspectra/abi.py mirrors it once and
  * tests/unit/test_abi.py fails when the two disagree (sizes, offsets, values,

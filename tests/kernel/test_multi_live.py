@@ -80,7 +80,8 @@ def test_two_interfaces_one_process(veth2, tmp_path):
     dev0, dev1 = veth2.links[0][1], veth2.links[1][1]
     metrics, grpc, http = free_ports(veth2, 3)
     cfg = tmp_path / "multi.yaml"
-    cfg.write_text(f"api:\n  http_address: '127.0.0.1:{http}'\n  keep_epochs: 200\n")
+    db = tmp_path / "history.db"
+    cfg.write_text(f"api:\n  http_address: '127.0.0.1:{http}'\n  keep_epochs: 200\nstore:\n  url: '{db}'\n")
     proc = start(veth2, dev1, "--epoch", "200ms", "--json", "--config", str(cfg),
                  "--metrics-address", f"127.0.0.1:{metrics}", "--api-address", f"127.0.0.1:{grpc}")  # fmt: skip
     try:
@@ -155,6 +156,17 @@ def test_two_interfaces_one_process(veth2, tmp_path):
         assert sum(f["packets"] for r in mine for f in r["flows"] if f["src"] == src) == want
         assert not [f for r in mine for f in r["flows"] if f["src"] == (b if src == a else a)]
     assert not list(run.glob("*.json"))
+    # history: each interface is a series of its own, every epoch stored, each frame once
+    from netspectra.store.sqlite import SqliteStore
+
+    st = SqliteStore(db, {"raw": 86400.0, "1m": 86400.0, "1h": 86400.0})
+    series = {i.series.interface: i for i in st.series()}
+    assert set(series) == {dev0, dev1}
+    for dev, want in ((dev0, 123), (dev1, 77)):
+        stored = st.read(series[dev].series, "raw", 0, time.time() + 60)
+        assert len(stored) == len([r for r in recs if r["interface"] == dev])
+        assert sum(int(f["packets"]) for s in stored for f in s.flows) == want
+    st.close()
     with veth2.inside_b():
         from netspectra.kernel import libbpf
 

@@ -347,7 +347,7 @@ class SensorCollector(Collector):
         yield c
         c = CounterMetricFamily(
             "netspectra_notifications_failed",
-            "Notifications given up after retries (or dropped, queue full), by notifier.",
+            "Notification batches not delivered (given up after retries, queue full, or queued at shutdown), by notifier.",
             labels=["notifier"],
         )
         for name, n in sorted(failed.items()):

@@ -1,11 +1,16 @@
 """Notifiers (Alertmanager API v2, generic webhook, SMTP e-mail) and the
-Dispatcher that runs them on a background thread.
+Dispatcher that runs them, each on a worker thread of its own.
 
-The epoch loop only calls Dispatcher.submit(), which enqueues without ever
-blocking; a full queue counts a failure.  The worker thread sends each batch
-to its notifier, retrying with exponential backoff (backoff, 2 x backoff, ...)
-up to `retries` times, then counts a failure (on_failure(notifier name), the
-netspectra_notifications_failed_total metric).  Nothing here is ever fatal.
+The epoch loop only calls Dispatcher.submit(), which enqueues on every
+notifier's own bounded queue without ever blocking, so one slow or dead
+receiver never delays another.  A worker sends each batch to its notifier
+within a total deadline per attempt (`timeout`: connect, send and answer
+together; a peer that trickles a byte a second is cut off when it passes),
+retrying with exponential backoff (backoff, 2 x backoff, ...) up to `retries`
+times.  Every batch not delivered (given up, dropped because the queue was
+full, or still queued at shutdown) is counted once (on_failure(notifier name),
+the netspectra_notifications_failed_total metric) and logged in one line.
+Nothing here is ever fatal.
 """
 
 from __future__ import annotations
@@ -13,24 +18,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import http.client
 import json
 import queue
 import smtplib
+import socket
+import ssl
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from urllib.parse import urlsplit
 
 from ..configkit import fmt_time
 from .engine import Event
 from .rules import NotifierSpec
 
 SIGNATURE_HEADER = "X-Netspectra-Signature"
-QUEUE_SIZE = 1000
+QUEUE_SIZE = 1000  # batches, per notifier
+MAX_ANSWER = 64 << 10  # of a receiver's answer body we read (and ignore)
 
 
 def iso(t: float) -> str:
@@ -47,6 +55,47 @@ class NotifyError(Exception):
     pass
 
 
+class Deadline:
+    """A total time limit for one attempt.  A socket timeout bounds each read,
+    not the whole exchange: a peer trickling one byte a second never trips it.
+    So when the deadline passes, a timer shuts down every socket the attempt
+    watches, which ends whatever read or write is blocked on it at once."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self.expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return max(0.001, self.at - time.monotonic())
+
+    def watch(self, sock) -> None:
+        with self._lock:
+            self._socks.append(sock)
+            if not self.expired:
+                return
+        self.expire()
+
+    def expire(self) -> None:
+        """Cut the attempt off now (the timer; also Dispatcher.close)."""
+        with self._lock:
+            self.expired = True
+            socks = list(self._socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
 class Notifier:
     """Sends a batch of events; raises on failure (the dispatcher retries)."""
 
@@ -54,20 +103,40 @@ class Notifier:
         self.spec = spec
         self.name = spec.name
 
-    def send(self, events: Sequence[Event]) -> None:
+    def send(self, events: Sequence[Event], deadline: Deadline | None = None) -> None:
         raise NotImplementedError
 
-    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
-        req = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": "application/json"} | headers
-        )
+    def _post(self, url: str, body: bytes, headers: dict[str, str], deadline: Deadline | None = None) -> None:
+        own = deadline is None
+        dl = Deadline(self.spec.timeout) if own else deadline
+        u = urlsplit(url)
         try:
-            with urllib.request.urlopen(req, timeout=self.spec.timeout) as resp:
-                resp.read()
-        except urllib.error.HTTPError as e:
-            raise NotifyError(f"{url}: HTTP {e.code}") from None
-        except (urllib.error.URLError, OSError) as e:
-            raise NotifyError(f"{url}: {getattr(e, 'reason', e)}") from None
+            if u.scheme == "https":
+                conn = http.client.HTTPSConnection(
+                    u.hostname, u.port, timeout=dl.remaining(), context=ssl.create_default_context()
+                )
+            else:
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=dl.remaining())
+            try:
+                conn.connect()
+                dl.watch(conn.sock)
+                path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+                conn.request("POST", path, body, {"Content-Type": "application/json"} | headers)
+                resp = conn.getresponse()
+                resp.read(MAX_ANSWER)  # the status is all we need; a huge answer is not read
+            finally:
+                conn.close()
+            if dl.expired:  # a read cut short by the deadline returns what it had
+                raise TimeoutError
+        except (OSError, http.client.HTTPException) as e:
+            if dl.expired:
+                raise NotifyError(f"{url}: no answer within the {dl.seconds:g}s deadline") from None
+            raise NotifyError(f"{url}: {getattr(e, 'strerror', None) or e or type(e).__name__}") from None
+        finally:
+            if own:
+                dl.cancel()
+        if resp.status >= 300:
+            raise NotifyError(f"{url}: HTTP {resp.status}")
 
 
 class AlertmanagerNotifier(Notifier):
@@ -99,8 +168,8 @@ class AlertmanagerNotifier(Notifier):
             for ev in events
         ]
 
-    def send(self, events: Sequence[Event]) -> None:
-        self._post(self.url, json.dumps(self.payload(events)).encode(), {})
+    def send(self, events: Sequence[Event], deadline: Deadline | None = None) -> None:
+        self._post(self.url, json.dumps(self.payload(events)).encode(), {}, deadline)
 
 
 class WebhookNotifier(Notifier):
@@ -115,10 +184,10 @@ class WebhookNotifier(Notifier):
                 out.append(json.dumps({"status": status, "alerts": batch}, separators=(",", ":")).encode())
         return out
 
-    def send(self, events: Sequence[Event]) -> None:
+    def send(self, events: Sequence[Event], deadline: Deadline | None = None) -> None:
         for body in self.bodies(events):
             headers = {SIGNATURE_HEADER: sign(body, self.spec.secret)} if self.spec.secret else {}
-            self._post(self.spec.url, body, headers)
+            self._post(self.spec.url, body, headers, deadline)
 
 
 class EmailNotifier(Notifier):
@@ -163,17 +232,25 @@ class EmailNotifier(Notifier):
         )
         return msg
 
-    def send(self, events: Sequence[Event]) -> None:
+    def send(self, events: Sequence[Event], deadline: Deadline | None = None) -> None:
         s = self.spec
+        own = deadline is None
+        dl = Deadline(s.timeout) if own else deadline
         try:
-            with smtplib.SMTP(s.host, s.port, timeout=s.timeout) as smtp:
+            with smtplib.SMTP(s.host, s.port, timeout=dl.remaining()) as smtp:
+                dl.watch(smtp.sock)
                 if s.starttls:
                     smtp.starttls()
                 if s.username:
                     smtp.login(s.username, s.password)
                 smtp.send_message(self.message(events))
         except (smtplib.SMTPException, OSError) as e:
+            if dl.expired:
+                raise NotifyError(f"smtp {s.host}:{s.port}: no answer within the {dl.seconds:g}s deadline") from None
             raise NotifyError(f"smtp {s.host}:{s.port}: {e}") from None
+        finally:
+            if own:
+                dl.cancel()
 
 
 def make_notifier(spec: NotifierSpec, repeat_interval: float = 300.0) -> Notifier:
@@ -184,8 +261,56 @@ def make_notifier(spec: NotifierSpec, repeat_interval: float = 300.0) -> Notifie
     return EmailNotifier(spec)
 
 
+class _Worker:
+    """One notifier's bounded queue and thread."""
+
+    def __init__(self, d: Dispatcher, n: Notifier, queue_size: int):
+        self.d = d
+        self.n = n
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.current: Deadline | None = None  # the attempt in flight, for close()
+        self.thread = threading.Thread(target=self.run, name=f"netspectra-notify-{n.name}", daemon=True)
+
+    def run(self) -> None:
+        while True:
+            batch = self.queue.get()
+            try:
+                if batch is None:
+                    return
+                if self.d._closed.is_set():
+                    self.d._fail(self.n, "dropped at shutdown (1 batch)")
+                else:
+                    self.deliver(batch)
+            finally:
+                self.queue.task_done()
+
+    def deliver(self, batch) -> None:
+        n, d = self.n, self.d
+        delay = n.spec.backoff
+        for attempt in range(n.spec.retries + 1):
+            dl = self.current = Deadline(n.spec.timeout)
+            if d._closed.is_set():
+                dl.expire()
+            try:
+                n.send(batch, dl)
+            except Exception as e:  # a notifier bug must not kill the thread either
+                why = str(e) or type(e).__name__
+                if attempt == n.spec.retries or d._stop.is_set():
+                    d._fail(n, f"giving up after {attempt + 1} attempts: {why}")
+                    return
+                d._sleep(delay)
+                delay *= 2
+            else:
+                with d._lock:
+                    d.sent[n.name] = d.sent.get(n.name, 0) + 1
+                return
+            finally:
+                dl.cancel()
+                self.current = None
+
+
 class Dispatcher:
-    """Runs notifiers on one daemon thread fed by a bounded queue."""
+    """Runs each notifier on a daemon thread of its own fed by its own bounded queue."""
 
     def __init__(
         self,
@@ -199,17 +324,19 @@ class Dispatcher:
         self.on_failure = on_failure
         self.failures: dict[str, int] = {n.name: 0 for n in self.notifiers}
         self.sent: dict[str, int] = {n.name: 0 for n in self.notifiers}
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self._stop = threading.Event()
+        self._workers = [_Worker(self, n, queue_size) for n in self.notifiers]
+        self._stop = threading.Event()  # no more retries
+        self._closed = threading.Event()  # no more sends: what is queued is dropped
         self._sleep = sleep or self._stop.wait
         self._log = log
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._started = False
 
     def start(self) -> Dispatcher:
-        if self.notifiers and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="netspectra-notify", daemon=True)
-            self._thread.start()
+        if not self._started:
+            self._started = True
+            for w in self._workers:
+                w.thread.start()
         return self
 
     def submit(self, events: Sequence[Event]) -> None:
@@ -217,62 +344,58 @@ class Dispatcher:
         if not events:
             return
         batch = tuple(events)
-        for n in self.notifiers:
+        for w in self._workers:
             try:
-                self._queue.put_nowait((n, batch))
+                w.queue.put_nowait(batch)
             except queue.Full:
-                self._fail(n, "queue full, events dropped")
+                self._fail(w.n, "queue full, 1 batch dropped")
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the worker (pending retries are abandoned after `timeout`)."""
-        if self._thread is None:
+        """Stop the workers: what is queued gets one attempt each until
+        `timeout`; then the attempts in flight are cut off and every batch
+        still queued is dropped, counted and logged."""
+        if not self._started:
             return
-        try:
-            self._queue.put((None, ()), timeout=timeout)
-        except queue.Full:
-            pass
+        self._started = False
         self._stop.set()
-        self._thread.join(timeout)
-        self._thread = None
+        end = time.monotonic() + timeout
+        for w in self._workers:
+            try:
+                w.queue.put_nowait(None)
+            except queue.Full:
+                pass
+        for w in self._workers:
+            w.thread.join(max(0.0, end - time.monotonic()))
+        self._closed.set()
+        for w in self._workers:
+            dropped = 0
+            while True:
+                try:
+                    batch = w.queue.get_nowait()
+                except queue.Empty:
+                    break
+                w.queue.task_done()
+                dropped += batch is not None
+            w.queue.put_nowait(None)  # the worker's stop, if a full queue kept it out
+            if w.current is not None:
+                w.current.expire()
+            if dropped:
+                self._fail(w.n, f"dropped at shutdown ({dropped} batches)", dropped)
+        for w in self._workers:
+            w.thread.join(0.5)
 
     def join(self, timeout: float = 10.0) -> bool:
-        """Wait until the queue is drained (tests); True if it was."""
+        """Wait until every queue is drained (tests); True if they were."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while any(w.queue.unfinished_tasks for w in self._workers) and time.monotonic() < deadline:
             time.sleep(0.01)
-        return not self._queue.unfinished_tasks
+        return not any(w.queue.unfinished_tasks for w in self._workers)
 
-    def _fail(self, n: Notifier, why: str) -> None:
+    def _fail(self, n: Notifier, why: str, batches: int = 1) -> None:
         with self._lock:
-            self.failures[n.name] = self.failures.get(n.name, 0) + 1
+            self.failures[n.name] = self.failures.get(n.name, 0) + batches
         if self._log is not None:
             print(f"netspectra: notifier {n.name}: {why}", file=self._log, flush=True)
         if self.on_failure is not None:
-            self.on_failure(n.name)
-
-    def _run(self) -> None:
-        while True:
-            n, batch = self._queue.get()
-            try:
-                if n is None:
-                    return
-                self._deliver(n, batch)
-            finally:
-                self._queue.task_done()
-
-    def _deliver(self, n: Notifier, batch) -> None:
-        delay = n.spec.backoff
-        for attempt in range(n.spec.retries + 1):
-            try:
-                n.send(batch)
-            except Exception as e:  # a notifier bug must not kill the thread either
-                why = str(e) or type(e).__name__
-                if attempt == n.spec.retries or self._stop.is_set():
-                    self._fail(n, f"giving up after {attempt + 1} attempts: {why}")
-                    return
-                self._sleep(delay)
-                delay *= 2
-            else:
-                with self._lock:
-                    self.sent[n.name] = self.sent.get(n.name, 0) + 1
-                return
+            for _ in range(batches):
+                self.on_failure(n.name)

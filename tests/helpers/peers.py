@@ -1,0 +1,85 @@
+"""Real slow and hostile peers on loopback: a webhook receiver that counts
+what it gets, one that promises a huge answer and trickles it, a port that
+refuses, and slowloris clients."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Receiver:
+    """A healthy HTTP receiver: records (time, path, body) of every POST."""
+
+    def __init__(self):
+        self.got: list[tuple[float, str, bytes]] = []
+        rec = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                rec.got.append((time.monotonic(), self.path, body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Trickler:
+    """Reads a request, answers 200 with Content-Length: 100 MB, then sends one
+    byte a second, for as long as the client stays."""
+
+    def __init__(self, interval: float = 1.0):
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.interval = interval
+        self.accepted = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._trickle, args=(c,), daemon=True).start()
+
+    def _trickle(self, c: socket.socket):
+        with c:
+            try:
+                c.recv(65536)
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+                while not self._stop.wait(self.interval):
+                    c.sendall(b"x")
+            except OSError:
+                return
+
+    def close(self):
+        self._stop.set()
+        self.sock.close()
+
+
+def refused_url() -> str:
+    """A loopback URL where nothing listens."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"

@@ -19,7 +19,8 @@ Answers are the gRPC response messages in protobuf's JSON mapping (field
 names as in the .proto, times as RFC 3339), except that 64-bit integers are
 JSON numbers rather than strings, so Grafana and jq can do arithmetic on
 them.  Errors: {"error": "<field>: <why>", "code": "INVALID_ARGUMENT"} with
-HTTP 400 (401 without the token, 503 before the first epoch).  The same TLS
+HTTP 400 (401 without the token, 404 for an unknown path, 405 for any method
+but GET and HEAD, 503 before the first epoch).  The same TLS
 and token settings as the gRPC server apply.
 """
 
@@ -87,9 +88,15 @@ def _numbers(desc, d: dict) -> dict:
 
 
 def _uint(name: str, text: str, hi: int = 1 << 32) -> int:
-    if not text.isascii() or not text.isdigit() or int(text) >= hi:
-        raise ApiError(name, f"{text!r} is not an integer 0..{hi - 1}")
+    # the length first: int() of thousands of digits is slow, then a ValueError
+    if len(text) > len(str(hi)) or not text.isascii() or not text.isdigit() or int(text) >= hi:
+        raise ApiError(name, f"{_short(text)} is not an integer 0..{hi - 1}")
     return int(text)
+
+
+def _short(text: str) -> str:
+    """A parameter's value quoted in an error, cut short: errors stay one short line."""
+    return repr(text) if len(text) <= 40 else f"{text[:32]!r}... ({len(text)} characters)"
 
 
 def _bool(name: str, text: str) -> bool:
@@ -108,7 +115,9 @@ def parse_proto(name: str, text: str) -> int:
     try:
         return _uint(name, t, 256)
     except ApiError:
-        raise ApiError(name, f"{text!r} is not a protocol number 0..255 or one of {', '.join(PROTOCOLS)}") from None
+        raise ApiError(
+            name, f"{_short(text)} is not a protocol number 0..255 or one of {', '.join(PROTOCOLS)}"
+        ) from None
 
 
 def parse_ports(name: str, text: str) -> pb.PortRange:
@@ -117,7 +126,7 @@ def parse_ports(name: str, text: str) -> pb.PortRange:
     try:
         r = pb.PortRange(lo=_uint(name, lo.strip(), 65536), hi=_uint(name, hi.strip(), 65536) if sep else 0)
     except ApiError:
-        raise ApiError(name, f"{text!r} is not a port or range (80, 1024-65535)") from None
+        raise ApiError(name, f"{_short(text)} is not a port or range (80, 1024-65535)") from None
     return r
 
 
@@ -324,9 +333,23 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def _refuse(self):
-        self._send(405, {"error": "read-only: use GET", "code": "INVALID_ARGUMENT"}, {"Allow": "GET, HEAD"})
+        why = f"method: {self.command[:16]} is not allowed (read-only: use GET or HEAD)"
+        self.close_connection = True  # a body it may have sent is not read
+        self._send(405, {"error": why, "code": "INVALID_ARGUMENT"}, {"Allow": "GET, HEAD"})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse
+    def __getattr__(self, name: str):
+        # every other method (OPTIONS, TRACE, CONNECT, anything): 405 in JSON, not the base class's 501 HTML page
+        if name.startswith("do_"):
+            return self._refuse
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors the base class finds (bad request line, headers too long): JSON, one line."""
+        self.close_connection = True
+        why = (message or self.responses.get(code, ("error",))[0]).splitlines()[0][:200]
+        if not hasattr(self, "command") or self.command is None:
+            self.command = ""  # _send reads it; unset when the request line was unreadable
+        self._send(code, {"error": f"request: {why}", "code": "INVALID_ARGUMENT"})
 
 
 class _Server(ThreadingHTTPServer):

@@ -376,15 +376,20 @@ def _encode_token(d: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(d, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
+MAX_TOKEN = 1024  # characters; the tokens we hand out are a few dozen
+
+
 def _decode_token(token: str) -> dict:
     try:
+        if len(token) > MAX_TOKEN:
+            raise ValueError
         d = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         if not isinstance(d, dict) or not all(isinstance(d.get(k), int) for k in ("first", "last", "offset")):
             raise ValueError
         if d["offset"] < 0:
             raise ValueError
         return d
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):  # deeply nested JSON
         raise ApiError("page_token", "malformed (pass next_page_token of the previous answer unchanged)") from None
 
 

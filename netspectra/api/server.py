@@ -23,6 +23,7 @@ import time
 from concurrent import futures
 
 import grpc
+from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -132,6 +133,59 @@ def _unary(name: str):
 for _m in _SENSOR.methods:
     if not _m.server_streaming:
         setattr(_Servicer, _m.name, _unary(_m.name))
+
+
+class _Malformed:
+    """What a request that does not parse becomes; the handler refuses it."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+
+def _parser(cls):
+    # grpc answers INTERNAL for a deserializer that raises; a bad request is INVALID_ARGUMENT
+    def parse(data: bytes):
+        try:
+            return cls.FromString(data)
+        except Exception:  # DecodeError; RecursionError for deeply nested groups
+            return _Malformed(f"request: not a valid {cls.DESCRIPTOR.full_name} message")
+
+    return parse
+
+
+def _handlers(servicer: _Servicer) -> grpc.GenericRpcHandler:
+    """The Sensor service's method handlers (what add_SensorServicer_to_server
+    registers), with requests that do not parse refused as INVALID_ARGUMENT."""
+    handlers = {}
+    for m in _SENSOR.methods:
+        fn = getattr(servicer, m.name)
+        req_cls, resp_cls = GetMessageClass(m.input_type), GetMessageClass(m.output_type)
+
+        def refuse(req, ctx, name=m.name):
+            servicer.stats.observe("grpc", name, "INVALID_ARGUMENT")
+            ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, req.why)
+
+        if m.server_streaming:
+
+            def stream(req, ctx, fn=fn, refuse=refuse):
+                if isinstance(req, _Malformed):
+                    refuse(req, ctx)
+                yield from fn(req, ctx)
+
+            handlers[m.name] = grpc.unary_stream_rpc_method_handler(
+                stream, request_deserializer=_parser(req_cls), response_serializer=resp_cls.SerializeToString
+            )
+        else:
+
+            def unary(req, ctx, fn=fn, refuse=refuse):
+                if isinstance(req, _Malformed):
+                    refuse(req, ctx)
+                return fn(req, ctx)
+
+            handlers[m.name] = grpc.unary_unary_rpc_method_handler(
+                unary, request_deserializer=_parser(req_cls), response_serializer=resp_cls.SerializeToString
+            )
+    return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 
 class _TokenAuth(grpc.ServerInterceptor):
@@ -252,7 +306,7 @@ class ApiServer:
             ],
             maximum_concurrent_rpcs=UNARY_WORKERS * 8 + cfg.max_streams,
         )
-        pb_grpc.add_SensorServicer_to_server(_Servicer(self.queries, self.history, self.stats, self.log), server)
+        server.add_generic_rpc_handlers((_handlers(_Servicer(self.queries, self.history, self.stats, self.log)),))
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -1839,7 +1839,10 @@ def test_http_methods_and_health(api):
     for method in ("POST", "PUT", "DELETE", "PATCH"):
         status, headers, body = http(api.url("/v1/status"), method=method)
         assert status == 405 and headers["Allow"] == "GET, HEAD", method
-        assert body == {"error": "read-only: use GET", "code": "INVALID_ARGUMENT"}
+        assert body == {
+            "error": f"method: {method} is not allowed (read-only: use GET or HEAD)",
+            "code": "INVALID_ARGUMENT",
+        }
     status, headers, body = http(api.url("/v1/status"), method="HEAD")
     assert status == 200 and body is None and int(headers["Content-Length"]) > 100
     status, headers, body = http(api.url("/healthz"))

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -484,11 +484,21 @@ def registry_for(collector: Collector, proc: str = "/proc") -> CollectorRegistry
 
 
 def serve(address: str, registry: CollectorRegistry):
-    """Serve /metrics of `registry` on host:port in a daemon thread.
-    Returns (server, thread); server.shutdown() stops it.  OSError if the
-    address cannot be bound."""
+    """Serve /metrics of `registry` on host:port in a daemon thread, on the
+    server of the query API's HTTP face (netspectra/httpserve.py: slow clients
+    hold no handler slot, a real listen backlog).  Returns (server, thread);
+    server.shutdown() stops it.  OSError if the address cannot be bound."""
+    from prometheus_client.exposition import choose_encoder
+
     from .config import parse_address
+    from .httpserve import Server, start
+
+    def app(req):
+        if req.method not in ("GET", "HEAD"):
+            return 405, {"Allow": "GET, HEAD", "Content-Type": "text/plain"}, b"method not allowed: use GET\n"
+        encoder, content_type = choose_encoder(req.headers.get("accept", ""))
+        return 200, {"Content-Type": content_type}, encoder(registry)
 
     host, port = parse_address(address)
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    return server, thread
+    server = Server((host, port), app, workers=4, name="metrics")
+    return server, start(server, "metrics")

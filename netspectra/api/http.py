@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import hmac
 import json
-import socket
 import ssl
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
+from ..httpserve import Request, Server, start
 from .queries import ApiError, Queries
 from .settings import ApiConfig, host_port
 from .v1 import sensor_pb2 as pb
@@ -288,107 +286,55 @@ def answer(queries: Queries, target: str) -> tuple[int, dict]:
         return _HTTP_STATUS.get(e.code, 400), {"error": str(e), "code": e.code}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "netspectra"
-    protocol_version = "HTTP/1.1"
-    timeout = 30  # an idle keep-alive connection gives its thread back
+class _App:
+    """The endpoint's request handler (httpserve.App): token, routes, stats."""
 
-    def log_message(self, format, *args):  # quiet: the sensor's stderr is for the sensor
-        pass
+    def __init__(self, queries: Queries, stats, token: bytes):
+        self.queries = queries
+        self.stats = stats
+        self.token = token
 
-    def _send(self, status: int, body: dict, extra: dict | None = None) -> None:
-        data = (json.dumps(body, separators=(",", ":")) + "\n").encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def do_GET(self):
-        srv = self.server
-        if len(self.path) > MAX_URL:
-            return self._send(414, {"error": f"URL longer than {MAX_URL} bytes", "code": "INVALID_ARGUMENT"})
-        path = urlsplit(self.path).path
+    def __call__(self, req: Request) -> tuple[int, dict[str, str], bytes]:
+        if req.method not in ("GET", "HEAD"):
+            why = f"method: {req.method[:16]} is not allowed (read-only: use GET or HEAD)"
+            return _reply(405, {"error": why, "code": "INVALID_ARGUMENT"}, {"Allow": "GET, HEAD"})
+        if len(req.target) > MAX_URL:
+            return _reply(414, {"error": f"URL longer than {MAX_URL} bytes", "code": "INVALID_ARGUMENT"})
+        path = urlsplit(req.target).path
         route = ROUTES.get(path.rstrip("/"))
-        if srv.token and path != "/healthz":
-            got = self.headers.get("Authorization", "")
-            if not (got and hmac.compare_digest(got.encode(), srv.token)):
+        if self.token and path != "/healthz":
+            got = req.headers.get("authorization", "")
+            if not (got and hmac.compare_digest(got.encode("latin-1"), self.token)):
                 why = "wrong bearer token" if got else "missing bearer token (Authorization: Bearer <token>)"
-                if srv.stats is not None:
-                    srv.stats.observe("http", route[0] if route else "unknown", "UNAUTHENTICATED")
-                return self._send(401, {"error": why, "code": "UNAUTHENTICATED"}, {"WWW-Authenticate": "Bearer"})
+                if self.stats is not None:
+                    self.stats.observe("http", route[0] if route else "unknown", "UNAUTHENTICATED")
+                return _reply(401, {"error": why, "code": "UNAUTHENTICATED"}, {"WWW-Authenticate": "Bearer"})
         t0 = time.perf_counter()
         try:
-            status, body = answer(srv.queries, self.path)
+            status, body = answer(self.queries, req.target)
         except Exception as e:  # a bug: one line, keep serving
             status, body = 500, {"error": f"{type(e).__name__}: {e}", "code": "INTERNAL"}
-        if route is not None and srv.stats is not None:
-            srv.stats.observe("http", route[0], "OK" if status == 200 else body["code"], time.perf_counter() - t0)
-        self._send(status, body)
-
-    do_HEAD = do_GET
-
-    def _refuse(self):
-        why = f"method: {self.command[:16]} is not allowed (read-only: use GET or HEAD)"
-        self.close_connection = True  # a body it may have sent is not read
-        self._send(405, {"error": why, "code": "INVALID_ARGUMENT"}, {"Allow": "GET, HEAD"})
-
-    def __getattr__(self, name: str):
-        # every other method (OPTIONS, TRACE, CONNECT, anything): 405 in JSON, not the base class's 501 HTML page
-        if name.startswith("do_"):
-            return self._refuse
-        raise AttributeError(name)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Errors the base class finds (bad request line, headers too long): JSON, one line."""
-        self.close_connection = True
-        why = (message or self.responses.get(code, ("error",))[0]).splitlines()[0][:200]
-        if not hasattr(self, "command") or self.command is None:
-            self.command = ""  # _send reads it; unset when the request line was unreadable
-        self._send(code, {"error": f"request: {why}", "code": "INVALID_ARGUMENT"})
+        if route is not None and self.stats is not None:
+            self.stats.observe("http", route[0], "OK" if status == 200 else body["code"], time.perf_counter() - t0)
+        return _reply(status, body)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    max_connections = 64  # beyond this, accept() waits: bounded threads
-
-    def server_activate(self):
-        super().server_activate()
-        self._slots = threading.BoundedSemaphore(self.max_connections)
-
-    def process_request(self, request, client_address):
-        self._slots.acquire()
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request):
-        try:
-            super().shutdown_request(request)
-        finally:
-            self._slots.release()
+def _reply(status: int, body: dict, extra: dict | None = None) -> tuple[int, dict[str, str], bytes]:
+    data = (json.dumps(body, separators=(",", ":")) + "\n").encode()
+    return (
+        status,
+        {"Content-Type": "application/json", "Cache-Control": "no-store", "Server": "netspectra"} | (extra or {}),
+        data,
+    )
 
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-def serve_http(cfg: ApiConfig, queries: Queries, stats=None) -> _Server:
+def serve_http(cfg: ApiConfig, queries: Queries, stats=None) -> Server:
     """Start the HTTP/JSON server on cfg.http_address in a thread; raises
     ApiServerError (one line) when it cannot."""
     from .server import ApiServerError
 
     host, port = host_port(cfg.http_address)
-    try:
-        srv = (_Server6 if ":" in host else _Server)((host, port), _Handler)
-    except OSError as e:
-        raise ApiServerError(f"cannot serve HTTP on {cfg.http_address} (api.http_address): {e.strerror or e}") from None
-    srv.queries = queries
-    srv.stats = stats
-    srv.token = f"Bearer {cfg.token}".encode() if cfg.token else b""
+    ctx = None
     if cfg.tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
@@ -397,9 +343,12 @@ def serve_http(cfg: ApiConfig, queries: Queries, stats=None) -> _Server:
                 ctx.verify_mode = ssl.CERT_REQUIRED
                 ctx.load_verify_locations(cfg.tls.client_ca)
         except (OSError, ssl.SSLError) as e:
-            srv.server_close()
             raise ApiServerError(f"cannot load TLS files (api.tls): {e}") from None
-        # handshake in the request's thread, not in accept(): a slow client cannot stall the server
-        srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
-    threading.Thread(target=srv.serve_forever, name="api-http", daemon=True).start()
+    app = _App(queries, stats, f"Bearer {cfg.token}".encode() if cfg.token else b"")
+    try:
+        # the TLS handshake, like the request head, runs in the selector: a slow client holds no slot
+        srv = Server((host, port), app, ssl_context=ctx, name="api-http")
+    except OSError as e:
+        raise ApiServerError(f"cannot serve HTTP on {cfg.http_address} (api.http_address): {e.strerror or e}") from None
+    start(srv, "api-http")
     return srv

@@ -83,3 +83,52 @@ def refused_url() -> str:
     port = s.getsockname()[1]
     s.close()
     return f"http://127.0.0.1:{port}"
+
+
+class Slowloris:
+    """`n` connections that each send the start of a request head and then
+    one more header byte now and then, never finishing it."""
+
+    def __init__(self, port: int, n: int = 70):
+        self.socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            self.socks.append(s)
+        self._stop = threading.Event()
+        threading.Thread(target=self._drip, daemon=True).start()
+
+    def _drip(self):
+        while not self._stop.wait(0.5):
+            for s in self.socks:
+                try:
+                    s.send(b"a")
+                except OSError:
+                    pass
+
+    def open(self) -> int:
+        """How many the server has not closed yet."""
+        n = 0
+        for s in self.socks:
+            s.setblocking(False)
+            try:
+                n += s.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                n += 1
+            except OSError:
+                pass
+            s.setblocking(True)
+        return n
+
+    def close(self):
+        self._stop.set()
+        for s in self.socks:
+            s.close()
+
+
+def listen_backlog(port: int) -> int:
+    """The listen backlog of the TCP socket listening on `port` (ss's Send-Q)."""
+    import subprocess
+
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[2])

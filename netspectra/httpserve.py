@@ -243,7 +243,10 @@ class Server:
                 c.sock.close()
                 continue
             self._watch(c)
-            self._dispatch(c)  # a pipelined request may already be in the buffer
+            if isinstance(c.sock, ssl.SSLSocket) and c.sock.pending():
+                self._read(c)  # decrypted bytes select() cannot see
+            else:
+                self._dispatch(c)  # a pipelined request may already be in the buffer
 
     def _read(self, c: _Conn) -> None:
         try:

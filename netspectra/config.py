@@ -34,6 +34,8 @@ from .configkit import (
     NAME_RE,
     Invalid,
     Reader,
+    excerpt,
+    file_kind,
     fmt_bytes,
     fmt_duration,
     parse_address,
@@ -270,8 +272,50 @@ def kernel_memory(cfg: Config, ncpus: int) -> dict[str, int]:
 # --- loading -------------------------------------------------------------------
 
 
+# A config file is a few KB; these bounds keep a hostile or mistaken one (an
+# alias bomb, /dev/zero, deep nesting, a 5,000-digit number) to one error line
+# in milliseconds instead of gigabytes, a RecursionError or a hang.
+MAX_FILE_BYTES = 256 << 10
+MAX_YAML_DEPTH = 32  # nesting of lists and mappings; the sections need 5
+MAX_YAML_NODES = 20_000  # values, counting each alias as the copy it stands for
+MAX_INT_CHARS = 40  # a 64-bit seed is 20 digits
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """A document beyond the bounds above (raised while it is read)."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys (a silent override otherwise)."""
+    """SafeLoader that rejects duplicate mapping keys (a silent override
+    otherwise) and documents beyond the bounds above while composing them,
+    before anything is built from them."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._weight: dict[int, int] = {}  # id(node) -> nodes it stands for, aliases expanded
+
+    def compose_node(self, parent, index):
+        if self._depth >= MAX_YAML_DEPTH:
+            raise _Refused(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark)
+        start = self.peek_event().start_mark
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        weight = self._weight.get(id(node))
+        if weight is None:  # a new node (an alias returns one already weighed)
+            if isinstance(node, yaml.SequenceNode):
+                weight = 1 + sum(self._weight[id(n)] for n in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                weight = 1 + sum(self._weight[id(k)] + self._weight[id(v)] for k, v in node.value)
+            else:
+                weight = 1
+            self._weight[id(node)] = weight
+        if weight > MAX_YAML_NODES:
+            raise _Refused(None, None, f"more than {MAX_YAML_NODES} values once aliases are expanded", start)
+        return node
 
 
 def _construct_mapping(loader, node, deep=False):
@@ -285,12 +329,43 @@ def _construct_mapping(loader, node, deep=False):
         except TypeError:
             continue  # construct_mapping reports unhashable keys itself
         if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {show(key)}", key_node.start_mark)
         seen[key] = True
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
+def _construct_int(loader, node):
+    if len(node.value) > MAX_INT_CHARS:  # int() refuses > 4300 digits with a traceback, and is slow before
+        raise _Refused(None, None, f"an integer of {len(node.value)} characters is too long", node.start_mark)
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def _read_text(path: str) -> str:
+    """The file at `path` as text, read with the bounds above: a FIFO, a device
+    (/dev/zero) or a directory is refused rather than waited on or read forever."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO without a writer would block
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    kind = file_kind(os.fstat(fd).st_mode)
+    if kind:
+        os.close(fd)
+        raise ConfigError(f"{path}: cannot read: {kind}, not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: larger than {fmt_bytes(MAX_FILE_BYTES)}, not a sensor configuration")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def load_config(path: str | None, env: Mapping[str, str] = os.environ, ncpus: int | None = None) -> Config:
@@ -300,14 +375,7 @@ def load_config(path: str | None, env: Mapping[str, str] = os.environ, ncpus: in
     Raises ConfigError."""
     if path is None:
         return parse_config("", "<defaults>", env, ncpus)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    return parse_config(text, path, env, ncpus)
+    return parse_config(_read_text(path), path, env, ncpus)
 
 
 def parse_config(
@@ -316,13 +384,15 @@ def parse_config(
     """Like load_config() for YAML text; `source` names it in errors."""
     try:
         data = yaml.load(text, Loader=_Loader)
+    except _Refused as e:
+        raise ConfigError(f"{source}:{e.problem_mark.line + 1}: refused: {e.problem}") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         why = " ".join(str(p) for p in (e.context, e.problem) if p)
-        raise ConfigError(f"{where}: YAML syntax error: {why}") from None
+        raise ConfigError(f"{where}: YAML syntax error: {excerpt(why, 200)}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: YAML syntax error: {' '.join(str(e).split())}") from None
+        raise ConfigError(f"{source}: YAML syntax error: {excerpt(' '.join(str(e).split()), 200)}") from None
     return _Builder(source, env).build(data, ncpus)
 
 

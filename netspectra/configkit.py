@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
+import reprlib
+import stat
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 
 __all__ = [
     "ID_RE",
@@ -26,6 +28,8 @@ __all__ = [
     "parse_address",
     "parse_duration",
     "parse_size",
+    "excerpt",
+    "file_kind",
     "show",
     "typename",
 ]
@@ -43,9 +47,42 @@ NAME_RE = re.compile(r"[a-z0-9_]+")  # task, rule and notifier names
 ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # sensor ids
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 2, 60, 60, 40
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = 4
+
+
 def show(value) -> str:
-    """A value as quoted in messages: strings in quotes, the rest as is."""
-    return repr(value) if isinstance(value, str) else str(value)
+    """A value as quoted in messages: strings in quotes, the rest as is, and
+    never more than a short excerpt (a value may be a megabyte or an alias
+    bomb: the line must stay one short line)."""
+    if isinstance(value, (str, list, dict, tuple)):
+        return _SHORT.repr(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"  # str() of a huge int is slow, then refused
+    return excerpt(str(value), 60)
+
+
+def excerpt(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, saying so."""
+    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} characters)"
+
+
+def file_kind(mode: int) -> str:
+    """What a stat() mode is when it is not a regular file ("" when it is): the
+    name error lines give a FIFO, a device or a directory."""
+    if stat.S_ISREG(mode):
+        return ""
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def typename(value) -> str:
@@ -74,6 +111,11 @@ _DURATION_PART = re.compile(rf"({_NUM})\s*{_UNIT}")
 _DURATION_RE = re.compile(rf"(?:{_NUM}\s*{_UNIT}\s*)+")
 
 
+# Beyond this no timer, socket timeout or timestamp works (1e30 s overflows
+# them when used, long after the config was accepted).
+DURATION_MAX_S = 100 * 365 * 86400
+
+
 def parse_duration(value) -> float:
     """Seconds from "5s", "100ms", "1m", "1h", "2d", "1m30s", "2.5s" or a plain
     number of seconds (int, float or numeric string).  Raises ValueError."""
@@ -94,6 +136,8 @@ def parse_duration(value) -> float:
         raise ValueError(bad)
     if not math.isfinite(secs) or secs < 0:
         raise ValueError(bad)
+    if secs > DURATION_MAX_S:
+        raise ValueError(f"{show(value)} is longer than 100 years (no duration here can be)")
     return secs
 
 
@@ -163,15 +207,34 @@ def without_password(url: str) -> str:
     return f"{scheme}://{host.rsplit('@', 1)[-1]}{slash}{path}"
 
 
+READABLE_FILE_MAX = 4 << 20  # certificates, keys and .creds files are a few KB
+
+
 def readable_file(value, path: str, what: str = "") -> str:
     """A path the program reads later, read now: a wrong path is a config error."""
     if not isinstance(value, str):
         raise Invalid(path, f"{show(value)} is not a file path" + (f" ({what})" if what else ""))
+    name = excerpt(value, 120)
     try:
-        Path(value).read_bytes()
+        # O_NONBLOCK: a FIFO without a writer would block; /dev/zero would never end
+        fd = os.open(value, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
-        raise Invalid(path, f"cannot read {value}: {e.strerror or e}") from None
+        raise Invalid(path, f"cannot read {name}: {e.strerror or e}") from None
+    st = os.fstat(fd)
+    if file_kind(st.st_mode) or st.st_size > READABLE_FILE_MAX:
+        os.close(fd)
+        if file_kind(st.st_mode):
+            raise Invalid(path, f"cannot read {name}: {file_kind(st.st_mode)}, not a regular file")
+        raise Invalid(path, f"cannot read {name}: {fmt_bytes(st.st_size)}, more than {fmt_bytes(READABLE_FILE_MAX)}")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            f.read(READABLE_FILE_MAX)
+        except OSError as e:
+            raise Invalid(path, f"cannot read {name}: {e.strerror or e}") from None
     return value
+
+
+SIZE_MAX = 1 << 60
 
 
 def parse_size(value) -> int:
@@ -181,6 +244,8 @@ def parse_size(value) -> int:
         raise ValueError(bad)
     if isinstance(value, int):
         n = value
+        if n > SIZE_MAX:
+            raise ValueError(f"{show(value)} is more than 1 EiB")
     elif isinstance(value, str):
         m = _SIZE_RE.fullmatch(value.strip())
         if not m or m.group(2).lower() not in _SIZE_UNITS:
@@ -188,6 +253,8 @@ def parse_size(value) -> int:
         n = Decimal(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
         if n != n.to_integral_value():
             raise ValueError(bad)
+        if n > SIZE_MAX:  # before int(): 1e100000000 would be a 40 MB integer
+            raise ValueError(f"{show(value)} is more than 1 EiB")
         n = int(n)
     else:
         raise ValueError(bad)
@@ -239,7 +306,8 @@ _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _join(path: str, key) -> str:
-    return f"{path}.{key}" if path else str(key)
+    key = excerpt(str(key), 60)  # an unknown key may be any length
+    return f"{path}.{key}" if path else key
 
 
 class Reader:
@@ -296,6 +364,8 @@ class Reader:
         value = self.expand(value, path)
         if isinstance(value, str):
             try:
+                if len(value.strip()) > 40:  # int() of thousands of digits: slow, then a traceback
+                    raise ValueError
                 value = int(value.strip(), 10)
             except ValueError:
                 raise Invalid(path, f"{show(value)} is not an integer") from None
@@ -303,7 +373,7 @@ class Reader:
             raise Invalid(path, f"{show(value)} is not an integer")
         if value < lo or (hi is not None and value > hi):
             rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            raise Invalid(path, f"{value} is out of range {rng}")
+            raise Invalid(path, f"{show(value)} is out of range {rng}")
         if pow2 and value & (value - 1):
             near = 1 << (value.bit_length() - 1)
             raise Invalid(path, f"{value} is not a power of two (e.g. {near} or {near * 2})")

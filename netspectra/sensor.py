@@ -277,7 +277,7 @@ def _queries(cfg: Config, lay, info: dict, history: SensorHistory | None):
     from .api.history import History as Kept
     from .api.queries import Queries
 
-    kept = Kept(cfg.api.keep_epochs, lay, cfg.api.max_streams)
+    kept = Kept(cfg.api.keep_epochs, lay, cfg.api.max_streams, cfg.api.max_memory)
     info = {"pid": os.getpid(), "started": time.time(), "config": cfg, **info}
     source = None
     if history is not None and history.source is not None:

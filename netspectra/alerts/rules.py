@@ -8,6 +8,7 @@ is the reference.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..configkit import NAME_RE, Invalid, Reader, parse_duration, show, typename
@@ -168,6 +169,8 @@ def _number(b: Reader, value, path: str, lo: float, hi: float | None = None, lo_
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise Invalid(path, f"{show(value)} is not a number")
     value = float(value)
+    if not math.isfinite(value):  # .inf: a rule that can never fire (or always does)
+        raise Invalid(path, f"{show(value)} is not a finite number")
     if (value <= lo if lo_open else value < lo) or (hi is not None and value > hi):
         lo_txt = f"> {lo:g}" if lo_open else f">= {lo:g}"
         rng = f"{lo_txt} and <= {hi:g}" if hi is not None else lo_txt

@@ -2,8 +2,10 @@
 
 The epoch loop calls History.add(snapshot) and History.alerts(events, active);
 query threads read windows of the last N epochs.  Memory is bounded: at most
-keep_epochs snapshots (each holds its merged sketches and exact flows), a
-small cache of merged windows, and bounded subscriber queues.  A subscriber
+keep_epochs snapshots (each holds its merged sketches and exact flows) and
+at most max_bytes of them with what queries derived from them (indexes), the
+oldest leaving first; a small cache of merged windows, and bounded subscriber
+queues.  A subscriber
 that falls a whole queue behind is dropped (told so) rather than allowed to
 hold memory.
 """
@@ -21,6 +23,32 @@ from .. import abi
 from ..source import Cache, Window
 
 SUBSCRIBER_QUEUE = 256
+
+
+def nbytes(obj, _seen: set | None = None) -> int:
+    """The bytes of the numpy arrays `obj` holds (through dicts, lists, tuples
+    and object attributes; each array once), which is what a kept epoch costs:
+    its flows, sketches and the indexes queries build over them."""
+    seen = set() if _seen is None else _seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        base = obj if obj.base is None else obj.base  # a view costs nothing of its own
+        if isinstance(base, np.ndarray) and base is not obj:
+            return nbytes(base, seen)
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(nbytes(k, seen) + nbytes(v, seen) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set, frozenset, deque)):
+        return sum(nbytes(v, seen) for v in obj)
+    if isinstance(obj, (str, bytes, int, float, bool, type(None))):
+        return 0
+    attrs = getattr(obj, "__dict__", None)
+    if attrs is None and hasattr(obj, "__slots__"):
+        attrs = {k: getattr(obj, k, None) for k in obj.__slots__}
+    return nbytes(attrs, seen) if attrs else 0
+
 
 _CLOSED = object()
 
@@ -73,12 +101,15 @@ class History:
     alerts firing now, and the subscribers of both feeds.  Thread-safe.
     An EpochSource (netspectra/source.py) for the epochs it keeps."""
 
-    def __init__(self, keep: int, layout, max_streams: int = 32):
+    def __init__(self, keep: int, layout, max_streams: int = 32, max_bytes: int = 0):
         self.keep = keep
         self.layout = layout
         self.max_streams = max_streams
+        self.max_bytes = max_bytes  # 0: only `keep` bounds them
         self._lock = threading.Lock()
         self._snaps: deque = deque(maxlen=keep)
+        self.kept_bytes = 0
+        self.dropped_for_memory = 0  # epochs that left before keep_epochs did, for max_bytes
         self._cache = Cache()
         self._per_epoch: dict = {}  # (seq, name) -> value, dropped with the epoch
         self.completed = 0
@@ -96,11 +127,28 @@ class History:
             kept = {s.seq for s in self._snaps}
             newest = self._snaps[-1].seq
             self._per_epoch = {k: v for k, v in self._per_epoch.items() if k[0] in kept or k[0] > newest}
+            self._fit()
             self.completed += 1
             self.cumulative += snap.totals.astype(np.uint64)
             subs = list(self._epoch_subs)
         for s in subs:
             s.put(snap)
+
+    def _fit(self) -> None:
+        """Drop the oldest epochs beyond max_bytes (the newest always stays).
+        Sizes are taken again each time: queries grow an epoch (its flow
+        groups, indexes) after it was added.  Under the lock."""
+        seen: set = set()
+        sizes = {s.seq: nbytes(s, seen) for s in self._snaps}
+        for (seq, _), v in self._per_epoch.items():
+            sizes[seq] = sizes.get(seq, 0) + nbytes(v, seen)
+        total = sum(sizes.values())
+        while self.max_bytes and len(self._snaps) > 1 and total > self.max_bytes:
+            gone = self._snaps.popleft()
+            total -= sizes.pop(gone.seq, 0)
+            self._per_epoch = {k: v for k, v in self._per_epoch.items() if k[0] != gone.seq}
+            self.dropped_for_memory += 1
+        self.kept_bytes = total
 
     def alerts(self, events, active) -> None:
         with self._lock:
@@ -123,6 +171,17 @@ class History:
         """(epochs completed, (NCOUNTERS, 2) totals since start), consistent with each other."""
         with self._lock:
             return self.completed, self.cumulative.copy()
+
+    def cut_note(self) -> str:
+        """Why fewer epochs are kept than api.keep_epochs, for query answers
+        ("" when none left early)."""
+        with self._lock:
+            if not self.dropped_for_memory:
+                return ""
+            return (
+                f"{self.dropped_for_memory} epochs left before api.keep_epochs for api.max_memory "
+                f"({self.max_bytes} bytes; {len(self._snaps)} kept now)"
+            )
 
     def snapshots(self) -> list:
         with self._lock:
@@ -169,6 +228,8 @@ class History:
         with self._lock:
             if any(s.seq == seq for s in self._snaps) or all(s.seq < seq for s in self._snaps):
                 self._per_epoch[(seq, name)] = value
+                if self._snaps and self.max_bytes:
+                    self._fit()
         return value
 
     # --- feeds

@@ -542,18 +542,20 @@ class Queries:
                 if not kept:
                     raise ApiError("", "no epoch has completed yet; try again after the first epoch", "UNAVAILABLE")
                 oldest = kept[0].start
+                note = getattr(self.h, "cut_note", lambda: "")()
+                cut = f"; {note}" if note else ""
                 if self.info.get("merged"):
                     raise ApiError(
                         "range.since",
                         f"{fmt_time(since)} is before the oldest epoch kept ({fmt_time(oldest)}; api.keep_epochs = "
-                        f"{self.h.keep}): the merged epochs of every interface are kept in memory only; ask one "
+                        f"{self.h.keep}{cut}): the merged epochs of every interface are kept in memory only; ask one "
                         f"interface for its history (sensor: /{self.info['interfaces'][0]})",
                         "OUT_OF_RANGE",
                     )
                 raise ApiError(
                     "range.since",
                     f"{fmt_time(since)} is before the oldest epoch kept ({fmt_time(oldest)}; api.keep_epochs = "
-                    f"{self.h.keep}) and history is off (store.url: off)",
+                    f"{self.h.keep}{cut}) and history is off (store.url: off)",
                     "OUT_OF_RANGE",
                 )
             w = _from_store((source or self.store).range, since, until)

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..configkit import Invalid, Reader, parse_address, readable_file
+from ..configkit import Invalid, Reader, fmt_bytes, parse_address, parse_size, readable_file
 
 DEFAULT_ADDRESS = "127.0.0.1:9782"
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:9783"
 DEFAULT_KEEP_EPOCHS = 12
 KEEP_EPOCHS_MAX = 1000
+# Epochs kept for queries, with the indexes queries build over them, stay
+# within this (oldest leave first).  bench/history_memory.py: 22.4 MB per epoch
+# of 10,000 flows with the default tasks' sketches built, 28.1 MB at 50,000;
+# so 1 GiB holds the default 12 epochs with room, and ~38 such epochs at most.
+DEFAULT_MAX_MEMORY = 1 << 30
 DEFAULT_MAX_STREAMS = 32
 MAX_STREAMS_MAX = 1024
 TOKEN_MIN = 16
 
-_SECTION_KEYS = ("address", "http_address", "keep_epochs", "max_streams", "token", "tls")
+_SECTION_KEYS = ("address", "http_address", "keep_epochs", "max_memory", "max_streams", "token", "tls")
 _TLS_KEYS = ("cert", "key", "client_ca")
 
 
@@ -35,6 +40,7 @@ class ApiConfig:
     address: str = DEFAULT_ADDRESS  # gRPC host:port; "" = off
     http_address: str = DEFAULT_HTTP_ADDRESS  # HTTP/JSON host:port; "" = off
     keep_epochs: int = DEFAULT_KEEP_EPOCHS  # completed epochs kept in memory for queries
+    max_memory: int = DEFAULT_MAX_MEMORY  # bytes those epochs (and their query indexes) may hold
     max_streams: int = DEFAULT_MAX_STREAMS  # concurrent StreamEpochs/StreamAlerts calls
     token: str = ""  # bearer token required from clients; "" = none
     tls: TlsConfig | None = None
@@ -65,6 +71,8 @@ def parse_api(b: Reader, value) -> ApiConfig:
             kw[name] = raw
     if "keep_epochs" in m:
         kw["keep_epochs"] = b.integer(m["keep_epochs"], "api.keep_epochs", 1, KEEP_EPOCHS_MAX)
+    if "max_memory" in m:
+        kw["max_memory"] = b.parsed(m["max_memory"], "api.max_memory", parse_size)
     if "max_streams" in m:
         kw["max_streams"] = b.integer(m["max_streams"], "api.max_streams", 1, MAX_STREAMS_MAX)
     if m.get("token") not in (None, ""):
@@ -97,6 +105,8 @@ def defaults_yaml_lines() -> list[str]:
         f'  address: "{DEFAULT_ADDRESS}"        # gRPC host:port, "" for none',
         f'  http_address: "{DEFAULT_HTTP_ADDRESS}"   # HTTP/JSON host:port, "" for none',
         f"  keep_epochs: {DEFAULT_KEEP_EPOCHS}                   # completed epochs kept for queries, 1..{KEEP_EPOCHS_MAX}",
+        f"  max_memory: {fmt_bytes(DEFAULT_MAX_MEMORY).replace(' ', '').replace('.0', '')}"
+        "                 # bound on the kept epochs' memory; the oldest leave first",
         f"  max_streams: {DEFAULT_MAX_STREAMS}                   # concurrent watch streams",
         f'  token: ""                         # bearer token (>= {TOKEN_MIN} chars) required of clients, e.g. ${{NETSPECTRA_TOKEN}}',
         "  # tls: {cert: server.crt, key: server.key, client_ca: ca.crt}   # client_ca: require client certificates",

@@ -210,7 +210,10 @@ def test_bad_tls(pem, tmp_path):
             f"api: {{tls: {{cert: {tmp_path}/absent.crt, key: {key}}}}}",
             f"api.tls.cert: cannot read {tmp_path}/absent.crt: No such file or directory",
         ),
-        (f"api: {{tls: {{cert: {crt}, key: {tmp_path}}}}}", f"api.tls.key: cannot read {tmp_path}: Is a directory"),
+        (
+            f"api: {{tls: {{cert: {crt}, key: {tmp_path}}}}}",
+            f"api.tls.key: cannot read {tmp_path}: a directory, not a regular file",
+        ),
         (
             f"api: {{tls: {{cert: {crt}, key: {key}, client_ca: /nonexistent/ca.crt}}}}",
             "api.tls.client_ca: cannot read /nonexistent/ca.crt: No such file or directory",

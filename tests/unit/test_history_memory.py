@@ -1,0 +1,72 @@
+"""api.max_memory: the epochs kept for queries stay within a byte budget,
+oldest first, and queries say when the range was cut for it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netspectra.api.history import History, nbytes
+from netspectra.api.queries import ApiError, Queries
+from netspectra.api.v1 import sensor_pb2 as pb
+from netspectra.config import ConfigError, parse_config
+from tests.helpers.epochs import LAY, epoch, packets
+
+T0 = 1_700_000_000.0
+
+
+def snaps(n: int) -> list:
+    rng = np.random.default_rng(7)
+    return [epoch(*packets(rng, 2000), seq=i, t=T0 + 5 * i) for i in range(n)]
+
+
+def test_nbytes_counts_the_arrays_of_a_real_snapshot_once():
+    s = snaps(1)[0]
+    arrays = s.flows.nbytes + s.totals.nbytes  # + the sketches once built, heavy hitters, spreads
+    assert arrays < nbytes(s) < arrays + (8 << 20)
+    assert nbytes([s, s]) == nbytes(s)
+
+
+def test_oldest_epochs_leave_first_to_stay_within_max_bytes():
+    epochs = snaps(6)
+    one = nbytes(epochs[0])
+    h = History(12, LAY, max_bytes=int(2.5 * one))
+    for s in epochs:
+        h.add(s)
+    assert [s.seq for s in h.snapshots()] == [4, 5]
+    assert h.dropped_for_memory == 4
+    assert 0 < h.kept_bytes <= h.max_bytes
+    assert h.completed == 6  # every epoch still counted since start
+
+
+def test_the_newest_epoch_stays_even_when_it_alone_is_larger():
+    h = History(12, LAY, max_bytes=1)
+    for s in snaps(3):
+        h.add(s)
+    assert [s.seq for s in h.snapshots()] == [2]
+
+
+def test_without_a_budget_keep_epochs_alone_bounds():
+    h = History(4, LAY)
+    for s in snaps(6):
+        h.add(s)
+    assert len(h.snapshots()) == 4 and h.dropped_for_memory == 0 and h.cut_note() == ""
+
+
+def test_a_range_query_says_it_was_cut_for_memory():
+    epochs = snaps(6)
+    h = History(12, LAY, max_bytes=int(2.5 * nbytes(epochs[0])))
+    for s in epochs:
+        h.add(s)
+    r = pb.TimeRange()
+    r.since.FromNanoseconds(int(T0 * 1e9))
+    with pytest.raises(ApiError) as ei:
+        Queries(h, {"interface": "eth0"}, clock=lambda: T0 + 60).TopKeys(pb.TopKeysRequest(task="src", range=r))
+    assert "4 epochs left before api.keep_epochs for api.max_memory" in str(ei.value)
+
+
+def test_max_memory_in_the_config():
+    assert parse_config("api: {max_memory: 256MiB}").api.max_memory == 256 << 20
+    assert parse_config("").api.max_memory == 1 << 30
+    with pytest.raises(ConfigError, match="api.max_memory: 'lots' is not a size"):
+        parse_config("api: {max_memory: lots}")

@@ -6,7 +6,12 @@
  * data_end and never fails: every frame gets exactly one outcome
  * (NS_C_OUT_*); only NS_C_OUT_IPV4/IPV6 frames carry a 5-tuple.  What it
  * decodes, and how it attributes what it cannot:
- *   Ethernet, then up to NS_MAX_VLAN 802.1Q/802.1ad tags (more: VLAN_DEPTH).
+ *   Ethernet, then up to NS_MAX_VLAN 802.1Q/802.1ad tags (more: VLAN_DEPTH),
+ *   then IPv4/IPv6, or a PPPoE session header (PPP IPv4 0x0021 / IPv6 0x0057;
+ *   other PPP protocols are NON_IP), or an MPLS label stack of up to
+ *   NS_MAX_MPLS labels (deeper: VLAN_DEPTH) whose payload is IPv4/IPv6 by its
+ *   version nibble (anything else NON_IP).  A VLAN tag, PPPoE header or MPLS
+ *   label cut off is TRUNC_VLAN: these two outcomes cover every L2 shim.
  *   IPv4 with options; IPv6 with up to NS_MAX_IPV6_EXT hop-by-hop, routing,
  *   fragment and destination-options headers.  AH, ESP and anything else
  *   end the walk and are the flow's protocol.  If the chain is cut off or too
@@ -48,10 +53,24 @@
 #define NS_IP6_ROUTING 43
 #define NS_IP6_FRAGMENT 44
 #define NS_IP6_DSTOPTS 60
+#define NS_ETH_P_PPP_SES 0x8864
+#define NS_ETH_P_MPLS_UC 0x8847
+#define NS_ETH_P_MPLS_MC 0x8848
+#define NS_PPP_IP 0x0021
+#define NS_PPP_IPV6 0x0057
 
 struct ns_vlan {
 	__be16 tci;
 	__be16 proto;
+};
+
+/* PPPoE session header (RFC 2516) and the PPP protocol field after it. */
+struct ns_pppoe {
+	__u8 ver_type;
+	__u8 code;
+	__be16 session;
+	__be16 length;
+	__be16 ppp_proto;
 };
 
 struct ns_ip6_ext {
@@ -258,7 +277,25 @@ ext_trunc:
 	ns_proto_only(p, nh);
 }
 
-/* From an ethertype at data + off: VLAN tags, then IPv4/IPv6. */
+/* IPv4 or IPv6 at data + off by the version nibble (MPLS payloads carry no
+ * type): anything else, e.g. a pseudowire control word, is not IP. */
+static __always_inline void ns_parse_ip_nibble(struct ns_pkt *p, void *data, __u32 off, void *end)
+{
+	__u8 *v = data + off;
+	if ((void *)(v + 1) > end) {
+		p->outcome = NS_C_OUT_TRUNC_IP;
+		return;
+	}
+	if (*v >> 4 == 4)
+		ns_parse_ipv4(p, data, off, end);
+	else if (*v >> 4 == 6)
+		ns_parse_ipv6(p, data, off, end);
+	else
+		p->outcome = NS_C_OUT_NON_IP;
+}
+
+/* From an ethertype at data + off: VLAN tags, then a PPPoE session header or
+ * an MPLS label stack, then IPv4/IPv6. */
 static __always_inline void ns_parse_ethertype(struct ns_pkt *p, void *data, __u32 off, void *end, __be16 proto)
 {
 #pragma unroll
@@ -272,6 +309,38 @@ static __always_inline void ns_parse_ethertype(struct ns_pkt *p, void *data, __u
 		}
 		proto = v->proto;
 		off += sizeof(*v);
+	}
+	if (proto == bpf_htons(NS_ETH_P_PPP_SES)) {
+		struct ns_pppoe *s = data + off;
+		if ((void *)(s + 1) > end) {
+			p->outcome = NS_C_OUT_TRUNC_VLAN;
+			return;
+		}
+		off += sizeof(*s);
+		if (s->ppp_proto == bpf_htons(NS_PPP_IP))
+			ns_parse_ipv4(p, data, off, end);
+		else if (s->ppp_proto == bpf_htons(NS_PPP_IPV6))
+			ns_parse_ipv6(p, data, off, end);
+		else
+			p->outcome = NS_C_OUT_NON_IP; /* LCP, IPCP, ... */
+		return;
+	}
+	if (proto == bpf_htons(NS_ETH_P_MPLS_UC) || proto == bpf_htons(NS_ETH_P_MPLS_MC)) {
+#pragma unroll
+		for (int i = 0; i < NS_MAX_MPLS; i++) {
+			__u8 *l = data + off;
+			if ((void *)(l + 4) > end) {
+				p->outcome = NS_C_OUT_TRUNC_VLAN;
+				return;
+			}
+			off += 4;
+			if (l[2] & 1) { /* bottom of stack */
+				ns_parse_ip_nibble(p, data, off, end);
+				return;
+			}
+		}
+		p->outcome = NS_C_OUT_VLAN_DEPTH;
+		return;
 	}
 	if (proto == bpf_htons(ETH_P_IP))
 		ns_parse_ipv4(p, data, off, end);

@@ -106,7 +106,7 @@
 /* events (IP packets, counted in addition to the above) */
 #define NS_C_FRAG_FIRST 16      /* first fragment (offset 0, more fragments) */
 #define NS_C_FRAG_LATER 17      /* non-first fragment: ports 0/0 */
-#define NS_C_L4_TRUNC 18        /* L4 header cut off: ports 0/0 */
+#define NS_C_L4_TRUNC 18        /* L4 header cut off (ports only if their 4 bytes are there) */
 #define NS_C_IPV6_EXT_TRUNC 19  /* extension chain cut off */
 #define NS_C_IPV6_EXT_LIMIT 20  /* more than NS_MAX_IPV6_EXT headers */
 #define NS_C_FLOW_UNTRACKED 21  /* flow table full: not in exact flows */

@@ -20,9 +20,10 @@
  *   fragments count under (src, dst, proto, 0, 0).  An IPv6 atomic fragment
  *   (offset 0, M=0) is not a fragment.  This is what tshark shows without
  *   reassembly, so offline and live counts agree per 5-tuple.
- *   TCP/UDP/SCTP ports and TCP flags, ICMP/ICMPv6 type and code, only when the
- *   whole header is inside both the frame and the IP datagram (its length
- *   field; Ethernet padding is not a header); otherwise ports 0/0, L4_TRUNC.
+ *   TCP/UDP/SCTP ports when their 4 bytes are inside both the frame and the
+ *   IP datagram (its length field; Ethernet padding is not a header), as
+ *   tshark reads them, else 0/0; TCP flags, ICMP/ICMPv6 type and code only
+ *   when the whole header is there.  A header cut short is L4_TRUNC.
  *   Outer addresses win: tunnels are counted under their outer header.
  */
 #ifndef NETSPECTRA_PARSE_H
@@ -109,6 +110,24 @@ struct ns_pkt {
  * verifier. */
 #define NS_ROOM_ANY 0xffffffffU
 
+/* TCP/UDP/SCTP: the ports whenever their 4 bytes are inside both the frame
+ * and the datagram (as tshark reads them); a header shorter than `hlen` is
+ * still L4_TRUNC.  Returns 1 when the whole header is there, and only then
+ * may the caller read past the ports (the verifier knows th + hlen <= end). */
+static __always_inline int ns_ports(struct ns_pkt *p, void *l4, void *end, __u32 room, __u32 hlen)
+{
+	__be16 *ports = l4;
+	if (l4 + 4 <= end && room >= 4) {
+		p->key.k.sport = bpf_ntohs(ports[0]);
+		p->key.k.dport = bpf_ntohs(ports[1]);
+	}
+	if (l4 + hlen > end || room < hlen) {
+		p->events |= NS_EV(NS_C_L4_TRUNC);
+		return 0;
+	}
+	return 1;
+}
+
 static __always_inline void ns_l4(struct ns_pkt *p, void *l4, void *end, __u8 proto, __u32 room)
 {
 	p->key.k.proto = proto;
@@ -116,31 +135,18 @@ static __always_inline void ns_l4(struct ns_pkt *p, void *l4, void *end, __u8 pr
 	case IPPROTO_TCP: {
 		struct tcphdr *th = l4;
 		p->proto_class = NS_C_PROTO_TCP;
-		if ((void *)(th + 1) > end || room < sizeof(*th))
-			goto trunc;
-		p->key.k.sport = bpf_ntohs(th->source);
-		p->key.k.dport = bpf_ntohs(th->dest);
-		p->tcp_flags = ((__u8 *)th)[13];
+		if (ns_ports(p, l4, end, room, sizeof(*th)))
+			p->tcp_flags = ((__u8 *)th)[13];
 		return;
 	}
-	case IPPROTO_UDP: {
-		struct udphdr *uh = l4;
+	case IPPROTO_UDP:
 		p->proto_class = NS_C_PROTO_UDP;
-		if ((void *)(uh + 1) > end || room < sizeof(*uh))
-			goto trunc;
-		p->key.k.sport = bpf_ntohs(uh->source);
-		p->key.k.dport = bpf_ntohs(uh->dest);
+		ns_ports(p, l4, end, room, sizeof(struct udphdr));
 		return;
-	}
-	case NS_IPPROTO_SCTP: {
-		__be16 *ports = l4;
+	case NS_IPPROTO_SCTP:
 		p->proto_class = NS_C_PROTO_SCTP;
-		if (l4 + 12 > end || room < 12) /* SCTP common header */
-			goto trunc;
-		p->key.k.sport = bpf_ntohs(ports[0]);
-		p->key.k.dport = bpf_ntohs(ports[1]);
+		ns_ports(p, l4, end, room, 12); /* SCTP common header */
 		return;
-	}
 	case IPPROTO_ICMP:
 	case NS_IPPROTO_ICMPV6: {
 		__u8 *ih = l4;

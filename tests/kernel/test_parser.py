@@ -421,15 +421,26 @@ CASES = {
         {"frag_later"},
         key=(A6, B6, 0, 0, ROUTING),
     ),
-    # --- L4 cut off: ports 0/0, still a flow
-    "v4_tcp_trunc": Case(v4(P.TCP, TCP_HDR[:19]), "out_ipv4", "proto_tcp", {"l4_trunc"}, key=(A4, B4, 0, 0, 6)),
-    "v4_udp_trunc": Case(v4(P.UDP, UDP_HDR[:7]), "out_ipv4", "proto_udp", {"l4_trunc"}, key=(A4, B4, 0, 0, 17)),
+    # --- L4 cut off (l4_trunc): ports when their 4 bytes are inside frame and
+    # datagram (as tshark reads them), else 0/0; TCP flags only from a whole header
+    "v4_tcp_trunc": Case(v4(P.TCP, TCP_HDR[:19]), "out_ipv4", "proto_tcp", {"l4_trunc"}, key=(A4, B4, 40000, 443, 6)),
+    "v4_udp_trunc": Case(v4(P.UDP, UDP_HDR[:7]), "out_ipv4", "proto_udp", {"l4_trunc"}, key=(A4, B4, 5353, 53, 17)),
+    "v4_udp_ports_only": Case(
+        v4(P.UDP, UDP_HDR[:4]), "out_ipv4", "proto_udp", {"l4_trunc"}, key=(A4, B4, 5353, 53, 17)
+    ),
+    "v4_tcp_3_bytes": Case(v4(P.TCP, TCP_HDR[:3]), "out_ipv4", "proto_tcp", {"l4_trunc"}, key=(A4, B4, 0, 0, 6)),
     # The IP length field bounds the L4 header: Ethernet padding is not a header.
     "v4_tcp_trunc_padded": Case(
-        P.pad(v4(P.TCP, TCP_HDR[:12]), 80), "out_ipv4", "proto_tcp", {"l4_trunc"}, key=(A4, B4, 0, 0, 6)
+        P.pad(v4(P.TCP, TCP_HDR[:12]), 80), "out_ipv4", "proto_tcp", {"l4_trunc"}, key=(A4, B4, 40000, 443, 6)
+    ),
+    "v4_udp_3_bytes_padded": Case(
+        P.pad(v4(P.UDP, UDP_HDR[:3]), 80), "out_ipv4", "proto_udp", {"l4_trunc"}, key=(A4, B4, 0, 0, 17)
     ),
     "v6_udp_trunc_padded": Case(
-        P.pad(v6(P.UDP, UDP_HDR[:6]), 80), "out_ipv6", "proto_udp", {"l4_trunc"}, key=(A6, B6, 0, 0, 17)
+        P.pad(v6(P.UDP, UDP_HDR[:6]), 80), "out_ipv6", "proto_udp", {"l4_trunc"}, key=(A6, B6, 5353, 53, 17)
+    ),
+    "v6_udp_3_bytes_padded": Case(
+        P.pad(v6(P.UDP, UDP_HDR[:3]), 80), "out_ipv6", "proto_udp", {"l4_trunc"}, key=(A6, B6, 0, 0, 17)
     ),
     "v4_udp_padded_whole": Case(P.pad(v4(P.UDP, UDP_HDR)), "out_ipv4", "proto_udp", key=(A4, B4, 5353, 53, 17)),
     # total length 0 (TSO / BIG TCP): the frame bounds the header
@@ -441,22 +452,22 @@ CASES = {
         tcp_flags=0x12,
     ),
     "v4_sctp_trunc": Case(
-        v4(P.SCTP, P.l4(P.SCTP, 1, 2)[:11]), "out_ipv4", "proto_sctp", {"l4_trunc"}, key=(A4, B4, 0, 0, 132)
+        v4(P.SCTP, P.l4(P.SCTP, 1, 2)[:11]), "out_ipv4", "proto_sctp", {"l4_trunc"}, key=(A4, B4, 1, 2, 132)
     ),
     "v4_icmp_trunc": Case(
         v4(P.ICMP, P.l4(P.ICMP, icmp=(8, 0))[:3]), "out_ipv4", "proto_icmp", {"l4_trunc"}, key=(A4, B4, 0, 0, 1)
     ),
-    "v6_tcp_trunc": Case(v6(P.TCP, TCP_HDR[:4]), "out_ipv6", "proto_tcp", {"l4_trunc"}, key=(A6, B6, 0, 0, 6)),
+    "v6_tcp_trunc": Case(v6(P.TCP, TCP_HDR[:4]), "out_ipv6", "proto_tcp", {"l4_trunc"}, key=(A6, B6, 40000, 443, 6)),
     "v6_tcp_none": Case(v6(P.TCP, b""), "out_ipv6", "proto_tcp", {"l4_trunc"}, key=(A6, B6, 0, 0, 6)),
     "v6_ext_then_udp_trunc": Case(
-        v6(HOP, P.ext(P.UDP) + UDP_HDR[:6]), "out_ipv6", "proto_udp", {"l4_trunc"}, key=(A6, B6, 0, 0, 17)
+        v6(HOP, P.ext(P.UDP) + UDP_HDR[:6]), "out_ipv6", "proto_udp", {"l4_trunc"}, key=(A6, B6, 5353, 53, 17)
     ),
     "v4_first_frag_tcp_trunc": Case(
         v4(P.TCP, TCP_HDR[:12], more_fragments=True),
         "out_ipv4",
         "proto_tcp",
         {"frag_first", "l4_trunc"},
-        key=(A4, B4, 0, 0, 6),
+        key=(A4, B4, 40000, 443, 6),
     ),
 }
 
@@ -585,6 +596,6 @@ def test_fuzz_invariants(prog, frame):
         if pk[abi.C["out_ipv4"]]:
             assert P.mapped(P.addr_str(k["src"])) == bytes(k["src"]) and bytes(k["src"][10:12]) == b"\xff\xff"
         if k["sport"] or k["dport"]:
-            # ports only from a whole, non-later-fragment L4 header
-            assert not (pk[abi.C["l4_trunc"]] or pk[abi.C["frag_later"]])
+            # ports only from the first 4 bytes of an L4 header, never a later fragment
+            assert not pk[abi.C["frag_later"]]
             assert pk[abi.C["proto_tcp"]] + pk[abi.C["proto_udp"]] + pk[abi.C["proto_sctp"]] == 1

@@ -100,35 +100,9 @@ class Diff:
     counters: tuple[tuple[str, int], ...] = ()
 
 
-def _incomplete(src: str, dst: str, proto: int, sport: int, dport: int, nbytes: int) -> Diff:
-    """One packet whose TCP/UDP header is cut short: tshark reads its ports, we do not."""
-    return Diff("l4-header-incomplete", (src, dst, proto, sport, dport), (src, dst, proto, 0, 0), 1, nbytes)
-
-
 # Rule names and their reasons: docs/offline-corpus.md, "Documented differences".
 # Every entry is one packet class of one capture, checked exactly.
 EXPECTED_DIFFS: dict[str, list[Diff]] = {
-    # First fragments carrying 16, 24, 28 and 8 bytes of a TCP header (ip.len 36,
-    # frame padded to 54): the datagram ends inside the 20-byte header.
-    "ndpi__ip_fragmented_garbage.pcap": [
-        _incomplete("10.0.0.2", "10.128.0.2", 6, 24102, 10792, 54),
-        _incomplete("10.0.0.2", "10.128.0.2", 6, 18730, 20304, 54),
-        _incomplete("10.0.0.2", "10.128.0.2", 6, 9253, 24102, 54),
-        _incomplete("10.0.0.2", "10.128.0.2", 6, 16417, 16419, 54),
-    ],
-    # "Too small" UDP: ip.len 24 / ipv6.plen 4, so 4 of the 8 bytes of the UDP header.
-    "suricata__decode-too-small__test.pcap": [
-        _incomplete("1.1.1.1", "2.2.2.2", 17, 33112, 53, 38),
-        _incomplete("fd01::101:101", "fd02::202:202", 17, 33112, 53, 58),
-    ],
-    # A TCP SYN fragmented after 8 bytes of its header (first fragment ip.len 28).
-    "suricata__frag-eth-vlan-ip-tcp-syn.pcap": [
-        _incomplete("1.1.1.1", "2.2.2.2", 6, 12345, 8080, 46),
-    ],
-    # Snaplen 38: 4 bytes of the UDP header captured (ip.len 12336, frame.len 262144).
-    "tcpdump__udp-length-heapoverflow.pcap": [
-        _incomplete("48.48.48.48", "48.48.48.48", 17, 12336, 12336, 262144),
-    ],
     # IPv4 under one MPLS label, IHL 15 (a 60-byte header) in the 42 bytes left
     # of the frame: tshark shows the addresses of the cut header (a later
     # fragment, offset 288); the parser reads no IP header it does not have

@@ -44,6 +44,8 @@ __all__ = ["OfflineError", "Report", "analyze", "LINKTYPE_NAMES", "SUPPORTED_LIN
 LINKTYPE_NAMES = {
     0: "NULL",
     1: "ETHERNET",
+    12: "RAW (12)",
+    14: "RAW (14)",
     101: "RAW",
     108: "LOOP",
     113: "LINUX_SLL",

@@ -45,6 +45,8 @@ SUPPORTED_LINKTYPES = {
     113: "LINUX_SLL",
     276: "LINUX_SLL2",
     101: "RAW",
+    12: "RAW (12)",
+    14: "RAW (14)",
     228: "IPV4",
     229: "IPV6",
     0: "NULL",

@@ -2,19 +2,26 @@
 
 * Link types 12 and 14 (DLT_RAW as the BSDs number it): read as raw IPv4/IPv6,
   exactly like link type 101.
+* pcapng sections of versions other than 1.0 and 1.2: refused in one line, as
+  libpcap and tshark refuse them; a later such section stops the reading there.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import shutil
+import struct
+import subprocess
 
 import numpy as np
 import pytest
 
 from netspectra import abi
 from netspectra import packets as P
-from netspectra.offline import analyze
+from netspectra.offline import OfflineError, analyze
 from tests.helpers.pcapfile import write_pcap
+
+from .conftest import require
 
 RAW_FRAMES = [
     P.ipv4("10.0.0.1", "10.0.0.2", P.TCP, P.l4(P.TCP, 1000, 80)),
@@ -72,3 +79,56 @@ def test_bsd_raw_linktypes_read_as_raw_ip(linktype, tmp_path, oracle):
     assert orc["read_complete"] and orc["totals"]["packets"] == len(RAW_FRAMES)
     assert flows_of(rep.overall) == oracle_flows(orc)
     assert int(t[abi.C["out_non_ip"], 0]) == orc["totals"]["non_ip_packets"]
+
+
+def _block(btype: int, body: bytes) -> bytes:
+    body += b"\x00" * (-len(body) % 4)
+    return struct.pack("<II", btype, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+
+def _section(version: tuple[int, int], frame: bytes) -> bytes:
+    shb = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, *version, -1))
+    idb = _block(1, struct.pack("<HHI", 1, 0, 0))
+    epb = _block(6, struct.pack("<IIIII", 0, 0, 0, len(frame), len(frame)) + frame)
+    return shb + idb + epb
+
+
+def tshark_packets(path) -> tuple[int, bool]:
+    """(packets tshark reads, whether it read the whole file)."""
+    tshark = shutil.which("tshark")
+    require(tshark is not None, "tshark not installed")
+    r = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-e", "frame.number"], capture_output=True, text=True)
+    return len(r.stdout.split()), r.returncode == 0
+
+
+FRAME = P.frame("10.0.0.1", "10.0.0.2", P.UDP, 1, 2)
+
+
+@pytest.mark.parametrize("version", [(1, 1), (1, 3), (2, 0), (0, 1)])
+def test_pcapng_unsupported_version_refused(version, tmp_path):
+    path = tmp_path / "v.pcapng"
+    path.write_bytes(_section(version, FRAME))
+    with pytest.raises(OfflineError) as e:
+        analyze([str(path)])
+    assert str(e.value) == f"{path}: byte 12: unsupported pcapng version {version[0]}.{version[1]}"
+    assert tshark_packets(path) == (0, False)
+
+
+@pytest.mark.parametrize("version", [(1, 1), (2, 0)])
+def test_pcapng_later_section_unsupported_version_stops_there(version, tmp_path):
+    path = tmp_path / "v.pcapng"
+    first = _section((1, 0), FRAME)
+    path.write_bytes(first + _section(version, FRAME))
+    rep = analyze([str(path)])
+    assert rep.errors == [f"{path}: byte {len(first) + 12}: unsupported pcapng version {version[0]}.{version[1]}"]
+    assert rep.files[0]["packets"] == 1
+    assert tshark_packets(path) == (1, False)
+
+
+@pytest.mark.parametrize("version", [(1, 0), (1, 2)])
+def test_pcapng_versions_read(version, tmp_path):
+    path = tmp_path / "v.pcapng"
+    path.write_bytes(_section(version, FRAME) + _section(version, FRAME))
+    rep = analyze([str(path)])
+    assert rep.errors == [] and rep.files[0]["packets"] == 2
+    assert tshark_packets(path) == (2, True)

@@ -283,25 +283,9 @@ ext_trunc:
 	ns_proto_only(p, nh);
 }
 
-/* IPv4 or IPv6 at data + off by the version nibble (MPLS payloads carry no
- * type): anything else, e.g. a pseudowire control word, is not IP. */
-static __always_inline void ns_parse_ip_nibble(struct ns_pkt *p, void *data, __u32 off, void *end)
-{
-	__u8 *v = data + off;
-	if ((void *)(v + 1) > end) {
-		p->outcome = NS_C_OUT_TRUNC_IP;
-		return;
-	}
-	if (*v >> 4 == 4)
-		ns_parse_ipv4(p, data, off, end);
-	else if (*v >> 4 == 6)
-		ns_parse_ipv6(p, data, off, end);
-	else
-		p->outcome = NS_C_OUT_NON_IP;
-}
-
 /* From an ethertype at data + off: VLAN tags, then a PPPoE session header or
- * an MPLS label stack, then IPv4/IPv6. */
+ * an MPLS label stack, then IPv4/IPv6.  Every path ends in the one call of
+ * each IP parser at the bottom: inlined once, not once per path. */
 static __always_inline void ns_parse_ethertype(struct ns_pkt *p, void *data, __u32 off, void *end, __be16 proto)
 {
 #pragma unroll
@@ -324,14 +308,13 @@ static __always_inline void ns_parse_ethertype(struct ns_pkt *p, void *data, __u
 		}
 		off += sizeof(*s);
 		if (s->ppp_proto == bpf_htons(NS_PPP_IP))
-			ns_parse_ipv4(p, data, off, end);
+			proto = bpf_htons(ETH_P_IP);
 		else if (s->ppp_proto == bpf_htons(NS_PPP_IPV6))
-			ns_parse_ipv6(p, data, off, end);
+			proto = bpf_htons(ETH_P_IPV6);
 		else
-			p->outcome = NS_C_OUT_NON_IP; /* LCP, IPCP, ... */
-		return;
-	}
-	if (proto == bpf_htons(NS_ETH_P_MPLS_UC) || proto == bpf_htons(NS_ETH_P_MPLS_MC)) {
+			proto = 0; /* LCP, IPCP, ...: not IP */
+	} else if (proto == bpf_htons(NS_ETH_P_MPLS_UC) || proto == bpf_htons(NS_ETH_P_MPLS_MC)) {
+		int bottom = 0;
 #pragma unroll
 		for (int i = 0; i < NS_MAX_MPLS; i++) {
 			__u8 *l = data + off;
@@ -340,13 +323,23 @@ static __always_inline void ns_parse_ethertype(struct ns_pkt *p, void *data, __u
 				return;
 			}
 			off += 4;
-			if (l[2] & 1) { /* bottom of stack */
-				ns_parse_ip_nibble(p, data, off, end);
-				return;
+			if (l[2] & 1) {
+				bottom = 1;
+				break;
 			}
 		}
-		p->outcome = NS_C_OUT_VLAN_DEPTH;
-		return;
+		if (!bottom) {
+			p->outcome = NS_C_OUT_VLAN_DEPTH;
+			return;
+		}
+		/* No type field: the version nibble tells (a pseudowire control
+		 * word, 0, is not IP). */
+		__u8 *v = data + off;
+		if ((void *)(v + 1) > end) {
+			p->outcome = NS_C_OUT_TRUNC_IP;
+			return;
+		}
+		proto = *v >> 4 == 4 ? bpf_htons(ETH_P_IP) : *v >> 4 == 6 ? bpf_htons(ETH_P_IPV6) : 0;
 	}
 	if (proto == bpf_htons(ETH_P_IP))
 		ns_parse_ipv4(p, data, off, end);

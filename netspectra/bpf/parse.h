@@ -11,7 +11,8 @@
  *   other PPP protocols are NON_IP), or an MPLS label stack of up to
  *   NS_MAX_MPLS labels (deeper: VLAN_DEPTH) whose payload is IPv4/IPv6 by its
  *   version nibble (anything else NON_IP).  A VLAN tag, PPPoE header or MPLS
- *   label cut off is TRUNC_VLAN: these two outcomes cover every L2 shim.
+ *   label cut off is TRUNC_VLAN: TRUNC_VLAN and VLAN_DEPTH keep their names
+ *   (counter slots, metrics, stored epochs) and cover every L2 shim.
  *   IPv4 with options; IPv6 with up to NS_MAX_IPV6_EXT hop-by-hop, routing,
  *   fragment and destination-options headers.  AH, ESP and anything else
  *   end the walk and are the flow's protocol.  If the chain is cut off or too

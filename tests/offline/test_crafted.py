@@ -2,6 +2,9 @@
 
 * Link types 12 and 14 (DLT_RAW as the BSDs number it): read as raw IPv4/IPv6,
   exactly like link type 101.
+* Deep VLAN stacks, PPPoE and MPLS under tags (no capture of the corpus has
+  3 or 4 tags, or PPPoE/MPLS under a tag): the flows tshark finds under the
+  encapsulations the parser decodes (conftest.ONLY_ENCAP).
 * pcapng sections of versions other than 1.0 and 1.2: refused in one line, as
   libpcap and tshark refuse them; a later such section stops the reading there.
 """
@@ -91,6 +94,33 @@ def _section(version: tuple[int, int], frame: bytes) -> bytes:
     idb = _block(1, struct.pack("<HHI", 1, 0, 0))
     epb = _block(6, struct.pack("<IIIII", 0, 0, 0, len(frame), len(frame)) + frame)
     return shb + idb + epb
+
+
+def _v4(sport: int, proto: int = P.UDP) -> bytes:
+    return P.ipv4("10.0.0.1", "10.0.0.2", proto, P.l4(proto, sport, 53))
+
+
+ENCAP_FRAMES = [
+    P.eth(P.ETH_IP, (1, 2, 3)) + _v4(3),
+    P.eth(P.ETH_IP, (1, 2, 3, 4)) + _v4(4),
+    P.eth(P.ETH_IP, (1, 2, 3, 4, 5)) + _v4(5),  # fifth tag: non-IP for both
+    P.eth(P.ETH_PPPOE_SES, (10, 20)) + P.pppoe(P.PPP_IP, _v4(6, P.TCP)),
+    P.eth(P.ETH_PPPOE_SES, (10,))
+    + P.pppoe(P.PPP_IPV6, P.ipv6("2001:db8::1", "2001:db8::2", P.UDP, P.l4(P.UDP, 7, 53))),
+    P.eth(P.ETH_MPLS, (30,)) + P.mpls((100, 200), _v4(8)),
+    P.eth(P.ETH_MPLS) + P.mpls((100, 200, 300), P.ipv6("2001:db8::1", "2001:db8::3", P.TCP, P.l4(P.TCP, 9, 80))),
+]
+
+
+def test_deep_vlan_pppoe_mpls_like_tshark(tmp_path, oracle):
+    path = write_pcap(tmp_path / "encap.pcap", ENCAP_FRAMES)
+    rep = analyze([str(path)])
+    orc = oracle.run_on(path)
+    assert orc["read_complete"]
+    assert flows_of(rep.overall) == oracle_flows(orc)
+    assert len(oracle_flows(orc)) == 6
+    t = rep.overall.totals
+    assert int(t[abi.C["out_vlan_depth"], 0]) == orc["totals"]["non_ip_packets"] == 1
 
 
 def tshark_packets(path) -> tuple[int, bool]:

@@ -576,8 +576,11 @@ def frames(draw):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(frame=frames())
-def test_fuzz_invariants(prog, frame):
+def test_fuzz_invariants(prog, frame, tmp_path):
     tot, keys, vals = run(prog, frame)
+    off = offline_of(tmp_path, [frame])  # the offline parser agrees on every frame
+    assert np.array_equal(tot, off.totals)
+    assert flow_table(keys, vals) == flow_table(off.flows["key"], off.flows)
     n = len(frame)
     pk = tot[:, 0]
     assert tuple(tot[abi.C["all"]]) == (1, n)

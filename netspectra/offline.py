@@ -44,6 +44,8 @@ __all__ = ["OfflineError", "Report", "analyze", "LINKTYPE_NAMES", "SUPPORTED_LIN
 LINKTYPE_NAMES = {
     0: "NULL",
     1: "ETHERNET",
+    12: "RAW (12)",
+    14: "RAW (14)",
     101: "RAW",
     108: "LOOP",
     113: "LINUX_SLL",
@@ -174,7 +176,8 @@ class _File:
         (blen,) = struct.unpack_from(order + "I", mm, pos + 4)
         self._check_block(pos, blen, order, 28, "section header")
         major, minor = struct.unpack_from(order + "HH", mm, pos + 12)
-        if major != 1:
+        # libpcap and tshark read 1.0 and 1.2 (written by some old tools) only.
+        if (major, minor) not in ((1, 0), (1, 2)):
             raise _Damage(pos + 12, f"unsupported pcapng version {major}.{minor}")
         for _ in _options(mm, pos + 24, pos + blen - 4, order):
             pass

@@ -14,6 +14,10 @@ ETH_IPV6 = 0x86DD
 ETH_ARP = 0x0806
 ETH_8021Q = 0x8100
 ETH_8021AD = 0x88A8
+ETH_PPPOE_SES = 0x8864
+ETH_MPLS = 0x8847
+ETH_MPLS_MC = 0x8848
+PPP_IP, PPP_IPV6 = 0x0021, 0x0057
 
 TCP, UDP, ICMP, ICMPV6, SCTP, GRE = 6, 17, 1, 58, 132, 47
 
@@ -28,6 +32,20 @@ def eth(ethertype: int, vlans: tuple[int, ...] = (), outer_tpid: int = ETH_8021A
         tpid = outer_tpid if i == 0 and len(vlans) > 1 else ETH_8021Q
         hdr += struct.pack("!HH", tpid, vid & 0xFFF)
     return hdr + struct.pack("!H", ethertype)
+
+
+def pppoe(ppp_proto: int, payload: bytes, session: int = 0x1234) -> bytes:
+    """PPPoE session header (RFC 2516: version 1, type 1, code 0) + PPP protocol, then payload."""
+    return struct.pack("!BBHHH", 0x11, 0, session, len(payload) + 2, ppp_proto) + payload
+
+
+def mpls(labels: tuple[int, ...], payload: bytes, bottom: bool = True) -> bytes:
+    """An MPLS label stack, outermost first; S set on the last label unless bottom=False."""
+    out = b""
+    for i, label in enumerate(labels):
+        s = int(bottom and i == len(labels) - 1)
+        out += struct.pack("!I", (label & 0xFFFFF) << 12 | s << 8 | 64)
+    return out + payload
 
 
 def l4(proto: int, sport: int = 0, dport: int = 0, flags: int = 0x02, icmp: tuple[int, int] = (8, 0)) -> bytes:

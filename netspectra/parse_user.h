@@ -35,6 +35,8 @@
 /* Link types (https://www.tcpdump.org/linktypes.html). */
 #define NS_LT_NULL 0
 #define NS_LT_ETHERNET 1
+#define NS_LT_RAW_12 12   /* DLT_RAW as most BSDs number it, written as-is by some tools */
+#define NS_LT_RAW_14 14   /* DLT_RAW as OpenBSD numbers it */
 #define NS_LT_RAW 101
 #define NS_LT_LOOP 108
 #define NS_LT_LINUX_SLL 113
@@ -46,7 +48,7 @@
 static inline int ns_link_supported(__u32 lt)
 {
 	switch (lt) {
-	case NS_LT_NULL: case NS_LT_ETHERNET: case NS_LT_RAW: case NS_LT_LOOP:
+	case NS_LT_NULL: case NS_LT_ETHERNET: case NS_LT_RAW: case NS_LT_RAW_12: case NS_LT_RAW_14: case NS_LT_LOOP:
 	case NS_LT_LINUX_SLL: case NS_LT_IPV4: case NS_LT_IPV6: case NS_LT_LINUX_SLL2:
 		return 1;
 	}
@@ -107,6 +109,8 @@ static inline void ns_parse_link(struct ns_pkt *p, __u32 lt, void *data, void *e
 		return;
 	}
 	case NS_LT_RAW:
+	case NS_LT_RAW_12:
+	case NS_LT_RAW_14:
 		if (len < 1) {
 			p->outcome = NS_C_OUT_TRUNC_IP;
 			return;

@@ -28,7 +28,8 @@
 #define NS_MAX_DEPTH 8      /* rows per sketch */
 #define NS_MAX_FIELDSETS 8  /* distinct key/element field sets over all tasks */
 #define NS_KEY_WORDS 5      /* struct ns_key as 64-bit words */
-#define NS_MAX_VLAN 2       /* 802.1Q / 802.1ad tags parsed */
+#define NS_MAX_VLAN 4       /* 802.1Q / 802.1ad tags parsed */
+#define NS_MAX_MPLS 8       /* MPLS labels parsed */
 #define NS_MAX_IPV6_EXT 6   /* IPv6 extension headers walked */
 #define NS_FLOW_PROBES 32   /* slots a flow may occupy: its hash slot and the next 31 */
 #define NS_SEEN_SLOTS 4096  /* per set and CPU: candidate keys already reported */
@@ -89,8 +90,8 @@
 #define NS_C_OUT_IPV6 2         /* parsed IPv6 */
 #define NS_C_OUT_NON_IP 3       /* ARP, LLDP, ... (an ethertype we do not parse) */
 #define NS_C_OUT_TRUNC_ETH 4    /* shorter than an Ethernet header */
-#define NS_C_OUT_TRUNC_VLAN 5   /* VLAN tag cut off */
-#define NS_C_OUT_VLAN_DEPTH 6   /* more than NS_MAX_VLAN tags */
+#define NS_C_OUT_TRUNC_VLAN 5   /* VLAN tag, PPPoE header or MPLS label cut off */
+#define NS_C_OUT_VLAN_DEPTH 6   /* more than NS_MAX_VLAN tags or NS_MAX_MPLS labels */
 #define NS_C_OUT_TRUNC_IP 7     /* IPv4/IPv6 header cut off */
 #define NS_C_OUT_BAD_IPV4 8     /* version != 4 or IHL < 5 */
 #define NS_C_OUT_BAD_IPV6 9     /* version != 6 */
@@ -105,7 +106,7 @@
 /* events (IP packets, counted in addition to the above) */
 #define NS_C_FRAG_FIRST 16      /* first fragment (offset 0, more fragments) */
 #define NS_C_FRAG_LATER 17      /* non-first fragment: ports 0/0 */
-#define NS_C_L4_TRUNC 18        /* L4 header cut off: ports 0/0 */
+#define NS_C_L4_TRUNC 18        /* L4 header cut off (ports only if their 4 bytes are there) */
 #define NS_C_IPV6_EXT_TRUNC 19  /* extension chain cut off */
 #define NS_C_IPV6_EXT_LIMIT 20  /* more than NS_MAX_IPV6_EXT headers */
 #define NS_C_FLOW_UNTRACKED 21  /* flow table full: not in exact flows */

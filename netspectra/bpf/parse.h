@@ -6,7 +6,13 @@
  * data_end and never fails: every frame gets exactly one outcome
  * (NS_C_OUT_*); only NS_C_OUT_IPV4/IPV6 frames carry a 5-tuple.  What it
  * decodes, and how it attributes what it cannot:
- *   Ethernet, then up to NS_MAX_VLAN 802.1Q/802.1ad tags (more: VLAN_DEPTH).
+ *   Ethernet, then up to NS_MAX_VLAN 802.1Q/802.1ad tags (more: VLAN_DEPTH),
+ *   then IPv4/IPv6, or a PPPoE session header (PPP IPv4 0x0021 / IPv6 0x0057;
+ *   other PPP protocols are NON_IP), or an MPLS label stack of up to
+ *   NS_MAX_MPLS labels (deeper: VLAN_DEPTH) whose payload is IPv4/IPv6 by its
+ *   version nibble (anything else NON_IP).  A VLAN tag, PPPoE header or MPLS
+ *   label cut off is TRUNC_VLAN: TRUNC_VLAN and VLAN_DEPTH keep their names
+ *   (counter slots, metrics, stored epochs) and cover every L2 shim.
  *   IPv4 with options; IPv6 with up to NS_MAX_IPV6_EXT hop-by-hop, routing,
  *   fragment and destination-options headers.  AH, ESP and anything else
  *   end the walk and are the flow's protocol.  If the chain is cut off or too
@@ -15,9 +21,10 @@
  *   fragments count under (src, dst, proto, 0, 0).  An IPv6 atomic fragment
  *   (offset 0, M=0) is not a fragment.  This is what tshark shows without
  *   reassembly, so offline and live counts agree per 5-tuple.
- *   TCP/UDP/SCTP ports and TCP flags, ICMP/ICMPv6 type and code, only when the
- *   whole header is inside both the frame and the IP datagram (its length
- *   field; Ethernet padding is not a header); otherwise ports 0/0, L4_TRUNC.
+ *   TCP/UDP/SCTP ports when their 4 bytes are inside both the frame and the
+ *   IP datagram (its length field; Ethernet padding is not a header), as
+ *   tshark reads them, else 0/0; TCP flags, ICMP/ICMPv6 type and code only
+ *   when the whole header is there.  A header cut short is L4_TRUNC.
  *   Outer addresses win: tunnels are counted under their outer header.
  */
 #ifndef NETSPECTRA_PARSE_H
@@ -48,10 +55,24 @@
 #define NS_IP6_ROUTING 43
 #define NS_IP6_FRAGMENT 44
 #define NS_IP6_DSTOPTS 60
+#define NS_ETH_P_PPP_SES 0x8864
+#define NS_ETH_P_MPLS_UC 0x8847
+#define NS_ETH_P_MPLS_MC 0x8848
+#define NS_PPP_IP 0x0021
+#define NS_PPP_IPV6 0x0057
 
 struct ns_vlan {
 	__be16 tci;
 	__be16 proto;
+};
+
+/* PPPoE session header (RFC 2516) and the PPP protocol field after it. */
+struct ns_pppoe {
+	__u8 ver_type;
+	__u8 code;
+	__be16 session;
+	__be16 length;
+	__be16 ppp_proto;
 };
 
 struct ns_ip6_ext {
@@ -90,6 +111,24 @@ struct ns_pkt {
  * verifier. */
 #define NS_ROOM_ANY 0xffffffffU
 
+/* TCP/UDP/SCTP: the ports whenever their 4 bytes are inside both the frame
+ * and the datagram (as tshark reads them); a header shorter than `hlen` is
+ * still L4_TRUNC.  Returns 1 when the whole header is there, and only then
+ * may the caller read past the ports (the verifier knows th + hlen <= end). */
+static __always_inline int ns_ports(struct ns_pkt *p, void *l4, void *end, __u32 room, __u32 hlen)
+{
+	__be16 *ports = l4;
+	if (l4 + 4 <= end && room >= 4) {
+		p->key.k.sport = bpf_ntohs(ports[0]);
+		p->key.k.dport = bpf_ntohs(ports[1]);
+	}
+	if (l4 + hlen > end || room < hlen) {
+		p->events |= NS_EV(NS_C_L4_TRUNC);
+		return 0;
+	}
+	return 1;
+}
+
 static __always_inline void ns_l4(struct ns_pkt *p, void *l4, void *end, __u8 proto, __u32 room)
 {
 	p->key.k.proto = proto;
@@ -97,31 +136,18 @@ static __always_inline void ns_l4(struct ns_pkt *p, void *l4, void *end, __u8 pr
 	case IPPROTO_TCP: {
 		struct tcphdr *th = l4;
 		p->proto_class = NS_C_PROTO_TCP;
-		if ((void *)(th + 1) > end || room < sizeof(*th))
-			goto trunc;
-		p->key.k.sport = bpf_ntohs(th->source);
-		p->key.k.dport = bpf_ntohs(th->dest);
-		p->tcp_flags = ((__u8 *)th)[13];
+		if (ns_ports(p, l4, end, room, sizeof(*th)))
+			p->tcp_flags = ((__u8 *)th)[13];
 		return;
 	}
-	case IPPROTO_UDP: {
-		struct udphdr *uh = l4;
+	case IPPROTO_UDP:
 		p->proto_class = NS_C_PROTO_UDP;
-		if ((void *)(uh + 1) > end || room < sizeof(*uh))
-			goto trunc;
-		p->key.k.sport = bpf_ntohs(uh->source);
-		p->key.k.dport = bpf_ntohs(uh->dest);
+		ns_ports(p, l4, end, room, sizeof(struct udphdr));
 		return;
-	}
-	case NS_IPPROTO_SCTP: {
-		__be16 *ports = l4;
+	case NS_IPPROTO_SCTP:
 		p->proto_class = NS_C_PROTO_SCTP;
-		if (l4 + 12 > end || room < 12) /* SCTP common header */
-			goto trunc;
-		p->key.k.sport = bpf_ntohs(ports[0]);
-		p->key.k.dport = bpf_ntohs(ports[1]);
+		ns_ports(p, l4, end, room, 12); /* SCTP common header */
 		return;
-	}
 	case IPPROTO_ICMP:
 	case NS_IPPROTO_ICMPV6: {
 		__u8 *ih = l4;
@@ -258,7 +284,9 @@ ext_trunc:
 	ns_proto_only(p, nh);
 }
 
-/* From an ethertype at data + off: VLAN tags, then IPv4/IPv6. */
+/* From an ethertype at data + off: VLAN tags, then a PPPoE session header or
+ * an MPLS label stack, then IPv4/IPv6.  Every path ends in the one call of
+ * each IP parser at the bottom: inlined once, not once per path. */
 static __always_inline void ns_parse_ethertype(struct ns_pkt *p, void *data, __u32 off, void *end, __be16 proto)
 {
 #pragma unroll
@@ -272,6 +300,47 @@ static __always_inline void ns_parse_ethertype(struct ns_pkt *p, void *data, __u
 		}
 		proto = v->proto;
 		off += sizeof(*v);
+	}
+	if (proto == bpf_htons(NS_ETH_P_PPP_SES)) {
+		struct ns_pppoe *s = data + off;
+		if ((void *)(s + 1) > end) {
+			p->outcome = NS_C_OUT_TRUNC_VLAN;
+			return;
+		}
+		off += sizeof(*s);
+		if (s->ppp_proto == bpf_htons(NS_PPP_IP))
+			proto = bpf_htons(ETH_P_IP);
+		else if (s->ppp_proto == bpf_htons(NS_PPP_IPV6))
+			proto = bpf_htons(ETH_P_IPV6);
+		else
+			proto = 0; /* LCP, IPCP, ...: not IP */
+	} else if (proto == bpf_htons(NS_ETH_P_MPLS_UC) || proto == bpf_htons(NS_ETH_P_MPLS_MC)) {
+		int bottom = 0;
+#pragma unroll
+		for (int i = 0; i < NS_MAX_MPLS; i++) {
+			__u8 *l = data + off;
+			if ((void *)(l + 4) > end) {
+				p->outcome = NS_C_OUT_TRUNC_VLAN;
+				return;
+			}
+			off += 4;
+			if (l[2] & 1) {
+				bottom = 1;
+				break;
+			}
+		}
+		if (!bottom) {
+			p->outcome = NS_C_OUT_VLAN_DEPTH;
+			return;
+		}
+		/* No type field: the version nibble tells (a pseudowire control
+		 * word, 0, is not IP). */
+		__u8 *v = data + off;
+		if ((void *)(v + 1) > end) {
+			p->outcome = NS_C_OUT_TRUNC_IP;
+			return;
+		}
+		proto = *v >> 4 == 4 ? bpf_htons(ETH_P_IP) : *v >> 4 == 6 ? bpf_htons(ETH_P_IPV6) : 0;
 	}
 	if (proto == bpf_htons(ETH_P_IP))
 		ns_parse_ipv4(p, data, off, end);

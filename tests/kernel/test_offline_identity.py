@@ -101,7 +101,16 @@ def test_generated_capture_live_equals_offline(tmp_path):
     replay_and_compare(generated(tmp_path / "gen.pcap"))
 
 
-@pytest.mark.parametrize("name", ["zeek__wikipedia.pcap", "pcpp__VlanPackets.pcap", "pcpp__ip4_fragments.pcap"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "zeek__wikipedia.pcap",
+        "pcpp__VlanPackets.pcap",
+        "pcpp__ip4_fragments.pcap",
+        "zeek__pppoe.pcap",
+        "zeek__mixed-vlan-mpls.pcap",
+    ],
+)
 def test_real_capture_live_equals_offline(name):
     path = PCAPS / name
     assert path.exists(), f"{path} missing (../shared/pcaps)"

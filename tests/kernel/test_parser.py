@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 from netspectra import abi
 from netspectra import packets as P
 from netspectra.kernel import libbpf
+from netspectra.offline import analyze
+from tests.helpers.pcapfile import write_pcap
 
 from .conftest import load
 
@@ -75,8 +77,32 @@ class Case:
     icmp: tuple[int, int] = (0, 0)
 
 
-def check(prog, c: Case):
+def offline_of(tmp_path, frames: list[bytes]):
+    """The same frames through `netspectra analyze` (the parser compiled for userspace)."""
+    rep = analyze([str(write_pcap(tmp_path / "frames.pcap", frames))])
+    assert not rep.errors and not rep.skipped
+    return rep.overall
+
+
+def flow_table(keys, vals) -> dict:
+    return {
+        keys[i : i + 1].tobytes(): (
+            int(v["packets"]),
+            int(v["bytes"]),
+            int(v["tcp_flags"]),
+            int(v["icmp_type"]),
+            int(v["icmp_code"]),
+        )
+        for i, v in enumerate(vals)
+    }
+
+
+def check(prog, c: Case, tmp_path=None):
     tot, keys, vals = run(prog, c.frame)
+    if tmp_path is not None:  # kernel and offline parser: bit-identical totals and flows
+        off = offline_of(tmp_path, [c.frame])
+        assert np.array_equal(tot, off.totals), "kernel and offline totals differ"
+        assert flow_table(keys, vals) == flow_table(off.flows["key"], off.flows), "kernel and offline flows differ"
     n = len(c.frame)
     assert tuple(tot[abi.C["all"]]) == (1, n)
     got_out = [o for o in abi.OUTCOMES if tot[abi.C[o], 0]]
@@ -176,7 +202,73 @@ CASES = {
         "proto_udp",
         key=(A6, B6, 5353, 53, 17),
     ),
-    "vlan_3_tags": Case(P.pad(v4(P.UDP, UDP_HDR, vlans=(1, 2, 3))), "out_vlan_depth"),
+    "vlan_3_tags": Case(
+        P.pad(v4(P.UDP, UDP_HDR, vlans=(1, 2, 3))), "out_ipv4", "proto_udp", key=(A4, B4, 5353, 53, 17)
+    ),
+    "vlan_4_tags": Case(
+        v6(P.TCP, TCP_HDR, vlans=(1, 2, 3, 4)), "out_ipv6", "proto_tcp", key=(A6, B6, 40000, 443, 6), tcp_flags=0x12
+    ),
+    "vlan_5_tags": Case(P.pad(v4(P.UDP, UDP_HDR, vlans=(1, 2, 3, 4, 5))), "out_vlan_depth"),
+    "vlan_trunc_fourth": Case(P.eth(P.ETH_IP, (1, 2, 3, 4))[:29], "out_trunc_vlan"),
+    # --- PPPoE session (ethertype 0x8864), PPP IPv4 0x0021 / IPv6 0x0057
+    "pppoe_v4_tcp": Case(
+        P.pad(P.eth(P.ETH_PPPOE_SES) + P.pppoe(P.PPP_IP, P.ipv4(A4, B4, P.TCP, TCP_HDR))),
+        "out_ipv4",
+        "proto_tcp",
+        key=(A4, B4, 40000, 443, 6),
+        tcp_flags=0x12,
+    ),
+    "pppoe_v6_udp": Case(
+        P.eth(P.ETH_PPPOE_SES) + P.pppoe(P.PPP_IPV6, P.ipv6(A6, B6, P.UDP, UDP_HDR)),
+        "out_ipv6",
+        "proto_udp",
+        key=(A6, B6, 5353, 53, 17),
+    ),
+    "pppoe_under_qinq": Case(
+        P.pad(P.eth(P.ETH_PPPOE_SES, (100, 200)) + P.pppoe(P.PPP_IP, P.ipv4(A4, B4, P.UDP, UDP_HDR))),
+        "out_ipv4",
+        "proto_udp",
+        key=(A4, B4, 5353, 53, 17),
+    ),
+    "pppoe_lcp": Case(P.pad(P.eth(P.ETH_PPPOE_SES) + P.pppoe(0xC021, b"\x09\x01\x00\x08" + b"\x00" * 4)), "out_non_ip"),
+    "pppoe_discovery": Case(P.pad(P.eth(0x8863) + b"\x11\x09\x00\x00\x00\x00"), "out_non_ip"),
+    "pppoe_hdr_trunc": Case(P.eth(P.ETH_PPPOE_SES) + P.pppoe(P.PPP_IP, b"")[:7], "out_trunc_vlan"),
+    "pppoe_ip_trunc": Case(P.eth(P.ETH_PPPOE_SES) + P.pppoe(P.PPP_IP, b"\x45" * 19), "out_trunc_ip"),
+    # --- MPLS (0x8847 / 0x8848): labels to the bottom of stack, then the version nibble
+    "mpls_v4_udp": Case(
+        P.pad(P.eth(P.ETH_MPLS) + P.mpls((16,), P.ipv4(A4, B4, P.UDP, UDP_HDR))),
+        "out_ipv4",
+        "proto_udp",
+        key=(A4, B4, 5353, 53, 17),
+    ),
+    "mpls_3_labels_v6_tcp": Case(
+        P.eth(P.ETH_MPLS) + P.mpls((16, 17, 18), P.ipv6(A6, B6, P.TCP, TCP_HDR)),
+        "out_ipv6",
+        "proto_tcp",
+        key=(A6, B6, 40000, 443, 6),
+        tcp_flags=0x12,
+    ),
+    "mpls_mc_under_vlan": Case(
+        P.pad(P.eth(P.ETH_MPLS_MC, (7,)) + P.mpls((100, 200), P.ipv4(A4, B4, P.ICMP, P.l4(P.ICMP, icmp=(8, 0))))),
+        "out_ipv4",
+        "proto_icmp",
+        key=(A4, B4, 0, 0, 1),
+        icmp=(8, 0),
+    ),
+    "mpls_8_labels": Case(
+        P.eth(P.ETH_MPLS) + P.mpls(tuple(range(16, 24)), P.ipv4(A4, B4, P.UDP, UDP_HDR)),
+        "out_ipv4",
+        "proto_udp",
+        key=(A4, B4, 5353, 53, 17),
+    ),
+    "mpls_9_labels": Case(
+        P.eth(P.ETH_MPLS) + P.mpls(tuple(range(16, 25)), P.ipv4(A4, B4, P.UDP, UDP_HDR)), "out_vlan_depth"
+    ),
+    "mpls_no_bottom_cut": Case(P.eth(P.ETH_MPLS) + P.mpls((16, 17), b"", bottom=False), "out_trunc_vlan"),
+    "mpls_label_trunc": Case(P.eth(P.ETH_MPLS) + P.mpls((16,), b"")[:3], "out_trunc_vlan"),
+    "mpls_nothing_after": Case(P.eth(P.ETH_MPLS) + P.mpls((16,), b""), "out_trunc_ip"),
+    "mpls_pw_control_word": Case(P.pad(P.eth(P.ETH_MPLS) + P.mpls((16,), b"\x00" * 4 + P.eth(P.ETH_IP))), "out_non_ip"),
+    "mpls_v4_hdr_trunc": Case(P.eth(P.ETH_MPLS) + P.mpls((16,), P.ipv4(A4, B4, P.UDP, UDP_HDR)[:12]), "out_trunc_ip"),
     "vlan_trunc": Case(P.eth(P.ETH_8021Q)[:14] + b"\x00\x64", "out_trunc_vlan"),
     "vlan_trunc_second": Case(P.eth(P.ETH_IP, (1, 2))[:18] + b"\x00\x02\x81", "out_trunc_vlan"),
     "vlan_then_arp": Case(P.pad(P.eth(P.ETH_ARP, (7,)) + b"\x00" * 28), "out_non_ip"),
@@ -329,15 +421,26 @@ CASES = {
         {"frag_later"},
         key=(A6, B6, 0, 0, ROUTING),
     ),
-    # --- L4 cut off: ports 0/0, still a flow
-    "v4_tcp_trunc": Case(v4(P.TCP, TCP_HDR[:19]), "out_ipv4", "proto_tcp", {"l4_trunc"}, key=(A4, B4, 0, 0, 6)),
-    "v4_udp_trunc": Case(v4(P.UDP, UDP_HDR[:7]), "out_ipv4", "proto_udp", {"l4_trunc"}, key=(A4, B4, 0, 0, 17)),
+    # --- L4 cut off (l4_trunc): ports when their 4 bytes are inside frame and
+    # datagram (as tshark reads them), else 0/0; TCP flags only from a whole header
+    "v4_tcp_trunc": Case(v4(P.TCP, TCP_HDR[:19]), "out_ipv4", "proto_tcp", {"l4_trunc"}, key=(A4, B4, 40000, 443, 6)),
+    "v4_udp_trunc": Case(v4(P.UDP, UDP_HDR[:7]), "out_ipv4", "proto_udp", {"l4_trunc"}, key=(A4, B4, 5353, 53, 17)),
+    "v4_udp_ports_only": Case(
+        v4(P.UDP, UDP_HDR[:4]), "out_ipv4", "proto_udp", {"l4_trunc"}, key=(A4, B4, 5353, 53, 17)
+    ),
+    "v4_tcp_3_bytes": Case(v4(P.TCP, TCP_HDR[:3]), "out_ipv4", "proto_tcp", {"l4_trunc"}, key=(A4, B4, 0, 0, 6)),
     # The IP length field bounds the L4 header: Ethernet padding is not a header.
     "v4_tcp_trunc_padded": Case(
-        P.pad(v4(P.TCP, TCP_HDR[:12]), 80), "out_ipv4", "proto_tcp", {"l4_trunc"}, key=(A4, B4, 0, 0, 6)
+        P.pad(v4(P.TCP, TCP_HDR[:12]), 80), "out_ipv4", "proto_tcp", {"l4_trunc"}, key=(A4, B4, 40000, 443, 6)
+    ),
+    "v4_udp_3_bytes_padded": Case(
+        P.pad(v4(P.UDP, UDP_HDR[:3]), 80), "out_ipv4", "proto_udp", {"l4_trunc"}, key=(A4, B4, 0, 0, 17)
     ),
     "v6_udp_trunc_padded": Case(
-        P.pad(v6(P.UDP, UDP_HDR[:6]), 80), "out_ipv6", "proto_udp", {"l4_trunc"}, key=(A6, B6, 0, 0, 17)
+        P.pad(v6(P.UDP, UDP_HDR[:6]), 80), "out_ipv6", "proto_udp", {"l4_trunc"}, key=(A6, B6, 5353, 53, 17)
+    ),
+    "v6_udp_3_bytes_padded": Case(
+        P.pad(v6(P.UDP, UDP_HDR[:3]), 80), "out_ipv6", "proto_udp", {"l4_trunc"}, key=(A6, B6, 0, 0, 17)
     ),
     "v4_udp_padded_whole": Case(P.pad(v4(P.UDP, UDP_HDR)), "out_ipv4", "proto_udp", key=(A4, B4, 5353, 53, 17)),
     # total length 0 (TSO / BIG TCP): the frame bounds the header
@@ -349,30 +452,30 @@ CASES = {
         tcp_flags=0x12,
     ),
     "v4_sctp_trunc": Case(
-        v4(P.SCTP, P.l4(P.SCTP, 1, 2)[:11]), "out_ipv4", "proto_sctp", {"l4_trunc"}, key=(A4, B4, 0, 0, 132)
+        v4(P.SCTP, P.l4(P.SCTP, 1, 2)[:11]), "out_ipv4", "proto_sctp", {"l4_trunc"}, key=(A4, B4, 1, 2, 132)
     ),
     "v4_icmp_trunc": Case(
         v4(P.ICMP, P.l4(P.ICMP, icmp=(8, 0))[:3]), "out_ipv4", "proto_icmp", {"l4_trunc"}, key=(A4, B4, 0, 0, 1)
     ),
-    "v6_tcp_trunc": Case(v6(P.TCP, TCP_HDR[:4]), "out_ipv6", "proto_tcp", {"l4_trunc"}, key=(A6, B6, 0, 0, 6)),
+    "v6_tcp_trunc": Case(v6(P.TCP, TCP_HDR[:4]), "out_ipv6", "proto_tcp", {"l4_trunc"}, key=(A6, B6, 40000, 443, 6)),
     "v6_tcp_none": Case(v6(P.TCP, b""), "out_ipv6", "proto_tcp", {"l4_trunc"}, key=(A6, B6, 0, 0, 6)),
     "v6_ext_then_udp_trunc": Case(
-        v6(HOP, P.ext(P.UDP) + UDP_HDR[:6]), "out_ipv6", "proto_udp", {"l4_trunc"}, key=(A6, B6, 0, 0, 17)
+        v6(HOP, P.ext(P.UDP) + UDP_HDR[:6]), "out_ipv6", "proto_udp", {"l4_trunc"}, key=(A6, B6, 5353, 53, 17)
     ),
     "v4_first_frag_tcp_trunc": Case(
         v4(P.TCP, TCP_HDR[:12], more_fragments=True),
         "out_ipv4",
         "proto_tcp",
         {"frag_first", "l4_trunc"},
-        key=(A4, B4, 0, 0, 6),
+        key=(A4, B4, 40000, 443, 6),
     ),
 }
 
 
 @pytest.mark.root
 @pytest.mark.parametrize("name", list(CASES))
-def test_frame(prog, name):
-    check(prog, CASES[name])
+def test_frame(prog, name, tmp_path):
+    check(prog, CASES[name], tmp_path)
 
 
 @pytest.mark.root
@@ -421,6 +524,21 @@ def test_tcp_flags_or_and_first_icmp(prog):
     assert (int(icmp["icmp_type"]), int(icmp["icmp_code"])) == (8, 0)
 
 
+@pytest.mark.root
+def test_every_truncation_kernel_equals_offline(prog, tmp_path):
+    """Every case frame cut at every length from 14 bytes: the kernel's totals
+    and flows equal the offline analyzer's, bit for bit."""
+    frames = [c.frame[:n] for c in CASES.values() for n in range(14, len(c.frame) + 1)]
+    for f in frames:
+        libbpf.test_run(prog.prog_fd, f)
+    s = prog.flip()
+    tot, flows = prog.take_totals(s), prog.take_flows(s)
+    assert tot[abi.C["flow_untracked"], 0] == 0
+    off = offline_of(tmp_path, frames)
+    assert np.array_equal(tot, off.totals)
+    assert flow_table(flows["key"], flows) == flow_table(off.flows["key"], off.flows)
+
+
 # ------------------------------------------------------------------ fuzz
 
 SEEDS = [c.frame for c in CASES.values()]
@@ -433,8 +551,12 @@ def frames(draw):
         return draw(st.binary(min_size=14, max_size=300))
     f = bytearray(draw(st.sampled_from(SEEDS)))
     if how == "ethertype":
-        # a random IP/VLAN ethertype in front of random bytes
-        et = draw(st.sampled_from([P.ETH_IP, P.ETH_IPV6, P.ETH_8021Q, P.ETH_8021AD]))
+        # a random IP/VLAN/PPPoE/MPLS ethertype in front of random bytes
+        et = draw(
+            st.sampled_from(
+                [P.ETH_IP, P.ETH_IPV6, P.ETH_8021Q, P.ETH_8021AD, P.ETH_PPPOE_SES, P.ETH_MPLS, P.ETH_MPLS_MC]
+            )
+        )
         return P.eth(et) + draw(st.binary(max_size=200))
     if how in ("mutate", "both"):
         for _ in range(draw(st.integers(1, 8))):
@@ -454,8 +576,11 @@ def frames(draw):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(frame=frames())
-def test_fuzz_invariants(prog, frame):
+def test_fuzz_invariants(prog, frame, tmp_path):
     tot, keys, vals = run(prog, frame)
+    off = offline_of(tmp_path, [frame])  # the offline parser agrees on every frame
+    assert np.array_equal(tot, off.totals)
+    assert flow_table(keys, vals) == flow_table(off.flows["key"], off.flows)
     n = len(frame)
     pk = tot[:, 0]
     assert tuple(tot[abi.C["all"]]) == (1, n)
@@ -474,6 +599,6 @@ def test_fuzz_invariants(prog, frame):
         if pk[abi.C["out_ipv4"]]:
             assert P.mapped(P.addr_str(k["src"])) == bytes(k["src"]) and bytes(k["src"][10:12]) == b"\xff\xff"
         if k["sport"] or k["dport"]:
-            # ports only from a whole, non-later-fragment L4 header
-            assert not (pk[abi.C["l4_trunc"]] or pk[abi.C["frag_later"]])
+            # ports only from the first 4 bytes of an L4 header, never a later fragment
+            assert not pk[abi.C["frag_later"]]
             assert pk[abi.C["proto_tcp"]] + pk[abi.C["proto_udp"]] + pk[abi.C["proto_sctp"]] == 1

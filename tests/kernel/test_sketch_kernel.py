@@ -82,7 +82,7 @@ def make_key(src, dst, sport, dport, proto) -> np.ndarray:
 def traffic(n: int, seed: int):
     """n varied frames: (frames, keys (abi.KEY of the IP ones), lengths of the IP ones, n_non_ip).
     Mixed IPv4/IPv6, VLAN tags, TCP/UDP/ICMP/SCTP/GRE, later fragments (ports
-    0/0), cut TCP headers (ports 0/0), sizes 60..1514, some non-IP frames
+    0/0), cut TCP headers (ports 0/0 when cut before them), sizes 60..1514, some non-IP frames
     that must not reach the sketches."""
     rng = random.Random(seed)
     frames, keys, lengths = [], [], []
@@ -114,14 +114,15 @@ def traffic(n: int, seed: int):
             pl = P.frag6(proto, 1448, more=True) + bytes(rng.randrange(8, 200))
             f = P.eth(P.ETH_IPV6, vlans) + P.ipv6(src, dst, 44, pl)
             k = make_key(src, dst, 0, 0, proto)
-        elif kind < 0.11:  # TCP header cut off
+        elif kind < 0.11:  # TCP header cut off: ports only if their 4 bytes are there
+            cut = rng.choice([3, 10])
             l3 = (
-                P.ipv6(src, dst, P.TCP, P.l4(P.TCP, sport, dport)[:10])
+                P.ipv6(src, dst, P.TCP, P.l4(P.TCP, sport, dport)[:cut])
                 if v6
-                else P.ipv4(src, dst, P.TCP, P.l4(P.TCP, sport, dport)[:10])
+                else P.ipv4(src, dst, P.TCP, P.l4(P.TCP, sport, dport)[:cut])
             )
             f = P.eth(P.ETH_IPV6 if v6 else P.ETH_IP, vlans) + l3
-            k = make_key(src, dst, 0, 0, P.TCP)
+            k = make_key(src, dst, *((sport, dport) if cut >= 4 else (0, 0)), P.TCP)
         elif kind < 0.13:  # GRE: no ports
             f = P.eth(P.ETH_IPV6 if v6 else P.ETH_IP, vlans) + (
                 P.ipv6(src, dst, P.GRE, bytes(40)) if v6 else P.ipv4(src, dst, P.GRE, bytes(40))

@@ -30,14 +30,16 @@ CORPUS = Path(os.environ.get("NETSPECTRA_PCAPS", REPO.parent / "shared" / "pcaps
 ORACLE = CORPUS / "oracle" / "oracle.py"
 
 # The link-layer paths in front of the outermost IP header that the parser
-# decodes: Ethernet with at most NS_MAX_VLAN (2) 802.1Q/802.1ad tags (tshark
-# calls a 0x8100 tag "vlan" and a 0x88a8 tag "ieee8021ad"; each is one
-# "X:ethertype" step; it also decodes 0x9100 as "vlan", which the parser does
-# not: no IP frame of the corpus has one), Linux cooked v1 and v2 (both "sll"), raw IP ("raw"),
-# LINKTYPE_IPV4/IPV6 ("(raw)": no link layer at all) and BSD NULL/LOOP ("null").
-# IP under a third tag, MPLS, PPPoE, PPP, NFLOG, IPNET ... is non-IP for us, and
-# the oracle counts it so (ip_under_excluded_encap).  SCTP ports are in our key.
-ONLY_ENCAP = r"eth:ethertype(:(vlan|ieee8021ad):ethertype){0,2}|sll:ethertype|raw|\(raw\)|null"
+# decodes: Ethernet or Linux cooked v1/v2 ("sll") with at most NS_MAX_VLAN (4)
+# 802.1Q/802.1ad tags (tshark calls a 0x8100 tag "vlan" and a 0x88a8 tag
+# "ieee8021ad"; each is one "X:ethertype" step; it also decodes 0x9100 as
+# "vlan", which the parser does not: no IP frame of the corpus has one), then
+# optionally a PPPoE session ("pppoes:ppp") or an MPLS label stack ("mpls",
+# IP straight after the bottom label); raw IP ("raw"), LINKTYPE_IPV4/IPV6
+# ("(raw)": no link layer at all) and BSD NULL/LOOP ("null").  IP under a
+# fifth tag, a pseudowire, PPP, NFLOG, IPNET ... is non-IP for us, and the
+# oracle counts it so (ip_under_excluded_encap).  SCTP ports are in our key.
+ONLY_ENCAP = r"(eth|sll):ethertype(:(vlan|ieee8021ad):ethertype){0,4}(:pppoes:ppp|:mpls)?|raw|\(raw\)|null"
 ORACLE_ARGS = ("--sctp-ports", "--only-encap", ONLY_ENCAP)
 
 

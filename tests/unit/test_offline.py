@@ -153,11 +153,13 @@ def test_pcap_byte_orders_and_resolutions(tmp_path, order, nano):
 
 
 def test_bytes_are_original_length(tmp_path):
-    """A record cut by snaplen counts its on-the-wire length (frame.len)."""
-    path = write(tmp_path, "snap.pcap", pcap([(0, F_TCP[:54], 1514), (1, F_TCP[:40], 1514)], snaplen=54))
+    """A record cut by snaplen counts its on-the-wire length (frame.len); a TCP
+    header cut after its ports keeps them (as tshark), cut before them not."""
+    recs = [(0, F_TCP[:54], 1514), (1, F_TCP[:40], 1514), (2, F_TCP[:37], 1514)]
+    path = write(tmp_path, "snap.pcap", pcap(recs, snaplen=54))
     s = analyze([path]).overall
-    assert flows(s) == {K_TCP: (1, 1514), ("10.0.0.1", "10.0.0.2", 6, 0, 0): (1, 1514)}
-    assert s.counter("l4_trunc") == (1, 1514)
+    assert flows(s) == {K_TCP: (2, 3028), ("10.0.0.1", "10.0.0.2", 6, 0, 0): (1, 1514)}
+    assert s.counter("l4_trunc") == (2, 3028)
 
 
 def test_orig_len_below_caplen_is_kept_and_flagged(tmp_path):

@@ -62,7 +62,7 @@ def attach(ifaces, config_path, mode, epoch, as_json, metrics_address, api_addre
     """Attach to each IFACE (default: the config's sensor.interfaces) and report
     every epoch until Ctrl-C or SIGTERM: one XDP program per interface, one
     metrics endpoint and one query API for them all."""
-    from .sensor import Interrupted, SensorError
+    from .sensor import Interrupted, SensorError, Stopped
     from .sensor import attach as do_attach
 
     cfg = _load(config_path)
@@ -77,6 +77,9 @@ def attach(ifaces, config_path, mode, epoch, as_json, metrics_address, api_addre
         do_attach(list(names), cfg, mode or cfg.sensor.mode, epoch or cfg.sensor.epoch_s, as_json)
     except SensorError as e:
         _fail(str(e))
+    except Stopped as e:
+        click.echo(f"netspectra: {e}", err=True)
+        sys.exit(e.status)
     except Interrupted as e:
         click.echo(f"netspectra: {e}", err=True)
         if e.compiling:  # LLVM still runs in a worker thread: an interpreter exit could crash under it

@@ -130,7 +130,10 @@ def status(as_json):
     """List running sensors."""
     from .sensor import status as do_status
 
-    rows = do_status()
+    damaged: list[str] = []
+    rows = do_status(damaged)
+    for line in damaged:
+        click.echo(f"netspectra: warning: {line}, skipped", err=True)
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -433,11 +436,14 @@ def query(ctx, server, iface, tls, ca, cert, key, server_name, token, timeout, a
 
 def _server_of(iface: str, source) -> str:
     """The query API address of the sensor attached to iface in this network namespace."""
-    from .sensor import pid_alive, read_state, state_path
+    from .sensor import DamagedState, load_state, pid_alive, state_path
 
     if source == click.core.ParameterSource.COMMANDLINE:
         _fail("give --iface or --server, not both")
-    st = read_state(state_path(iface))
+    try:
+        st = load_state(state_path(iface))
+    except DamagedState as e:
+        _fail(f"{e}: cannot tell which sensor is attached to {iface}; give --server")
     if not st or not pid_alive(st.get("pid", -1)):
         _fail(f"no netspectra sensor is attached to {iface} in this network namespace (see netspectra-sensor status)")
     if not st.get("api"):

@@ -9,6 +9,7 @@ held only by that process, so it disappears with it, however it dies.
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import signal
@@ -99,10 +100,57 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def read_state(path: Path) -> dict | None:
+class DamagedState(Exception):
+    """A state file that is not what attach writes: "PATH: damaged state file (why)"."""
+
+
+# What attach writes and status, detach and query --iface read: the fields they need, by type.
+STATE_FIELDS = {"pid": int, "iface": str, "mode": str, "started": float}
+STATE_OPTIONAL = {"last_epoch": int, "last_packets": int, "api": str, "epoch_s": float}
+PID_MAX = 1 << 22  # the kernel's pid_max limit
+
+
+def load_state(path: Path) -> dict | None:
+    """The state file at path, None when there is none; DamagedState when it
+    cannot be read or lacks what the readers need (truncated, edited, another
+    program's)."""
+
+    def damaged(why: str):
+        return DamagedState(f"{path}: damaged state file ({why})")
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        st = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise damaged(e.strerror or str(e)) from None
+    except (ValueError, RecursionError):
+        raise damaged("not JSON") from None
+    if not isinstance(st, dict):
+        raise damaged(f"a JSON {type(st).__name__}, not an object")
+    for key, kind in (STATE_FIELDS | STATE_OPTIONAL).items():
+        if key not in st:
+            if key in STATE_FIELDS:
+                raise damaged(f"no {key}")
+            continue
+        v = st[key]
+        ok = isinstance(v, (int, float) if kind is float else kind) and not isinstance(v, bool)
+        if kind is float and ok:
+            ok = math.isfinite(v)
+        if not ok:
+            raise damaged(f"{key} is {json.dumps(v)[:20]}")
+    if not 0 < st["pid"] < PID_MAX:
+        raise damaged(f"pid {str(st['pid'])[:20]}")
+    if not 0 <= st["started"] < 1e11:  # a time that can be shown
+        raise damaged(f"started {str(st['started'])[:20]}")
+    return st
+
+
+def read_state(path: Path) -> dict | None:
+    """The state file at path, or None when there is none or it is damaged."""
+    try:
+        return load_state(path)
+    except DamagedState:
         return None
 
 
@@ -765,13 +813,20 @@ def detach(iface: str, timeout: float = 10.0) -> str:
     raise SensorError(f"no netspectra sensor is attached to {iface}")
 
 
-def status() -> list[dict]:
+def status(damaged: list | None = None) -> list[dict]:
     """State of every sensor recorded in the run directory; stale entries
-    (process gone) are reported once and removed."""
+    (process gone) are reported once and removed.  Damaged files are left
+    alone (whose they are cannot be told) and their DamagedState lines added
+    to `damaged`."""
     out = []
     d = run_dir()
     for path in sorted(d.glob("*.json")) if d.is_dir() else []:
-        st = read_state(path)
+        try:
+            st = load_state(path)
+        except DamagedState as e:
+            if damaged is not None:
+                damaged.append(str(e))
+            continue
         if not st:
             continue
         st["alive"] = pid_alive(st["pid"])

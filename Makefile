@@ -54,6 +54,7 @@ bench: deps venv ## run the benchmarks (JSON on stdout)
 	$(PY) -m bench.epoch_read
 	$(PY) -m bench.accuracy
 	$(PY) -m bench.offline
+	$(PY) -m bench.offline_epochs
 	$(PY) -m bench.scrape
 	$(PY) -m bench.api_latency
 	$(PY) -m bench.store

@@ -55,6 +55,59 @@ cdef extern from *:
     uint16_t ns_rd16(const uint8_t* p, int swap) noexcept nogil
     void __builtin_prefetch(const void* addr, int rw, int locality) noexcept nogil
 
+cdef extern from *:
+    """
+    /* The walk reads a memory-mapped file: a file that shrinks under it
+       (logrotate's copytruncate) makes a read past its new end raise SIGBUS.
+       While a walk runs, this thread's SIGBUS jumps back to ns_walk_guarded,
+       which returns -1: the walk stops there, everything counted before stays.
+       Any other SIGBUS goes to the handler found at install (Python's
+       faulthandler, or the default: the process dies as it would have).
+       The jump can only leave a load from the mapping: those are in the
+       parser and the record reads, never inside malloc or a table update. */
+    #include <setjmp.h>
+    #include <signal.h>
+    static __thread sigjmp_buf *ns_bus_jmp;
+    static struct sigaction ns_bus_prev;
+    static void ns_bus_handler(int sig, siginfo_t *si, void *uc) {
+        if (ns_bus_jmp)
+            siglongjmp(*ns_bus_jmp, 1);
+        if (ns_bus_prev.sa_flags & SA_SIGINFO) {
+            ns_bus_prev.sa_sigaction(sig, si, uc);
+        } else if (ns_bus_prev.sa_handler != SIG_DFL && ns_bus_prev.sa_handler != SIG_IGN) {
+            ns_bus_prev.sa_handler(sig);
+        } else {
+            signal(sig, SIG_DFL);
+            raise(sig);
+        }
+    }
+    /* (Re)installed before each walk: faulthandler.enable() may have replaced it since. */
+    static void ns_bus_install(void) {
+        struct sigaction sa, cur;
+        if (sigaction(SIGBUS, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == ns_bus_handler)
+            return;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_sigaction = ns_bus_handler;
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, &ns_bus_prev);
+    }
+    typedef int (*ns_walk_fn)(void *, void *);
+    static int ns_walk_guarded(ns_walk_fn walk, void *e, void *r) {
+        sigjmp_buf jb;
+        volatile int rc = -1;
+        if (sigsetjmp(jb, 1) == 0) {
+            ns_bus_jmp = &jb;
+            rc = walk(e, r);
+        }
+        ns_bus_jmp = NULL;
+        return rc;
+    }
+    """
+    ctypedef int (*ns_walk_fn)(void*, void*) noexcept nogil
+    void ns_bus_install() noexcept nogil
+    int ns_walk_guarded(ns_walk_fn walk, void* e, void* r) noexcept nogil
+
 cdef enum:
     _NCOUNTERS = 24
     _C_ALL = 0
@@ -72,6 +125,7 @@ cdef enum:
     _R_EPOCH = 2
     _R_YIELD = 3
     _R_BLOCK = 4
+    _R_BUS = -1  # SIGBUS: the mapped file shrank under the walk (ns_walk_guarded)
 
 # damage codes (offline.py words them)
 cdef enum:
@@ -84,7 +138,7 @@ cdef enum:
     _E_CAPLEN_BLOCK = 7   # pcapng captured length exceeds the block: (caplen, room)
     _E_IFACE = 8          # pcapng packet names an undefined interface: (id, defined)
 
-PCAP_DONE, PCAP_ERROR, PCAP_EPOCH, PCAP_YIELD, PCAP_BLOCK = 0, 1, 2, 3, 4
+PCAP_DONE, PCAP_ERROR, PCAP_EPOCH, PCAP_YIELD, PCAP_BLOCK, PCAP_SHRUNK = 0, 1, 2, 3, 4, -1
 PCAP_E_TRUNC_HDR, PCAP_E_TRUNC_REC, PCAP_E_BLOCK_LEN, PCAP_E_BLOCK_TRUNC = 1, 2, 3, 4
 PCAP_E_BLOCK_TRAILER, PCAP_E_BLOCK_SHORT, PCAP_E_CAPLEN_BLOCK, PCAP_E_IFACE = 5, 6, 7, 8
 
@@ -298,7 +352,9 @@ cdef inline int _packet(_Engine* e, _Iface* itf, const uint8_t* data, uint32_t c
         e.epoch_end = ts + (e.epoch_end if e.epochs else 0)  # epoch_end held epoch_ns until t0
         if e.epoch_end < ts:
             e.epoch_end = 0xFFFFFFFFFFFFFFFFULL
-    elif e.epochs and ts >= e.epoch_end:
+    elif e.epochs and ts >= e.epoch_end and e.epoch_end != 0xFFFFFFFFFFFFFFFFULL:
+        # (an epoch whose end cannot be represented runs to the end of time: else a
+        # record stamped 2^64-1 ns would start the same epoch again and again)
         e.pending_ts = ts
         return 1
     if ts < e.tmin:
@@ -682,13 +738,15 @@ cdef class PcapReader:
 
     def run(self, PcapEngine eng):
         """Walk from pos until the end, damage, an epoch boundary, yield_pos
-        or a pcapng block for Python.  Returns PCAP_*."""
+        or a pcapng block for Python.  Returns PCAP_* (PCAP_SHRUNK: the
+        mapped file shrank under the walk; pos is then not advanced)."""
         cdef int rc
         if self.r.base == NULL and self.r.size:
             raise ValueError("reader released")
         with nogil:
+            ns_bus_install()
             if self.r.pcapng:
-                rc = _walk_pcapng(&eng.e, &self.r)
+                rc = ns_walk_guarded(<ns_walk_fn>_walk_pcapng, &eng.e, &self.r)
             else:
-                rc = _walk_pcap(&eng.e, &self.r)
+                rc = ns_walk_guarded(<ns_walk_fn>_walk_pcap, &eng.e, &self.r)
         return rc

@@ -185,6 +185,7 @@ PCAP_ERROR: int  # damage: see PcapReader.error
 PCAP_EPOCH: int  # a record's timestamp starts a new epoch (not consumed)
 PCAP_YIELD: int  # reached yield_pos (progress)
 PCAP_BLOCK: int  # a pcapng section or interface block for Python to read
+PCAP_SHRUNK: int  # SIGBUS: the mapped file shrank under the walk (what was counted stays)
 PCAP_E_TRUNC_HDR: int
 PCAP_E_TRUNC_REC: int
 PCAP_E_BLOCK_LEN: int

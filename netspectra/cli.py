@@ -62,7 +62,7 @@ def attach(ifaces, config_path, mode, epoch, as_json, metrics_address, api_addre
     """Attach to each IFACE (default: the config's sensor.interfaces) and report
     every epoch until Ctrl-C or SIGTERM: one XDP program per interface, one
     metrics endpoint and one query API for them all."""
-    from .sensor import Interrupted, SensorError
+    from .sensor import Interrupted, SensorError, Stopped
     from .sensor import attach as do_attach
 
     cfg = _load(config_path)
@@ -77,6 +77,9 @@ def attach(ifaces, config_path, mode, epoch, as_json, metrics_address, api_addre
         do_attach(list(names), cfg, mode or cfg.sensor.mode, epoch or cfg.sensor.epoch_s, as_json)
     except SensorError as e:
         _fail(str(e))
+    except Stopped as e:
+        click.echo(f"netspectra: {e}", err=True)
+        sys.exit(e.status)
     except Interrupted as e:
         click.echo(f"netspectra: {e}", err=True)
         if e.compiling:  # LLVM still runs in a worker thread: an interpreter exit could crash under it
@@ -127,7 +130,10 @@ def status(as_json):
     """List running sensors."""
     from .sensor import status as do_status
 
-    rows = do_status()
+    damaged: list[str] = []
+    rows = do_status(damaged)
+    for line in damaged:
+        click.echo(f"netspectra: warning: {line}, skipped", err=True)
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -430,11 +436,14 @@ def query(ctx, server, iface, tls, ca, cert, key, server_name, token, timeout, a
 
 def _server_of(iface: str, source) -> str:
     """The query API address of the sensor attached to iface in this network namespace."""
-    from .sensor import pid_alive, read_state, state_path
+    from .sensor import DamagedState, load_state, pid_alive, state_path
 
     if source == click.core.ParameterSource.COMMANDLINE:
         _fail("give --iface or --server, not both")
-    st = read_state(state_path(iface))
+    try:
+        st = load_state(state_path(iface))
+    except DamagedState as e:
+        _fail(f"{e}: cannot tell which sensor is attached to {iface}; give --server")
     if not st or not pid_alive(st.get("pid", -1)):
         _fail(f"no netspectra sensor is attached to {iface} in this network namespace (see netspectra-sensor status)")
     if not st.get("api"):

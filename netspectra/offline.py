@@ -24,6 +24,7 @@ from __future__ import annotations
 import mmap
 import os
 import socket
+import stat
 import struct
 import sys
 import time
@@ -100,6 +101,10 @@ def _snapshot_json(s: EpochSnapshot, top: int | None) -> dict:
     return d
 
 
+class _Shrunk(Exception):
+    """The mapped file shrank while it was read (e.g. logrotate's copytruncate)."""
+
+
 class _Damage(Exception):
     def __init__(self, offset: int, what: str):
         super().__init__(what)
@@ -118,16 +123,27 @@ class _File:
         self.format = ""
         self.mm = None
         self.size = 0
+        self.fd = -1  # kept open: a mapped file that shrinks is told by its size
         try:
-            with open(path, "rb") as f:
-                self.size = os.fstat(f.fileno()).st_size
+            # O_NONBLOCK: opening a FIFO that no one writes must not wait for a writer
+            self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            st = os.fstat(self.fd)
+            if stat.S_ISFIFO(st.st_mode):  # a FIFO or a pipe (/dev/stdin): read it whole
+                self.mm = _read_stream(self.fd, path)
+                self.size = len(self.mm)
+            elif not stat.S_ISREG(st.st_mode):
+                raise OfflineError(f"{path}: {_KINDS.get(stat.S_IFMT(st.st_mode), 'not a regular file')}, not a capture file")  # fmt: skip
+            else:
+                self.size = st.st_size
                 if self.size == 0:
                     raise OfflineError(f"{path}: byte 0: empty file, not a capture")
-                self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                self.mm = mmap.mmap(self.fd, 0, access=mmap.ACCESS_READ)
         except OSError as e:
+            self.close()
             raise OfflineError(f"{path}: cannot read: {e.strerror or e}") from None
-        except ValueError as e:  # mmap of something that is not a regular file
-            raise OfflineError(f"{path}: cannot map: {e}") from None
+        except BaseException:
+            self.close()
+            raise
         try:
             self._open()
         except _Damage as d:
@@ -223,16 +239,58 @@ class _File:
         if trail != blen:
             raise _Damage(pos + blen - 4, f"{what} block length mismatch ({blen} at start, {trail} at end)")
 
+    def shrunk(self) -> int | None:
+        """The file's size now if it is smaller than when mapped (None if not,
+        and always for a stream, read whole)."""
+        if not isinstance(self.mm, mmap.mmap):
+            return None
+        now = os.fstat(self.fd).st_size
+        return now if now < self.size else None
+
     def close(self) -> None:
         r = getattr(self, "reader", None)
         if r is not None:
             r.release()
-        if self.mm is not None:
+        if isinstance(self.mm, mmap.mmap):
             try:
                 self.mm.close()
             except BufferError:  # a view still alive: the GC closes it
                 pass
-            self.mm = None
+        self.mm = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+_KINDS = {
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFSOCK: "a socket",
+}
+STREAM_MAX = 1 << 30  # what a pipe or FIFO may bring: it is held in memory
+
+
+def _read_stream(fd: int, path: str) -> bytes:
+    """Everything a pipe or FIFO brings until its writer closes it.  A FIFO
+    that no one has opened for writing reads as end of file at once (fd is
+    non-blocking): that is refused rather than waited for."""
+    try:
+        first = os.read(fd, 1 << 16)
+    except BlockingIOError:  # a writer, no data yet
+        first = None
+    if first == b"":
+        raise OfflineError(f"{path}: a FIFO or pipe with no writer (nothing to read)")
+    os.set_blocking(fd, True)
+    chunks, size = [first or b""], len(first or b"")
+    while chunk := os.read(fd, 1 << 20):
+        size += len(chunk)
+        if size > STREAM_MAX:
+            raise OfflineError(f"{path}: more than {STREAM_MAX >> 20} MiB from a pipe; save it to a file first")
+        chunks.append(chunk)
+    if not size:
+        raise OfflineError(f"{path}: byte 0: empty stream, not a capture")
+    return b"".join(chunks)
 
 
 def _options(mm, off: int, end: int, order: str):
@@ -324,20 +382,26 @@ class _Run:
         e = self.eng
         totals = e.take_totals()
         if totals[abi.C["all"], 0]:
-            e.sketch_flows()
             flows = e.current_flows(analysis.FLOW_RECORD)
+            if totals[abi.C["flow_untracked"], 0]:  # records went to the arrays: they are the epoch's
+                e.sketch_flows()
+                sk = self.sk
+                self.sk = SketchSet(self.lay)
+                e.set_sketch(self.sk.cm, self.sk.ss)
+            else:  # the arrays are untouched (still zero) and count the next epoch; the
+                # epoch's sketch is its flows' (the same bits), derived only if read:
+                # 20 MiB of arrays allocated and added per epoch cost ~3 ms
+                sk = SketchSet.of_flows(self.lay, flows)
             start = (e.t0 + self.k * self.epoch_ns) / 1e9
-            snap = derive(self.k, start, start + self.epoch_ns / 1e9, totals, flows, self.sk)
+            snap = derive(self.k, start, start + self.epoch_ns / 1e9, totals, flows, sk)
             snap.origin = self.origin
             self.overall_totals += totals
-            self.overall_sk.merge(self.sk)
+            self.overall_sk.merge(sk)
             self.lost += e.end_epoch()
             if self.on_epoch is not None:
                 self.on_epoch(snap)
             if self.keep:
                 self.epochs.append(snap)
-            self.sk = SketchSet(self.lay)
-            e.set_sketch(self.sk.cm, self.sk.ss)
 
     def next_epoch(self) -> None:
         e = self.eng
@@ -448,7 +512,11 @@ def _read(f: _File, run: _Run, rep: Report, bar: _Progress | None, base: int) ->
             elif rc == S.PCAP_YIELD:
                 bar.update(base + r.pos)
                 chunk()
+            elif rc == S.PCAP_SHRUNK:
+                raise _Shrunk()
             elif rc == S.PCAP_BLOCK:
+                if f.shrunk() is not None:  # its header is read in Python, where SIGBUS cannot be caught
+                    raise _Shrunk()
                 (btype,) = struct.unpack_from(f.order + "I", f.mm, r.pos)
                 if btype == 1:
                     f.interface(r.pos)
@@ -461,6 +529,13 @@ def _read(f: _File, run: _Run, rep: Report, bar: _Progress | None, base: int) ->
                 break
         except _Damage as d:
             rep.errors.append(f"{f.path}: byte {d.offset}: {d.what}")
+            break
+        except _Shrunk:
+            now = f.shrunk()
+            rep.errors.append(
+                f"{f.path}: byte {now if now is not None else f.size}: truncated while being read "
+                f"({f.size} bytes when opened, {now} now; what was read before is counted)"
+            )
             break
     drop_ifaces()
     if bar:

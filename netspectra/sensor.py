@@ -9,7 +9,9 @@ held only by that process, so it disappears with it, however it dies.
 from __future__ import annotations
 
 import json
+import math
 import os
+import select
 import signal
 import socket
 import sys
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 from .config import Config
+from .sinks import SinkRefused
 from .tasks import layout
 
 CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 12, 21, 38, 39
@@ -25,6 +28,16 @@ CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 12, 21, 38, 39
 
 class SensorError(Exception):
     pass
+
+
+class Stopped(Exception):
+    """The sensor stopped (everything detached) for a reason that must show in
+    its exit status: `status` (non-zero, for systemd's Restart=on-failure) and
+    one line saying why."""
+
+    def __init__(self, status: int, msg: str):
+        super().__init__(msg)
+        self.status = status
 
 
 class Interrupted(Exception):
@@ -87,10 +100,57 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def read_state(path: Path) -> dict | None:
+class DamagedState(Exception):
+    """A state file that is not what attach writes: "PATH: damaged state file (why)"."""
+
+
+# What attach writes and status, detach and query --iface read: the fields they need, by type.
+STATE_FIELDS = {"pid": int, "iface": str, "mode": str, "started": float}
+STATE_OPTIONAL = {"last_epoch": int, "last_packets": int, "api": str, "epoch_s": float}
+PID_MAX = 1 << 22  # the kernel's pid_max limit
+
+
+def load_state(path: Path) -> dict | None:
+    """The state file at path, None when there is none; DamagedState when it
+    cannot be read or lacks what the readers need (truncated, edited, another
+    program's)."""
+
+    def damaged(why: str):
+        return DamagedState(f"{path}: damaged state file ({why})")
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        st = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise damaged(e.strerror or str(e)) from None
+    except (ValueError, RecursionError):
+        raise damaged("not JSON") from None
+    if not isinstance(st, dict):
+        raise damaged(f"a JSON {type(st).__name__}, not an object")
+    for key, kind in (STATE_FIELDS | STATE_OPTIONAL).items():
+        if key not in st:
+            if key in STATE_FIELDS:
+                raise damaged(f"no {key}")
+            continue
+        v = st[key]
+        ok = isinstance(v, (int, float) if kind is float else kind) and not isinstance(v, bool)
+        if kind is float and ok:
+            ok = math.isfinite(v)
+        if not ok:
+            raise damaged(f"{key} is {json.dumps(v)[:20]}")
+    if not 0 < st["pid"] < PID_MAX:
+        raise damaged(f"pid {str(st['pid'])[:20]}")
+    if not 0 <= st["started"] < 1e11:  # a time that can be shown
+        raise damaged(f"started {str(st['started'])[:20]}")
+    return st
+
+
+def read_state(path: Path) -> dict | None:
+    """The state file at path, or None when there is none or it is damaged."""
+    try:
+        return load_state(path)
+    except DamagedState:
         return None
 
 
@@ -485,7 +545,14 @@ def _attach(taps, cfg, lay, ncpus, mode, epoch_s, as_json, api, out, err) -> Non
     )
 
     stop = threading.Event()
-    handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    why: list = []  # what stopped the loop when it was not SIGINT/SIGTERM: (exit status, one line)
+
+    def on_signal(signum, _frame) -> None:
+        if signum == signal.SIGHUP:  # no reload: exit non-zero so that Restart=on-failure starts it anew
+            why.append((128 + signum, "SIGHUP: stopping (no config reload; restart the sensor to reload)"))
+        stop.set()
+
+    handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     fp = layout_fingerprint(lay)
     boot = boot_id()
     shared = []  # sinks of every interface's epochs: the fleet publisher, the merged API epochs
@@ -517,6 +584,10 @@ def _attach(taps, cfg, lay, ncpus, mode, epoch_s, as_json, api, out, err) -> Non
                 t.fanout.on_epoch(snap)
                 each.on_epoch(snap)
             per_round.on_epoch(snaps)
+            gone = [t.iface for t in taps if not link_exists(t.ifindex)]
+            if gone and not stop.is_set():  # its XDP link went with it: every later epoch would be empty
+                why.append((1, f"{', '.join(gone)}: the interface is gone (deleted); detached"))
+                stop.set()
 
         run_all([t.agent for t in taps], epoch_s, on_epochs, stop)
     finally:
@@ -529,7 +600,18 @@ def _attach(taps, cfg, lay, ncpus, mode, epoch_s, as_json, api, out, err) -> Non
         for s, h in handlers.items():
             signal.signal(s, h)
     n = taps[0].agent.seq if taps[0].agent is not None else 0
+    if why:
+        raise Stopped(why[0][0], f"{why[0][1]} after {n} epochs")
     print(f"netspectra: detached from {', '.join(names)} after {n} epochs", file=err, flush=True)
+
+
+def link_exists(ifindex: int) -> bool:
+    """Whether the interface is still there (by index: a rename leaves the XDP link in place)."""
+    try:
+        socket.if_indextoname(ifindex)
+    except OSError:
+        return False
+    return True
 
 
 class MergeSink:
@@ -603,13 +685,43 @@ class ViewSink:
 
     name = "view"
 
+    STALL_AT_EXIT_S = 1.0  # how long a reader that takes nothing may hold the exit
+
     def __init__(self, taps, cfg, as_json, stop, out):
         self.taps, self.cfg, self.as_json, self.stop, self.out = taps, cfg, as_json, stop, out
         self.tty = out.isatty()
+        try:
+            self.fd = out.fileno()
+        except (AttributeError, OSError, ValueError):  # io.StringIO and the like: plain writes
+            self.fd = None
+        self.stalled = False
+
+    def _write(self, text: str) -> None:
+        """text to out, a page at a time when the output is a file descriptor:
+        a page fits once select() says writable, so this thread never sits in
+        a write() it cannot leave.  While the sensor runs, a reader that takes
+        nothing only fills this sink's queue (the epochs that do not fit are
+        dropped and counted); once it stops, such a reader gets
+        STALL_AT_EXIT_S, then the rest is given up."""
+        if self.fd is None:
+            self.out.write(text)
+            self.out.flush()
+            return
+        self.out.flush()
+        data = memoryview(text.encode())
+        stalled_since = None
+        while data:
+            if self.stalled and self.stop.is_set():
+                raise SinkRefused("output stalled: the reader takes nothing")
+            if not select.select([], [self.fd], [], 0.2)[1]:
+                if self.stop.is_set():
+                    stalled_since = stalled_since or time.monotonic()
+                    self.stalled = time.monotonic() - stalled_since >= self.STALL_AT_EXIT_S
+                continue
+            data = data[os.write(self.fd, data[: select.PIPE_BUF]) :]
 
     def on_epoch(self, snaps) -> None:
         from .alerts.engine import render_active
-        from .sinks import SinkRefused
         from .view import render
 
         try:
@@ -617,15 +729,14 @@ class ViewSink:
                 for t, snap in zip(self.taps, snaps):
                     _, active = t.alerts.of(snap)
                     rec = {"interface": t.iface} | snap.to_json() | {"alerts": [ev.to_json() for ev in active]}
-                    self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+                    self._write(json.dumps(rec, separators=(",", ":")) + "\n")
             else:
                 top = self.cfg.sensor.top
                 parts = []
                 for t, snap in zip(self.taps, snaps):
                     _, active = t.alerts.of(snap)
                     parts.append(render(snap, t.iface, t.mem, top) + "\n" + render_active(active, top))
-                self.out.write(("\x1b[H\x1b[2J" if self.tty else "\n") + "\n".join(parts) + "\n")
-            self.out.flush()
+                self._write(("\x1b[H\x1b[2J" if self.tty else "\n") + "\n".join(parts) + "\n")
         except BrokenPipeError:  # the reader of --json went away: detach quietly
             self.stop.set()
             raise SinkRefused("output closed") from None
@@ -702,13 +813,20 @@ def detach(iface: str, timeout: float = 10.0) -> str:
     raise SensorError(f"no netspectra sensor is attached to {iface}")
 
 
-def status() -> list[dict]:
+def status(damaged: list | None = None) -> list[dict]:
     """State of every sensor recorded in the run directory; stale entries
-    (process gone) are reported once and removed."""
+    (process gone) are reported once and removed.  Damaged files are left
+    alone (whose they are cannot be told) and their DamagedState lines added
+    to `damaged`."""
     out = []
     d = run_dir()
     for path in sorted(d.glob("*.json")) if d.is_dir() else []:
-        st = read_state(path)
+        try:
+            st = load_state(path)
+        except DamagedState as e:
+            if damaged is not None:
+                damaged.append(str(e))
+            continue
         if not st:
             continue
         st["alive"] = pid_alive(st["pid"])

@@ -72,6 +72,8 @@ class Queued:
         self._stats = SinkStats()
         self._closing = False
         self._busy = False
+        self._warned = False  # said that the queue is full
+        self._refusals: set = set()  # reasons of refused epochs said so far
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
         self._thread.start()
 
@@ -81,10 +83,18 @@ class Queued:
             st = self._stats
             if self._closing or len(self._q) >= self.max_epochs or st.queued_bytes + size > self.max_bytes:
                 st.dropped += 1
+                first = not self._closing and not self._warned
+                self._warned = True
+            else:
+                self._q.append((snap, size))
+                st.queued, st.queued_bytes = len(self._q), st.queued_bytes + size
+                self._cv.notify()
                 return
-            self._q.append((snap, size))
-            st.queued, st.queued_bytes = len(self._q), st.queued_bytes + size
-            self._cv.notify()
+        if first:  # once: a sink that stays stuck would otherwise say so every epoch
+            self._say(
+                f"queue full ({len(self._q)} epochs, {st.queued_bytes >> 20} MiB): epochs are dropped while it stays "
+                "full (netspectra_sink_epochs_dropped_total)"
+            )
 
     def stats(self) -> SinkStats:
         with self._cv:
@@ -138,7 +148,9 @@ class Queued:
                 outcome = "delivered"
             except SinkRefused as e:
                 outcome = "failed"
-                self._say(f"epoch {getattr(snap, 'seq', '?')} refused: {e}")
+                if str(e) not in self._refusals:  # each reason once, with the first epoch it cost
+                    self._refusals.add(str(e))
+                    self._say(f"epoch {getattr(snap, 'seq', '?')} refused: {e}")
             except Exception as e:
                 outcome = "retry"
                 with self._cv:

@@ -5,7 +5,9 @@ if_tsresol, EPB/SPB/PB), every supported link type, damage and epochs."""
 from __future__ import annotations
 
 import json
+import os
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -510,3 +512,104 @@ def test_cli_analyze_text_json_and_exit_codes(tmp_path):
     r = CliRunner().invoke(main, ["analyze", good, junk])
     assert r.exit_code == 2
     assert r.output.strip() == f"netspectra: {junk}: byte 0: not a pcap or pcapng file (magic 0x6c6c6568)"
+
+
+# ---------------------------------------------------------------- faults (issue 13)
+
+RUN_ANALYZE = """
+import json, os, sys
+from netspectra.offline import analyze
+path, cut = sys.argv[1], int(sys.argv[2])
+def on_epoch(snap):  # logrotate's copytruncate, while the rest of the file is still to be read
+    if cut >= 0:
+        os.truncate(path, cut)
+rep = analyze([path], epoch_s=1.0, on_epoch=on_epoch)
+print(json.dumps({"packets": rep.files[0]["packets"], "errors": rep.errors, "epochs": [e.seq for e in rep.epochs]}))
+"""
+
+
+def analyze_apart(path: str, cut: int = -1):
+    """analyze() in a process of its own (a SIGBUS or a endless loop must not take pytest with it)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", RUN_ANALYZE, path, str(cut)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    return json.loads(r.stdout)
+
+
+def test_a_capture_truncated_while_read_keeps_what_was_read(tmp_path):
+    first = [(0, F_TCP)] * 40  # 40 x 116 bytes: the next epoch's records lie past the first page
+    path = write(tmp_path, "rotated.pcap", pcap(first + [(2 * 10**9, F_UDP6)] * 40))
+    size = os.path.getsize(path)
+    out = analyze_apart(path, cut=1000)
+    assert out["packets"] == 40 and out["epochs"] == [0]
+    assert out["errors"] == [
+        f"{path}: byte 1000: truncated while being read ({size} bytes when opened, 1000 now; "
+        "what was read before is counted)"
+    ]
+
+
+def test_a_pcapng_packet_stamped_at_the_end_of_time_ends_the_walk(tmp_path):
+    data = shb() + idb("<", 1, tsresol=9) + epb("<", 0, 10**9, F_TCP) + epb("<", 0, 2**64 - 1, F_UDP6)
+    out = analyze_apart(write(tmp_path, "end.pcapng", data))
+    assert out["packets"] == 2 and out["errors"] == []
+    assert out["epochs"] == [0, (2**64 - 1 - 10**9) // 10**9]
+
+
+def test_a_fifo_carrying_a_capture_is_read(tmp_path):
+    import threading
+
+    fifo = str(tmp_path / "cap.fifo")
+    os.mkfifo(fifo)
+    data = pcap([(0, F_TCP), (1, F_UDP6)] * 3000)  # more than a pipe holds: read while written
+
+    def writer():
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # analyze refuses a FIFO nobody writes: wait for the writer
+            try:
+                rep = analyze([fifo])
+                break
+            except OfflineError as e:
+                assert "no writer" in str(e)
+                time.sleep(0.01)
+    finally:
+        t.join(10)
+    assert rep.files[0]["packets"] == 6000 and rep.errors == []
+    assert rep.overall.counter("all") == (6000, 3000 * (len(F_TCP) + len(F_UDP6)))
+
+
+def test_a_fifo_with_no_writer_is_one_line_at_once(tmp_path):
+    fifo = str(tmp_path / "idle.fifo")
+    os.mkfifo(fifo)
+    began = time.monotonic()
+    with pytest.raises(OfflineError) as e:
+        analyze([fifo])
+    assert time.monotonic() - began < 2
+    assert str(e.value) == f"{fifo}: a FIFO or pipe with no writer (nothing to read)"
+
+
+def test_a_capture_on_stdin_is_read_by_the_cli(tmp_path):
+    import subprocess
+    import sys
+
+    data = pcap([(0, F_TCP)] * 5)
+    code = "from netspectra.cli import main; main()"
+    r = subprocess.run([sys.executable, "-c", code, "analyze", "--json", "/dev/stdin"], input=data, capture_output=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["files"][0]["packets"] == 5
+
+
+@pytest.mark.parametrize(
+    "path, what", [("/dev/urandom", "a character device"), ("/dev/null", "a character device"), (".", "a directory")]
+)
+def test_non_regular_files_are_called_what_they_are(path, what):
+    with pytest.raises(OfflineError) as e:
+        analyze([path])
+    assert str(e.value) == f"{path}: {what}, not a capture file"

@@ -7,7 +7,7 @@ Frames come from netspectra.packets (TCP/UDP over IPv4, 1 in 8 over IPv6,
 64..1514 bytes); flow popularity follows a Zipf law (s = 1.1), so the file
 has a few heavy flows and a long tail.  Timestamps advance 1 µs per packet.
 
---distinct N: N packets, each its own flow (60-byte UDP over IPv4, source
+--distinct N: N packets 1 µs apart, each its own flow (60-byte UDP over IPv4, source
 10.0.0.0 + i, source port 1024 + i % 60000), written with numpy in about a
 second per million: the capture for memory measurements, where the number
 of flows is what counts (bench.analyze_json_memory, tests of analyze --json).
@@ -38,14 +38,14 @@ def frames(nflows: int, rng: np.random.Generator) -> list[bytes]:
     return out
 
 
-def distinct_flows(n: int) -> bytes:
-    """A pcap of n packets, packet i the only one of flow i (n < 2**24)."""
+def distinct_flows(n: int, gap_us: int = 1) -> bytes:
+    """A pcap of n packets gap_us µs apart, packet i the only one of flow i (n < 2**24)."""
     if not 0 <= n < 1 << 24:
         raise ValueError(f"n must be in [0, 2**24), got {n}")
     tmpl = np.frombuffer(P.frame("10.0.0.0", "172.16.0.1", P.UDP, 1024, 53, size=60), np.uint8)
     rec = np.empty((n, 16 + len(tmpl)), np.uint8)
     i = np.arange(n, dtype=np.uint32)
-    t = np.uint64(1_700_000_000 * 1_000_000) + i.astype(np.uint64)  # 1 µs apart
+    t = np.uint64(1_700_000_000 * 1_000_000) + i.astype(np.uint64) * np.uint64(gap_us)
     hdr = rec[:, :16].view("<u4")
     hdr[:, 0] = t // 1_000_000
     hdr[:, 1] = t % 1_000_000

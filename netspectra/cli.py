@@ -200,14 +200,14 @@ def analyze(files, epoch, as_json, top, config_path, save_sketch, store_url):
     Exit status: 0 ok, 1 a file was damaged (the report covers the records
     before the damage), 2 a file could not be read at all."""
 
-    from .offline import OfflineError
+    from .offline import JsonReport, OfflineError
     from .offline import analyze as do_analyze
     from .view import render
 
     cfg = _load(config_path)
     rows = top or cfg.sensor.top
     title = _files_title(files)
-    epochs_json = []
+    out = JsonReport(sys.stdout, top) if as_json else None  # streamed: memory does not grow with the flows
     loader = None
     epoch_view = epoch is not None  # --epoch: report each epoch (with --store, only then)
     if store_url:
@@ -219,8 +219,11 @@ def analyze(files, epoch, as_json, top, config_path, save_sketch, store_url):
             loader.write(snap)
         if not epoch_view:
             return
-        if as_json:
-            epochs_json.append(snap.to_json() if top is None else _top_json(snap, rows))
+        if out is not None:
+            try:
+                out.epoch(snap)
+            except OSError as e:
+                _fail(f"cannot spool the per-epoch JSON to a temporary file ($TMPDIR): {e.strerror or e}")
         else:
             click.echo(render(snap, f"{title} (capture time)", top=rows) + "\n")
 
@@ -242,10 +245,8 @@ def analyze(files, epoch, as_json, top, config_path, save_sketch, store_url):
     finally:
         if loader is not None:
             loader.close()
-    if as_json:
-        doc = rep.to_json(top)
-        doc["epochs"] = epochs_json
-        click.echo(json.dumps(doc))
+    if out is not None:
+        out.finish(rep)
     else:
         click.echo(render(rep.overall, f"{title} (all)", top=rows).replace("  epoch 0  ", "  overall  ", 1))
         if rep.skipped:
@@ -309,12 +310,6 @@ class _StoreLoader:
             f"--until {fmt_time(self.last)}`",
             err=True,
         )
-
-
-def _top_json(snap, rows):
-    from .offline import _snapshot_json
-
-    return _snapshot_json(snap, rows)
 
 
 @main.command()

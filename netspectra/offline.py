@@ -27,20 +27,22 @@ import socket
 import stat
 import struct
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TextIO
 
 import numpy as np
 
-from . import _sketch, abi, analysis
+from . import _sketch, abi, analysis, jsontext
 from .config import Config, default_tasks
 from .sketch import SketchSet
 from .snapshot import EpochSnapshot, Origin, derive, layout_fingerprint
 from .tasks import Layout
 from .tasks import layout as make_layout
 
-__all__ = ["OfflineError", "Report", "analyze", "LINKTYPE_NAMES", "SUPPORTED_LINKTYPES"]
+__all__ = ["OfflineError", "JsonReport", "Report", "analyze", "LINKTYPE_NAMES", "SUPPORTED_LINKTYPES"]
 
 LINKTYPE_NAMES = {
     0: "NULL",
@@ -84,21 +86,68 @@ class Report:
     files: list[dict] = field(default_factory=list)
 
     def to_json(self, top: int | None = None) -> dict:
-        """The `netspectra analyze --json` object (docs/offline.md)."""
+        """The `netspectra analyze --json` object (docs/offline.md), whole in
+        memory (about 1.2 KB per flow); JsonReport writes the same text streamed."""
+        return self._json(_snapshot_json(self.overall, top), [_snapshot_json(s, top) for s in self.epochs])
+
+    def _json(self, overall, epochs) -> dict:
         return {
             "files": self.files,
-            "overall": _snapshot_json(self.overall, top),
-            "epochs": [_snapshot_json(s, top) for s in self.epochs],
+            "overall": overall,
+            "epochs": epochs,
             "skipped_linktypes": {str(k): {"packets": v[0], "bytes": v[1]} for k, v in sorted(self.skipped.items())},
             "errors": self.errors,
         }
 
 
-def _snapshot_json(s: EpochSnapshot, top: int | None) -> dict:
-    d = s.to_json(max_flows=top)
+def _snapshot_json(s: EpochSnapshot, top: int | None, streamed: bool = False) -> dict:
+    d = s.to_json(max_flows=top, streamed=streamed)
     if top is not None:
         d.setdefault("flows_total", len(s.flows))
     return d
+
+
+class JsonReport:
+    """`netspectra analyze --json` written as it is formatted: exactly the text
+    of json.dumps(Report.to_json(top)) (keep_epochs=True), with the flows
+    formatted a batch at a time instead of a dict per flow held in memory.
+
+    Each epoch's record is formatted as it closes (epoch(), an on_epoch
+    callback) into an unnamed temporary file ($TMPDIR): it comes after
+    `overall` in the document, and `overall` and `files` are known only at
+    the end.  finish() writes the document and copies the epochs in."""
+
+    def __init__(self, out: TextIO, top: int | None = None):
+        self.out, self.top = out, top
+        self.spool: TextIO | None = None
+        self.first = True
+
+    def epoch(self, snap: EpochSnapshot) -> None:
+        if self.spool is None:
+            self.spool = tempfile.TemporaryFile("w+", encoding="ascii")  # json.dumps text is ASCII
+        if not self.first:
+            self.spool.write(", ")
+        self.first = False
+        jsontext.write(_snapshot_json(snap, self.top, streamed=True), self.spool)
+
+    def _epochs(self):
+        yield "["
+        if self.spool is not None:  # the records, already joined by ", "
+            self.spool.seek(0)
+            yield from iter(lambda: self.spool.read(1 << 20), "")
+        yield "]"
+
+    def finish(self, rep: Report) -> None:
+        doc = rep._json(_snapshot_json(rep.overall, self.top, streamed=True), jsontext.Chunks(self._epochs()))
+        jsontext.write(doc, self.out)
+        self.out.write("\n")
+        self.out.flush()
+        self.close()
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
 
 class _Shrunk(Exception):

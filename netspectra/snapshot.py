@@ -28,6 +28,7 @@ import numpy as np
 
 from . import _sketch, abi, analysis
 from .analysis import FlowGroups
+from .jsontext import Chunks, array
 from .packets import addr_str, addr_strings
 from .sketch import HeavyHitters, SketchSet
 from .tasks import COUNTMIN, SUPERSPREAD, Layout
@@ -108,9 +109,12 @@ class EpochSnapshot:
         row = self.totals[abi.C[name]]
         return int(row[0]), int(row[1])
 
-    def to_json(self, max_flows: int | None = None) -> dict:
+    def to_json(self, max_flows: int | None = None, *, streamed: bool = False) -> dict:
         """The --json record of an epoch (fields documented in docs/json.md).
-        max_flows: only the largest flows by bytes (flows_total says how many)."""
+        max_flows: only the largest flows by bytes (flows_total says how many).
+        streamed: `flows` is a jsontext.Chunks that formats the flows a batch
+        at a time as jsontext.write writes it (the same text, without a dict
+        per flow in memory)."""
         fl = self.flows
         extra = {}
         if max_flows is not None and len(fl) > max_flows:
@@ -131,7 +135,7 @@ class EpochSnapshot:
                 "flow_untracked_bytes": self.counter("flow_untracked")[1],
                 "candidates_lost": self.counter("cand_lost")[0],
             },
-            "flows": _flows_json(fl),
+            "flows": _flows_text(fl) if streamed else _flows_json(fl),
             "heavy_hitters": {
                 task: [
                     {**key_json(k, self.sketch.layout, task), "packets": int(p), "bytes": int(b)}
@@ -166,6 +170,15 @@ def _flows_json(fl: np.ndarray) -> list[dict]:
     names = ("src", "dst", "proto", "sport", "dport", "packets", "bytes", "first_seen_ns", "last_seen_ns",
              "tcp_flags", "icmp_type", "icmp_code")  # fmt: skip
     return [dict(zip(names, row)) for row in zip(*cols)]
+
+
+_FLOW_BATCH = 8192  # flows formatted at a time when streamed: ~2 MB of text
+
+
+def _flows_text(fl: np.ndarray) -> Chunks:
+    """json.dumps(_flows_json(fl)), formatted _FLOW_BATCH flows at a time."""
+    batches = (json.dumps(_flows_json(fl[i : i + _FLOW_BATCH]))[1:-1] for i in range(0, len(fl), _FLOW_BATCH))
+    return array(batches)
 
 
 def key_json(k, layout: Layout, task: str) -> dict:

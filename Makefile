@@ -51,6 +51,7 @@ fleet-demo: deps venv ## three sensors, NATS and the collector, network-wide, in
 
 bench: deps venv ## run the benchmarks (JSON on stdout)
 	$(PY) -m bench.kernel_cost
+	$(PY) -m bench.parser_fuzz
 	$(PY) -m bench.epoch_read
 	$(PY) -m bench.accuracy
 	$(PY) -m bench.offline

@@ -134,6 +134,8 @@ def main(argv=None) -> None:
     ap.add_argument("--timeout", type=float, default=10.0, help="per-request deadline, s [10]")
     ap.add_argument("--rounds", type=int, default=3, help="repeats of the whole burst [3]")
     args = ap.parse_args(argv)
+    if args.clients < 1 or args.requests < 1 or args.rounds < 1 or args.timeout <= 0:
+        ap.error("--clients, --requests and --rounds must be >= 1, --timeout > 0")
     if os.geteuid() != 0:
         ap.error("needs root (veth pairs, namespaces, XDP)")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -400,7 +400,12 @@ def main(argv=None) -> None:
     ap.add_argument("--keep30-s", type=float, default=20.0, help="length of each keep_epochs=30 run, 0 = skip [20]")
     ap.add_argument("--keep30-bound", default="256MiB", help="api.max_memory of the bounded keep-30 run [256MiB]")
     args = ap.parse_args(argv)
-    parse_duration(args.epoch)
+    try:
+        parse_duration(args.epoch)
+    except argparse.ArgumentTypeError as e:
+        ap.error(f"--epoch {e}")
+    if args.minutes <= 0 or args.rate <= 0 or args.query_threads < 0 or args.sample <= 0:
+        ap.error("--minutes, --rate and --sample must be > 0, --query-threads >= 0")
     if os.geteuid() != 0:
         ap.error("needs root (veth pairs, namespaces, XDP)")
     result: dict = {"benchmark": "soak", "machine": machine()}

@@ -60,6 +60,8 @@ bench: deps venv ## run the benchmarks (JSON on stdout)
 	$(PY) -m bench.api_latency
 	$(PY) -m bench.store
 	$(PY) -m bench.fleet
+	$(PY) -m bench.http_connections
+	$(PY) -m bench.soak
 
 # Installed layout (docs/install.md): an isolated venv at $(OPT) built from the
 # wheel with the distribution's python3, commands linked into $(PREFIX)/bin,

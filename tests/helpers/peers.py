@@ -11,10 +11,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Receiver:
-    """A healthy HTTP receiver: records (time, path, body) of every POST."""
+    """An HTTP receiver recording every POST: `got` (time, path, body) and
+    `requests` (path, headers, body); answers `codes` in turn (then 200),
+    each after `delay` s."""
 
-    def __init__(self):
+    def __init__(self, codes=(), delay: float = 0.0):
+        self.codes = list(codes)
+        self.delay = delay
         self.got: list[tuple[float, str, bytes]] = []
+        self.requests: list[tuple[str, dict, bytes]] = []
         rec = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -23,7 +28,9 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 rec.got.append((time.monotonic(), self.path, body))
-                self.send_response(200)
+                rec.requests.append((self.path, dict(self.headers), body))
+                time.sleep(rec.delay)
+                self.send_response(rec.codes.pop(0) if rec.codes else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -11,7 +11,6 @@ import threading
 import time
 from email import message_from_bytes
 from email import policy as email_policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -30,6 +29,7 @@ from netspectra.alerts.notify import (
 from netspectra.alerts.rules import AlertsConfig, NotifierSpec, Rule
 from netspectra.config import Config, ConfigError, default_tasks, parse_config
 from netspectra.metrics import SensorCollector
+from tests.helpers.peers import Receiver
 from tests.unit.test_metrics import LAY, hh, snapshot
 
 NCPUS = 4
@@ -322,38 +322,6 @@ def test_metrics():
 
 
 # --- notifiers: a real HTTP server on 127.0.0.1 --------------------------------
-
-
-class Receiver:
-    """An HTTP server recording POSTs; answers `codes` in turn (then 200), each after `delay` s."""
-
-    def __init__(self, codes=(), delay=0.0):
-        self.codes = list(codes)
-        self.delay = delay
-        self.requests = []
-        rec = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                rec.requests.append((self.path, dict(self.headers), body))
-                time.sleep(rec.delay)
-                code = rec.codes.pop(0) if rec.codes else 200
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

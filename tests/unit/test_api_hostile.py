@@ -13,15 +13,7 @@ from netspectra.api.v1 import sensor_pb2 as pb
 from tests.unit import test_api_server as base
 from tests.unit.test_api_server import TIMEOUT, http, rpc_error
 
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    """A server over the planted epochs of test_api_server."""
-    path = tmp_path_factory.mktemp("capture") / "planted.pcap"
-    path.write_bytes(base.pcap(base.Model().records))
-    a = base.Api(base.analyze([str(path)], base.CONFIG, epoch_s=1.0).epochs)
-    yield a
-    a.close()  # asserts nothing was logged: no request failed as a bug (INTERNAL)
+api = pytest.fixture(scope="module", name="api")(base.planted_api)  # the planted epochs of test_api_server
 
 
 @pytest.fixture(scope="module")

@@ -252,6 +252,15 @@ class Api:
         assert self.log.getvalue() == "", self.log.getvalue()  # no RPC failed with a bug (INTERNAL)
 
 
+def planted_api(tmp_path_factory):
+    """A server over the planted capture analysed in 1 s epochs (other modules' `api` fixture)."""
+    path = tmp_path_factory.mktemp("capture") / "planted.pcap"
+    path.write_bytes(pcap(Model().records))
+    a = Api(analyze([str(path)], CONFIG, epoch_s=1.0).epochs)
+    yield a
+    a.close()  # asserts nothing was logged: no request failed as a bug (INTERNAL)
+
+
 @pytest.fixture(scope="module")
 def api(snaps):
     """The shared server: the three planted epochs, keep_epochs 4.  Read only."""

@@ -31,13 +31,7 @@ def eight_requests(url: str) -> list[tuple[int, float]]:
         return list(pool.map(one, range(8)))
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    path = tmp_path_factory.mktemp("capture") / "planted.pcap"
-    path.write_bytes(base.pcap(base.Model().records))
-    a = base.Api(base.analyze([str(path)], base.CONFIG, epoch_s=1.0).epochs)
-    yield a
-    a.close()
+api = pytest.fixture(scope="module", name="api")(base.planted_api)  # the planted epochs of test_api_server
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ Nothing here is ever fatal.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import html
@@ -106,11 +107,28 @@ class Notifier:
     def send(self, events: Sequence[Event], deadline: Deadline | None = None) -> None:
         raise NotImplementedError
 
-    def _post(self, url: str, body: bytes, headers: dict[str, str], deadline: Deadline | None = None) -> None:
+    @contextlib.contextmanager
+    def _attempt(self, deadline: Deadline | None, peer: str, errors, detail=lambda e: e):
+        """One attempt within `deadline` (a new one of spec.timeout when None,
+        cancelled after): any of `errors` becomes one NotifyError naming `peer`."""
         own = deadline is None
         dl = Deadline(self.spec.timeout) if own else deadline
-        u = urlsplit(url)
         try:
+            yield dl
+        except errors as e:
+            if dl.expired:
+                raise NotifyError(f"{peer}: no answer within the {dl.seconds:g}s deadline") from None
+            raise NotifyError(f"{peer}: {detail(e)}") from None
+        finally:
+            if own:
+                dl.cancel()
+
+    def _post(self, url: str, body: bytes, headers: dict[str, str], deadline: Deadline | None = None) -> None:
+        u = urlsplit(url)
+        errors = (OSError, http.client.HTTPException)
+        with self._attempt(
+            deadline, url, errors, lambda e: getattr(e, "strerror", None) or e or type(e).__name__
+        ) as dl:
             if u.scheme == "https":
                 conn = http.client.HTTPSConnection(
                     u.hostname, u.port, timeout=dl.remaining(), context=ssl.create_default_context()
@@ -128,13 +146,6 @@ class Notifier:
                 conn.close()
             if dl.expired:  # a read cut short by the deadline returns what it had
                 raise TimeoutError
-        except (OSError, http.client.HTTPException) as e:
-            if dl.expired:
-                raise NotifyError(f"{url}: no answer within the {dl.seconds:g}s deadline") from None
-            raise NotifyError(f"{url}: {getattr(e, 'strerror', None) or e or type(e).__name__}") from None
-        finally:
-            if own:
-                dl.cancel()
         if resp.status >= 300:
             raise NotifyError(f"{url}: HTTP {resp.status}")
 
@@ -234,9 +245,7 @@ class EmailNotifier(Notifier):
 
     def send(self, events: Sequence[Event], deadline: Deadline | None = None) -> None:
         s = self.spec
-        own = deadline is None
-        dl = Deadline(s.timeout) if own else deadline
-        try:
+        with self._attempt(deadline, f"smtp {s.host}:{s.port}", (smtplib.SMTPException, OSError)) as dl:
             with smtplib.SMTP(s.host, s.port, timeout=dl.remaining()) as smtp:
                 dl.watch(smtp.sock)
                 if s.starttls:
@@ -244,13 +253,6 @@ class EmailNotifier(Notifier):
                 if s.username:
                     smtp.login(s.username, s.password)
                 smtp.send_message(self.message(events))
-        except (smtplib.SMTPException, OSError) as e:
-            if dl.expired:
-                raise NotifyError(f"smtp {s.host}:{s.port}: no answer within the {dl.seconds:g}s deadline") from None
-            raise NotifyError(f"smtp {s.host}:{s.port}: {e}") from None
-        finally:
-            if own:
-                dl.cancel()
 
 
 def make_notifier(spec: NotifierSpec, repeat_interval: float = 300.0) -> Notifier:

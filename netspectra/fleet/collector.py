@@ -785,48 +785,25 @@ class FleetMetrics:
         st = self.c.stats()
         p = "netspectra_collector_"
 
-        def per_sensor(name, doc, values):
-            m = CounterMetricFamily(p + name, doc, labels=["sensor"])
-            for s, n in sorted(values.items()):
-                m.add_metric([s], n)
+        def family(kind, name, doc, values, labels=()):
+            """`values`: a number (no labels), or {label value (or tuple of them): number}, in key order."""
+            m = kind(p + name, doc, labels=list(labels))
+            rows = sorted(values.items()) if labels else [((), values)]
+            for k, n in rows:
+                m.add_metric(list(k) if isinstance(k, tuple) else [k], n)
             return m
 
-        yield per_sensor("epochs_received", "Sensor epochs decoded and put into windows (with duplicates and late ones).", st["received"])  # fmt: skip
-        yield per_sensor("duplicates", "Sensor epochs received again while their window was open (acked, not merged twice).", st["duplicates"])  # fmt: skip
-        yield per_sensor("late", "Sensor epochs received after their window closed (stored as the sensor's own, not merged).", st["late"])  # fmt: skip
-        m = CounterMetricFamily(p + "decode_errors", "Messages that were not a readable epoch record (acked, dropped).")
-        m.add_metric([], st["decode_errors"])
-        yield m
-        m = CounterMetricFamily(
-            p + "refused", "Sensor epochs refused (acked, dropped) by reason: layout, codec_version, subject, clock.",
-            labels=["sensor", "reason"],
-        )  # fmt: skip
-        for (s, reason), n in sorted(st["refused"].items()):
-            m.add_metric([s, reason], n)
-        yield m
-        m = CounterMetricFamily(
-            p + "windows",
-            "Network-wide windows merged, by how they closed: complete, grace, forced.",
-            labels=["closed"],
-        )
-        for how, n in sorted(st["windows"].items()):
-            m.add_metric([how], n)
-        yield m
-        g = GaugeMetricFamily(p + "sensors", "Sensors seen since the collector started.")
-        g.add_metric([], st["sensors"])
-        yield g
-        g = GaugeMetricFamily(p + "open_windows", "Windows waiting for their sensors or their grace.")
-        g.add_metric([], st["open_windows"])
-        yield g
-        g = GaugeMetricFamily(
-            p + "sensor_last_epoch_timestamp_seconds",
-            "End of the newest epoch received from each sensor.",
-            labels=["sensor"],
-        )
-        for s, t in sorted(st["last_epoch"].items()):
-            g.add_metric([s], t)
-        yield g
+        C, G, sensor = CounterMetricFamily, GaugeMetricFamily, ["sensor"]
+        yield family(C, "epochs_received", "Sensor epochs decoded and put into windows (with duplicates and late ones).", st["received"], sensor)  # fmt: skip
+        yield family(C, "duplicates", "Sensor epochs received again while their window was open (acked, not merged twice).", st["duplicates"], sensor)  # fmt: skip
+        yield family(C, "late", "Sensor epochs received after their window closed (stored as the sensor's own, not merged).", st["late"], sensor)  # fmt: skip
+        yield family(C, "decode_errors", "Messages that were not a readable epoch record (acked, dropped).", st["decode_errors"])  # fmt: skip
+        yield family(C, "refused", "Sensor epochs refused (acked, dropped) by reason: layout, codec_version, subject, clock.", st["refused"], ["sensor", "reason"])  # fmt: skip
+        yield family(C, "windows", "Network-wide windows merged, by how they closed: complete, grace, forced.", st["windows"], ["closed"])  # fmt: skip
+        yield family(G, "sensors", "Sensors seen since the collector started.", st["sensors"])
+        yield family(G, "open_windows", "Windows waiting for their sensors or their grace.", st["open_windows"])
+        yield family(G, "sensor_last_epoch_timestamp_seconds", "End of the newest epoch received from each sensor.", st["last_epoch"], sensor)  # fmt: skip
         if st["pending"] is not None:
-            g = GaugeMetricFamily(p + "consumer_pending", "Messages in the stream the collector has not fetched yet.")
-            g.add_metric([], st["pending"])
-            yield g
+            yield family(
+                G, "consumer_pending", "Messages in the stream the collector has not fetched yet.", st["pending"]
+            )

@@ -174,7 +174,7 @@ def _candidate_keys(lay, cands: np.ndarray | None) -> dict[str, HeavyHitters]:
     for t in lay.tasks:
         keys = cands["key"][cands["task"] == t.index]
         if len(keys):
-            out[t.spec.name] = HeavyHitters(keys, np.zeros(len(keys), np.uint64), np.zeros(len(keys), np.uint64))
+            out[t.spec.name] = HeavyHitters.unranked(keys)
     return out
 
 

@@ -41,6 +41,11 @@ class HeavyHitters(NamedTuple):
     packets: np.ndarray  # uint64 Count-Min estimates
     bytes: np.ndarray  # uint64
 
+    @classmethod
+    def unranked(cls, keys: np.ndarray) -> HeavyHitters:
+        """Candidate keys with no counts yet: an underived record's (derive() verifies them)."""
+        return cls(keys, np.zeros(len(keys), np.uint64), np.zeros(len(keys), np.uint64))
+
 
 def task_params(lay: Layout, t: TaskLayout) -> dict:
     """Keyword parameters of the _sketch / _sketch_ref functions for a task,

@@ -296,7 +296,7 @@ def _underived(snaps, seq, origin, totals, flows, sketch, fp) -> EpochSnapshot:
         totals=totals,
         flows=flows,
         sketch=sketch,
-        heavy={n: HeavyHitters(k, np.zeros(len(k), np.uint64), np.zeros(len(k), np.uint64)) for n, k in keys.items()},
+        heavy={n: HeavyHitters.unranked(k) for n, k in keys.items()},
         candidates=sum(s.candidates for s in snaps),
         exact=all(s.exact for s in snaps),
         origin=origin or Origin(sensor=sensors.pop() if len(sensors) == 1 else "", layout=fp),

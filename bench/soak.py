@@ -120,6 +120,9 @@ class Sensor:
             out[name] = out.get(name, 0.0) + float(value)
             if name == "netspectra_notifications_failed_total":
                 out[name_labels] = float(value)
+            if name == "netspectra_api_memory_bytes":
+                part = name_labels.split('part="', 1)[1].split('"', 1)[0]
+                out[f"api_{part}"] = out.get(f"api_{part}", 0.0) + float(value)
         return out
 
     def rss_fds(self) -> tuple[float, int]:
@@ -318,6 +321,7 @@ def run_soak(
     sensor = Sensor(v, sensor_config(trickler.url, healthy.url, keep_epochs, extra_sensor, max_memory), epoch, workdir)
     warmup_s = min(30.0, duration_s / 4) if warmup_s is None else warmup_s
     samples: list[tuple[float, float, int]] = []
+    api_max = {"epochs_kept": 0, "epochs_bytes": 0, "answers_bytes": 0, "both_bytes": 0}
     try:
         sensor.wait_ready()
         traffic = Traffic(v, rate).start()
@@ -327,6 +331,14 @@ def run_soak(
         while (el := time.monotonic() - t0) < duration_s:
             rss, fds = sensor.rss_fds()
             samples.append((el, rss, fds))
+            m = sensor.metrics()  # what the query API holds (api.max_memory)
+            for k, v in (
+                ("epochs_kept", m.get("netspectra_api_epochs_kept", 0)),
+                ("epochs_bytes", m.get("api_epochs", 0)),
+                ("answers_bytes", m.get("api_answers", 0)),
+                ("both_bytes", m.get("api_epochs", 0) + m.get("api_answers", 0)),
+            ):
+                api_max[k] = max(api_max[k], int(v))
             if el >= next_log:
                 log(f"bench.soak: {el:5.0f} s  rss {rss:7.1f} MiB  fds {fds}  sent {traffic.sent}")
                 next_log += 30
@@ -379,6 +391,8 @@ def run_soak(
             "max": max(s[2] for s in samples),
             "max_after_warmup": max(s[2] for s in after),
         },
+        "api_memory_max": api_max
+        | {k.replace("bytes", "mib"): round(v / 2**20, 1) for k, v in api_max.items() if k.endswith("bytes")},
         "warmup_s": warmup_s,
         "samples": len(samples),
         "queries": q,
@@ -431,6 +445,7 @@ def main(argv=None) -> None:
                 result["keep_epochs_30"][label] = {
                     "api.max_memory": bound or "1GiB",
                     "rss_mib": r["rss_mib"],
+                    "api_memory_max": r["api_memory_max"],
                     "queries": r["queries"],
                     "every_frame_counted": r["every_frame_counted"],
                     "epochs": r["epochs"],

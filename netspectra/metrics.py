@@ -104,7 +104,7 @@ class SensorCollector(Collector):
         self._fired: dict[str, int] = {}  # rule -> alerts that started firing
         self._failed: dict[str, int] = {}  # notifier -> notifications given up
         self._active: dict[tuple[str, str], int] = {}  # (rule, severity) -> alerts firing now
-        self._api = None  # (ApiStats, open_streams) once the query API serves
+        self._api = None  # (ApiStats, open_streams, [(interface, History)]) once the query API serves
         self._sinks: list = []  # sinks.Queued whose counters are exported
         self._publisher = None  # fleet.publisher.Publisher, when the sensor publishes
 
@@ -138,10 +138,11 @@ class SensorCollector(Collector):
         with self._lock:
             self._failed[notifier] = self._failed.get(notifier, 0) + 1
 
-    def serving_api(self, stats, open_streams) -> None:
+    def serving_api(self, stats, open_streams, kept=()) -> None:
         """Export the query API's counters: stats an api.stats.ApiStats,
-        open_streams() the number of streams open now."""
-        self._api = (stats, open_streams)
+        open_streams() the number of streams open now, kept the
+        (interface, api.history.History) pairs whose memory is shown."""
+        self._api = (stats, open_streams, list(kept))
 
     def watching_sinks(self, queued: list, shared=()) -> None:
         """Export the delivery counters of the sensor's queued sinks (sinks.Queued)
@@ -197,7 +198,7 @@ class SensorCollector(Collector):
 
     def _collect_api(self):
         ifc = self.process_interface
-        stats, open_streams = self._api
+        stats, open_streams, kept = self._api
         requests, hist = stats.snapshot()
         c = CounterMetricFamily(
             "netspectra_api_requests",
@@ -218,6 +219,19 @@ class SensorCollector(Collector):
         g = GaugeMetricFamily("netspectra_api_streams", "Query API streams open now.", labels=["interface"])
         g.add_metric([ifc], open_streams())
         yield g
+        n = GaugeMetricFamily("netspectra_api_epochs_kept", "Epochs kept in memory for queries.", labels=["interface"])
+        m = GaugeMetricFamily(
+            "netspectra_api_memory_bytes",
+            "Memory the query API holds, within api.max_memory: kept epochs with their indexes, cached answers.",
+            labels=["interface", "part"],
+        )
+        for name, h in kept:
+            epochs, epoch_bytes, answer_bytes = h.memory()
+            n.add_metric([name], epochs)
+            m.add_metric([name, "epochs"], epoch_bytes)
+            m.add_metric([name, "answers"], answer_bytes)
+        yield n
+        yield m
 
     # ------------------------------------------------------------ agent side
 

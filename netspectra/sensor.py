@@ -199,7 +199,8 @@ def attach(ifaces, cfg: Config, mode: str, epoch_s: float, as_json: bool, out=sy
     try:
         api = start_apis(cfg, lay, taps, epoch_s, err)
         if api is not None:
-            collectors[0].serving_api(api.stats, api.history.open_streams)
+            kept = [(t.iface, t.api.history) for t in taps if t.api is not api]
+            collectors[0].serving_api(api.stats, api.history.open_streams, [*kept, (all_name(ifaces), api.history)])
         _attach(taps, cfg, lay, ncpus, mode, epoch_s, as_json, api, out, err)
     finally:
         for t in taps:
@@ -332,12 +333,13 @@ def start_api(cfg: Config, lay, info: dict, err=sys.stderr, history: SensorHisto
     return _serve_api(cfg, *_queries(cfg, lay, info, history), err)
 
 
-def _queries(cfg: Config, lay, info: dict, history: SensorHistory | None):
-    """(Queries, History): the answers over the epochs kept of one interface (or of a merge)."""
+def _queries(cfg: Config, lay, info: dict, history: SensorHistory | None, share: int = 1):
+    """(Queries, History): the answers over the epochs kept of one interface
+    (or of a merge), with 1/share of api.max_memory."""
     from .api.history import History as Kept
     from .api.queries import Queries
 
-    kept = Kept(cfg.api.keep_epochs, lay, cfg.api.max_streams, cfg.api.max_memory)
+    kept = Kept(cfg.api.keep_epochs, lay, cfg.api.max_streams, cfg.api.max_memory // share)
     info = {"pid": os.getpid(), "started": time.time(), "config": cfg, **info}
     source = None
     if history is not None and history.source is not None:
@@ -382,11 +384,11 @@ def start_apis(cfg: Config, lay, taps: list, epoch_s: float, err=sys.stderr):
     by_iface = {}
     for t in taps:
         info = {"interface": t.iface, "interfaces": names, "ifindex": t.ifindex, "epoch_s": epoch_s}
-        q, kept = _queries(cfg, lay, info, t.history)
+        q, kept = _queries(cfg, lay, info, t.history, share=len(taps) + 1)  # each interface and the merge
         t.api = ApiServer(cfg.api, q, kept, log=err)
         by_iface[t.iface] = q
     info = {"interface": all_name(names), "interfaces": names, "ifindex": 0, "epoch_s": epoch_s, "merged": True}
-    q, kept = _queries(cfg, lay, info, None)
+    q, kept = _queries(cfg, lay, info, None, share=len(taps) + 1)
     return _serve_api(cfg, Interfaces(q, by_iface), kept, err)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -65,6 +65,16 @@ class Cache:
         with self._lock:
             return list(self._d)
 
+    @property
+    def bytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def scoped(self, prefix) -> Scoped:
+        """A view of this cache whose keys start with `prefix`: several
+        sources share one bound without their keys meeting."""
+        return Scoped(self, prefix)
+
     def get(self, key: tuple, compute: Callable):
         with self._lock:
             if key in self._d:
@@ -87,21 +97,39 @@ class Cache:
             return value
 
 
-def nbytes(value) -> int:
-    """Approximate memory of a cached value: its numpy arrays."""
-    if isinstance(value, np.ndarray):
-        return value.nbytes
-    if isinstance(value, dict):
-        return sum(nbytes(v) for v in value.values())
-    if isinstance(value, (tuple, list)):
-        return sum(nbytes(v) for v in value)
-    flows = getattr(value, "flows", None)  # an EpochSnapshot
-    if isinstance(flows, np.ndarray):
-        return flows.nbytes + nbytes(getattr(value, "sketch", None))
-    sk = value
-    if getattr(sk, "derived", False) and isinstance(getattr(sk, "cm", None), np.ndarray):  # a SketchSet
-        return sk.cm.nbytes + sk.ss.nbytes
-    return 64
+class Scoped:
+    """Cache.scoped(prefix)."""
+
+    def __init__(self, cache: Cache, prefix):
+        self.cache, self.prefix = cache, prefix
+
+    def get(self, key: tuple, compute: Callable):
+        return self.cache.get((self.prefix, *key), compute)
+
+
+def nbytes(obj, _seen: set | None = None) -> int:
+    """The bytes of the numpy arrays `obj` holds (through dicts, lists, tuples
+    and object attributes; each array once), which is what a kept epoch or a
+    cached answer costs: flows, sketches, rankings, indexes."""
+    seen = set() if _seen is None else _seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        base = obj if obj.base is None else obj.base  # a view costs nothing of its own
+        if isinstance(base, np.ndarray) and base is not obj:
+            return nbytes(base, seen)
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(nbytes(k, seen) + nbytes(v, seen) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set, frozenset, deque)):
+        return sum(nbytes(v, seen) for v in obj)
+    if isinstance(obj, (str, bytes, int, float, bool, type(None))):
+        return 0
+    attrs = getattr(obj, "__dict__", None)
+    if attrs is None and hasattr(obj, "__slots__"):
+        attrs = {k: getattr(obj, k, None) for k in obj.__slots__}
+    return nbytes(attrs, seen) if attrs else 0
 
 
 class StoreSource:

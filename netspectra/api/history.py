@@ -2,10 +2,11 @@
 
 The epoch loop calls History.add(snapshot) and History.alerts(events, active);
 query threads read windows of the last N epochs.  Memory is bounded: at most
-keep_epochs snapshots (each holds its merged sketches and exact flows) and
-at most max_bytes of them with what queries derived from them (indexes), the
-oldest leaving first; a small cache of merged windows, and bounded subscriber
-queues.  A subscriber
+keep_epochs snapshots (each holds its merged sketches and exact flows), and
+one byte budget (api.max_memory) for them, what queries derived from them
+(indexes) and the cached answers: a quarter of it (at most CACHE_BYTES) for
+the answers, the rest for the epochs, the oldest leaving first; and bounded
+subscriber queues.  A subscriber
 that falls a whole queue behind is dropped (told so) rather than allowed to
 hold memory.
 """
@@ -20,34 +21,10 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import abi
-from ..source import Cache, Window
+from ..source import CACHE_BYTES, Cache, Window, nbytes
 
 SUBSCRIBER_QUEUE = 256
-
-
-def nbytes(obj, _seen: set | None = None) -> int:
-    """The bytes of the numpy arrays `obj` holds (through dicts, lists, tuples
-    and object attributes; each array once), which is what a kept epoch costs:
-    its flows, sketches and the indexes queries build over them."""
-    seen = set() if _seen is None else _seen
-    if id(obj) in seen:
-        return 0
-    seen.add(id(obj))
-    if isinstance(obj, np.ndarray):
-        base = obj if obj.base is None else obj.base  # a view costs nothing of its own
-        if isinstance(base, np.ndarray) and base is not obj:
-            return nbytes(base, seen)
-        return obj.nbytes
-    if isinstance(obj, dict):
-        return sum(nbytes(k, seen) + nbytes(v, seen) for k, v in obj.items())
-    if isinstance(obj, (list, tuple, set, frozenset, deque)):
-        return sum(nbytes(v, seen) for v in obj)
-    if isinstance(obj, (str, bytes, int, float, bool, type(None))):
-        return 0
-    attrs = getattr(obj, "__dict__", None)
-    if attrs is None and hasattr(obj, "__slots__"):
-        attrs = {k: getattr(obj, k, None) for k in obj.__slots__}
-    return nbytes(attrs, seen) if attrs else 0
+ANSWERS_SHARE = 4  # 1/ANSWERS_SHARE of max_bytes (at most CACHE_BYTES) goes to cached answers
 
 
 _CLOSED = object()
@@ -105,12 +82,14 @@ class History:
         self.keep = keep
         self.layout = layout
         self.max_streams = max_streams
-        self.max_bytes = max_bytes  # 0: only `keep` bounds them
+        self.max_bytes = max_bytes  # 0: only `keep` bounds the epochs, CACHE_BYTES the answers
+        answers = min(CACHE_BYTES, max_bytes // ANSWERS_SHARE) if max_bytes else CACHE_BYTES
+        self.epochs_max_bytes = max_bytes - answers if max_bytes else 0
+        self.answers = Cache(answers)  # every answer of this History's Queries (scoped views for store sources)
         self._lock = threading.Lock()
         self._snaps: deque = deque(maxlen=keep)
         self.kept_bytes = 0
         self.dropped_for_memory = 0  # epochs that left before keep_epochs did, for max_bytes
-        self._cache = Cache()
         self._per_epoch: dict = {}  # (seq, name) -> value, dropped with the epoch
         self.completed = 0
         self.cumulative = np.zeros((abi.NCOUNTERS, 2), np.uint64)
@@ -135,7 +114,7 @@ class History:
             s.put(snap)
 
     def _fit(self) -> None:
-        """Drop the oldest epochs beyond max_bytes (the newest always stays).
+        """Drop the oldest epochs beyond their share of max_bytes (the newest always stays).
         Sizes are taken again each time: queries grow an epoch (its flow
         groups, indexes) after it was added.  Under the lock."""
         seen: set = set()
@@ -143,7 +122,7 @@ class History:
         for (seq, _), v in self._per_epoch.items():
             sizes[seq] = sizes.get(seq, 0) + nbytes(v, seen)
         total = sum(sizes.values())
-        while self.max_bytes and len(self._snaps) > 1 and total > self.max_bytes:
+        while self.epochs_max_bytes and len(self._snaps) > 1 and total > self.epochs_max_bytes:
             gone = self._snaps.popleft()
             total -= sizes.pop(gone.seq, 0)
             self._per_epoch = {k: v for k, v in self._per_epoch.items() if k[0] != gone.seq}
@@ -183,6 +162,11 @@ class History:
                 f"({self.max_bytes} bytes; {len(self._snaps)} kept now)"
             )
 
+    def memory(self) -> tuple[int, int, int]:
+        """(epochs kept, their bytes with their indexes, bytes of cached answers)."""
+        with self._lock:
+            return len(self._snaps), self.kept_bytes, self.answers.bytes
+
     def snapshots(self) -> list:
         with self._lock:
             return list(self._snaps)
@@ -215,7 +199,7 @@ class History:
 
     def cached(self, key: tuple, compute: Callable):
         """compute() once per key (keys name the epochs they depend on)."""
-        return self._cache.get(key, compute)
+        return self.answers.get(key, compute)
 
     def per_epoch(self, snap, name, compute: Callable):
         """compute() once per kept epoch (an index over its flows, ...), and
@@ -228,7 +212,7 @@ class History:
         with self._lock:
             if any(s.seq == seq for s in self._snaps) or all(s.seq < seq for s in self._snaps):
                 self._per_epoch[(seq, name)] = value
-                if self._snaps and self.max_bytes:
+                if self._snaps:
                     self._fit()
         return value
 

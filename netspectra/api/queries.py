@@ -41,7 +41,7 @@ from ..configkit import fmt_time
 from ..metrics import version
 from ..packets import addr_str
 from ..snapshot import key_json, layout_fingerprint, merge_flows
-from ..source import Cache, StoreSource, Window
+from ..source import Scoped, StoreSource, Window
 from ..tasks import COUNTMIN, SUPERSPREAD
 from .history import History
 from .v1 import sensor_pb2 as pb
@@ -52,7 +52,6 @@ DEFAULT_PAGE = 100
 MAX_KEYS_STREAM = 1000
 SPREAD_CANDIDATES = 10000  # keys (most exact flows first) whose spread is estimated for TopSpreaders
 SENSOR_SOURCES = 16  # per-sensor series (of a collector's store) whose reads and rankings are kept
-SENSOR_CACHE_BYTES = 64 << 20  # each
 SERIES_TTL_S = 10.0  # the store's list of series is asked again after this (at once for a sensor not in it)
 MAX_NAMES = 20  # sensors or series listed in an error message
 KEY_FIELDS = ("src_ip", "dst_ip", "src_port", "dst_port", "proto")
@@ -217,7 +216,7 @@ class SeriesSource(StoreSource):
         super().__init__(None, series, base.retention, base.clock)
         self.base = base
         self.layout = layout
-        self.cache = Cache(SENSOR_CACHE_BYTES)
+        self.cache = Scoped(base.cache, ("series", series))  # one bound for every answer
 
     @property
     def store(self):
@@ -410,6 +409,8 @@ class Queries:
         self.info = info
         self.layout = history.layout
         self.store = store
+        if store is not None:  # its answers count against the history's budget (api.max_memory) too
+            store.cache = history.answers.scoped("store")
         self.clock = clock
         # warm() also ranks the window of every kept epoch; a collector, whose
         # merged windows hold every sensor's flows, ranks that on demand instead

@@ -229,7 +229,7 @@ class Collector:
             raise CollectorError(str(e)) from None
         engine, dispatcher = start_alerts("network", as_collector, self.metrics, self.log, flow_capacity=0)
         if self.api is not None:
-            self.metrics.serving_api(self.api.stats, self.api.history.open_streams)
+            self.metrics.serving_api(self.api.stats, self.api.history.open_streams, [("network", self.api.history)])
         sinks, _ = live_sinks(self.metrics, engine, dispatcher, self.api)
         if self.as_json:
             sinks.append(Queued(_JsonSink(self.out, self._meta), "json", max_epochs=64, log=self.log))

@@ -113,6 +113,8 @@ def test_two_interfaces_one_process(veth2, tmp_path):
             assert {d for d in (dev0, dev1) if any(k.startswith(f'{name}{{interface="{d}"') for k in m)} == {dev0, dev1}
         assert sum(1 for k in m if k.startswith("netspectra_build_info{")) == 1
         assert f'netspectra_api_streams{{interface="{dev0}+{dev1}"}}' in m  # the process's one API
+        for d in (dev0, dev1, f"{dev0}+{dev1}"):  # each interface's kept epochs, and the merge's
+            assert m[f'netspectra_api_epochs_kept{{interface="{d}"}}'] >= 1
 
         # the query API: one interface ("/<iface>" or "<id>/<iface>"), or every interface merged
         one = ask(veth2, http, "/v1/flows", sensor=f"/{dev0}", epochs=200)

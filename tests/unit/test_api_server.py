@@ -1981,7 +1981,7 @@ def test_publish_warms_then_shows_the_epoch(start, snaps):
         a.server.publish(s, [], [])
     assert a.server.flush()
     assert [s.seq for s in a.history.snapshots()] == [0, 1, 2]
-    cached = set(a.history._cache.keys())
+    cached = set(a.history.answers.keys())
     for task in ("src", "flow"):
         assert ("top", task, 2, 2) in cached  # the newest epoch alone
         assert ("top", task, 0, 2) in cached  # every kept epoch
@@ -2007,7 +2007,7 @@ def test_exact_windows_leave_the_sketches_underived(api, snaps):
         q.warm(s, h.snapshots())
         h.add(s)
     assert [s.sketch.derived for s in epochs] == [False] * EPOCHS
-    cached = set(h._cache.keys())
+    cached = set(h.answers.keys())
     for task in ("src", "flow"):
         assert {("top", task, 2, 2), ("top", task, 0, 2)} <= cached
     assert {("spread", t, 2, 2) for t in ("spread_dst", "fanin_src", "port_scan")} <= cached
@@ -2090,14 +2090,15 @@ def test_grafana_query_api_panels_read_real_answers(api):
 
 def test_api_requests_are_exported_as_metrics(start):
     """The sensor's /metrics counts query API requests by transport, method and
-    code (a token failure too), times unary requests and counts open streams."""
+    code (a token failure too), times unary requests, counts open streams and
+    shows the memory it holds within api.max_memory (kept epochs, cached answers)."""
     from prometheus_client import generate_latest
 
     from netspectra.metrics import SensorCollector, registry_for
 
     a = start(token=TOKEN)
     col = SensorCollector("veth-api0", a.history.layout, 10, 1024)
-    col.serving_api(a.server.stats, a.history.open_streams)
+    col.serving_api(a.server.stats, a.history.open_streams, [("veth-api0", a.history)])
     md = (("authorization", f"Bearer {TOKEN}"),)
     s = a.stub()
     s.TopKeys(pb.TopKeysRequest(task="src"), timeout=TIMEOUT, metadata=md)
@@ -2126,6 +2127,10 @@ def test_api_requests_are_exported_as_metrics(start):
     assert value(dur % "count") == 3
     assert 0 < value(dur % "sum") < 3 * TIMEOUT
     assert value('netspectra_api_streams{interface="veth-api0"}') == 1
+    kept, epoch_bytes, answer_bytes = a.history.memory()
+    assert value('netspectra_api_epochs_kept{interface="veth-api0"}') == kept > 0
+    assert value('netspectra_api_memory_bytes{interface="veth-api0",part="epochs"}') == epoch_bytes > 0
+    assert value('netspectra_api_memory_bytes{interface="veth-api0",part="answers"}') == answer_bytes > 0
 
 
 def test_a_stream_client_that_does_not_read_is_dropped(start, snaps, monkeypatch):

@@ -55,6 +55,8 @@ METRICS = frozenset(
         "netspectra_api_requests_total",
         "netspectra_api_request_duration_seconds_bucket",
         "netspectra_api_streams",
+        "netspectra_api_epochs_kept",
+        "netspectra_api_memory_bytes",
         "netspectra_sink_epochs_delivered_total",
         "netspectra_sink_epochs_dropped_total",
         "netspectra_sink_epochs_failed_total",

@@ -1,5 +1,6 @@
-"""api.max_memory: the epochs kept for queries stay within a byte budget,
-oldest first, and queries say when the range was cut for it."""
+"""api.max_memory: the epochs kept for queries and the answers cached over
+them stay within one byte budget (a quarter for the answers, the rest for the
+epochs, oldest leaving first), and queries say when the range was cut for it."""
 
 from __future__ import annotations
 
@@ -27,15 +28,21 @@ def test_nbytes_counts_the_arrays_of_a_real_snapshot_once():
     assert nbytes([s, s]) == nbytes(s)
 
 
+def budget(epochs: float, one: int) -> int:
+    """A max_bytes whose epochs' share (3/4) holds `epochs` epochs of `one` bytes."""
+    return int(epochs * one * 4 / 3)
+
+
 def test_oldest_epochs_leave_first_to_stay_within_max_bytes():
     epochs = snaps(6)
     one = nbytes(epochs[0])
-    h = History(12, LAY, max_bytes=int(2.5 * one))
+    h = History(12, LAY, max_bytes=budget(2.5, one))
     for s in epochs:
         h.add(s)
     assert [s.seq for s in h.snapshots()] == [4, 5]
     assert h.dropped_for_memory == 4
-    assert 0 < h.kept_bytes <= h.max_bytes
+    assert 0 < h.kept_bytes <= h.epochs_max_bytes == h.max_bytes - h.max_bytes // 4
+    assert h.answers.max_bytes == h.max_bytes // 4
     assert h.completed == 6  # every epoch still counted since start
 
 
@@ -55,7 +62,7 @@ def test_without_a_budget_keep_epochs_alone_bounds():
 
 def test_a_range_query_says_it_was_cut_for_memory():
     epochs = snaps(6)
-    h = History(12, LAY, max_bytes=int(2.5 * nbytes(epochs[0])))
+    h = History(12, LAY, max_bytes=budget(2.5, nbytes(epochs[0])))
     for s in epochs:
         h.add(s)
     r = pb.TimeRange()
@@ -70,3 +77,44 @@ def test_max_memory_in_the_config():
     assert parse_config("").api.max_memory == 1 << 30
     with pytest.raises(ConfigError, match="api.max_memory: 'lots' is not a size"):
         parse_config("api: {max_memory: lots}")
+
+
+def estimated(n: int) -> list:
+    """Epochs with untracked packets: answered from their sketches, which they keep."""
+    rng = np.random.default_rng(11)
+    out = []
+    for i in range(n):
+        keys, lengths = packets(rng, 2000)
+        out.append(epoch(keys, lengths, untracked=rng.random(len(keys)) < 0.2, seq=i, t=T0 + 5 * i))
+    return out
+
+
+def test_kept_epochs_and_cached_answers_stay_within_max_bytes_together():
+    epochs = estimated(8)
+    h = History(12, LAY, max_bytes=budget(4, nbytes(epochs[0])))
+    q = Queries(h, {"interface": "eth0"}, clock=lambda: T0 + 60)
+    peak = 0
+    for s in epochs:
+        h.add(s)
+        for n in range(1, 9):  # every window: each merges sketches and ranks keys, all cached
+            q.TopKeys(pb.TopKeysRequest(task="src", epochs=n))
+            q.TopSpreaders(pb.TopSpreadersRequest(task="scan", epochs=n))
+            q.ListFlows(pb.ListFlowsRequest(epochs=n, page_size=10))
+            kept, epoch_bytes, answer_bytes = h.memory()
+            peak = max(peak, epoch_bytes + answer_bytes)
+            assert epoch_bytes <= h.epochs_max_bytes or kept == 1
+            assert answer_bytes <= h.answers.max_bytes
+    assert 0 < h.answers.bytes and h.dropped_for_memory > 0  # both parts were used, and bounded
+    assert peak <= h.max_bytes
+
+
+def test_a_store_sources_answers_share_the_histories_budget():
+    h = History(12, LAY, max_bytes=64 << 20)
+
+    class Store:  # what Queries asks of a StoreSource here: only its cache
+        cache = None
+
+    src = Store()
+    Queries(h, {"interface": "eth0"}, src)
+    assert src.cache.get(("k",), lambda: np.zeros(1000, np.uint8)).nbytes == 1000
+    assert h.answers.bytes == 1000 and h.answers.keys() == [("store", "k")]

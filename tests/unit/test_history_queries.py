@@ -241,7 +241,7 @@ def test_warm_ranks_the_kept_union_unless_told_not_to(epochs):
         for s in epochs[:3]:
             q.warm(s, h.snapshots())
             h.add(s)
-        return {k[-2:] for k in h._cache.keys() if k[0] == "top"}
+        return {k[-2:] for k in h.answers.keys() if k[0] == "top"}
 
     assert cached_windows(True) == {(0, 0), (1, 1), (2, 2), (0, 1), (0, 2)}
     assert cached_windows(False) == {(0, 0), (1, 1), (2, 2)}

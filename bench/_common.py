@@ -106,3 +106,13 @@ def summary(values: list[float], digits: int = 2) -> dict:
         "max": round(max(values), digits),
         "rounds": [round(v, digits) for v in values],
     }
+
+
+def percentiles(values, keys=("p50", "p99", "max"), digits: int = 2, scale: float = 1.0) -> dict:
+    """The named statistics (pNN, max, mean) of values times scale, rounded;
+    every one None when there are no values."""
+    if len(values) == 0:
+        return dict.fromkeys(keys)
+    a = np.asarray(values, dtype=float) * scale
+    whole = {"max": a.max, "mean": a.mean}
+    return {k: round(float(whole[k]() if k in whole else np.percentile(a, float(k[1:]))), digits) for k in keys}

@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import REPO, emit, log, machine
+from ._common import REPO, emit, log, machine, percentiles
 
 GOAL_P99_MS = 10.0
 SNAPLEN = 96
@@ -463,17 +463,8 @@ class Epochs:
 
 
 def pct(values_s: np.ndarray) -> dict:
-    if len(values_s) == 0:
-        return {"p50": None, "p90": None, "p99": None, "max": None, "mean": None}
-    ms = np.asarray(values_s) * 1e3
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {
-        "p50": round(float(p50), 3),
-        "p90": round(float(p90), 3),
-        "p99": round(float(p99), 3),
-        "max": round(float(ms.max()), 3),
-        "mean": round(float(ms.mean()), 3),
-    }
+    """Seconds in, milliseconds out."""
+    return percentiles(values_s, ("p50", "p90", "p99", "max", "mean"), digits=3, scale=1e3)
 
 
 def describe(rows: np.ndarray, seconds: float, handler: list[tuple], errors: dict, per_round: list) -> dict:

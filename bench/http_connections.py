@@ -30,9 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from ._common import emit, log, machine
+from ._common import emit, log, machine, percentiles
 from .soak import HTTP_PORT, Sensor, Traffic, sensor_config
 
 PATHS = (
@@ -96,17 +94,6 @@ async def _all(clients: int, n: int, timeout: float) -> dict:
     return out
 
 
-def pct(values: list[float]) -> dict:
-    if not values:
-        return {"p50": None, "p99": None, "max": None}
-    a = np.asarray(values)
-    return {
-        "p50": round(float(np.percentile(a, 50)), 2),
-        "p99": round(float(np.percentile(a, 99)), 2),
-        "max": round(float(a.max()), 2),
-    }
-
-
 def measure(v, clients: int, requests: int, timeout: float) -> dict:
     with v.inside_b():  # asyncio's sockets are made in this thread: the sensor's namespace
         out = asyncio.run(_all(clients, requests, timeout))
@@ -117,8 +104,8 @@ def measure(v, clients: int, requests: int, timeout: float) -> dict:
         "timeouts": out["timeouts"],
         "errors": out["errors"],
         "connect_errors": out["connect_errors"],
-        "latency_ms": pct(out["latency_ms"]),
-        "connect_ms": pct(out["connect_ms"]),
+        "latency_ms": percentiles(out["latency_ms"]),
+        "connect_ms": percentiles(out["connect_ms"]),
         "wall_s": round(out["wall_s"], 2),
     }
 

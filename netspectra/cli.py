@@ -85,8 +85,8 @@ def attach(ifaces, config_path, mode, epoch, as_json, metrics_address, api_addre
         if e.compiling:  # LLVM still runs in a worker thread: an interpreter exit could crash under it
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(130)
-        sys.exit(130)
+            os._exit(e.status)
+        sys.exit(e.status)
     except KeyboardInterrupt:  # before the programs load (after, SIGINT stops the sensor's loop)
         click.echo("netspectra: interrupted; nothing attached", err=True)
         sys.exit(130)

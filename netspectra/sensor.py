@@ -41,12 +41,22 @@ class Stopped(Exception):
 
 
 class Interrupted(Exception):
-    """Ctrl-C during start-up, after everything attached so far was detached.
-    `compiling`: a compilation may still run in a worker thread (see compile_program)."""
+    """Ctrl-C (or SIGTERM while compiling) during start-up, after everything
+    attached so far was detached.  `compiling`: a compilation may still run in
+    a worker thread (see compile_program).  `status`: the exit status."""
 
-    def __init__(self, msg: str, compiling: bool = False):
+    def __init__(self, msg: str, compiling: bool = False, status: int = 130):
         super().__init__(msg)
         self.compiling = compiling
+        self.status = status
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM while compiling: a stop request, raised in the main thread."""
+
+
+def _raise_terminated(_signum, _frame) -> None:
+    raise _Terminated
 
 
 def run_dir() -> Path:
@@ -414,8 +424,9 @@ def compile_program(iface: str, build, err=sys.stderr, poll_s: float = 0.1):
     Why a thread: LLVM runs in C and only returns to Python when done, so the
     main thread could not see Ctrl-C until then.  Waiting on the worker in
     short joins lets KeyboardInterrupt through at once; it becomes
-    Interrupted(compiling=True), and the worker (a daemon) is left running:
-    the caller must leave with os._exit(), as a normal interpreter exit would
+    Interrupted(compiling=True), and the worker (a daemon) is left running;
+    SIGTERM does the same (status 0, a stop request).  The caller must
+    leave with os._exit(), as a normal interpreter exit would
     run C++ destructors under the live LLVM thread."""
     print(f"netspectra: compiling the XDP program for {iface} (bcc, a few seconds)...", file=err, flush=True)
     result: dict = {}
@@ -427,12 +438,20 @@ def compile_program(iface: str, build, err=sys.stderr, poll_s: float = 0.1):
             result["error"] = e
 
     worker = threading.Thread(target=run, name=f"netspectra-compile-{iface}", daemon=True)
+    main = threading.current_thread() is threading.main_thread()  # only there can signal handlers be set
+    # SIGTERM (systemctl stop) would otherwise kill the process without a word
+    before = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
     worker.start()
     try:
         while worker.is_alive():
             worker.join(poll_s)
+    except _Terminated:  # a stop request: a clean stop (exit 0), as SIGTERM is once attached
+        raise Interrupted("SIGTERM while compiling; nothing attached", compiling=True, status=0) from None
     except KeyboardInterrupt:
         raise Interrupted("interrupted while compiling; nothing attached", compiling=True) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, before)
     if "error" in result:
         raise result["error"]
     return result["value"]

@@ -22,6 +22,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
+from .logline import say
+
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 10.0
 
@@ -131,7 +133,8 @@ class Queued:
             self._say(f"close failed: {type(e).__name__}: {e}")
 
     def _say(self, text: str) -> None:
-        print(f"netspectra: {self.name}: {text}", file=self.log, flush=True)
+        # never blocks: on_epoch() and the worker (holding the lock on_epoch() takes) say things
+        say(self.log, f"netspectra: {self.name}: {text}")
 
     def _run(self) -> None:
         delay = RETRY_FIRST_S
@@ -201,7 +204,7 @@ class Fanout:
                 what = (id(s), type(e))
                 if what not in self._said:
                     self._said.add(what)
-                    print(f"netspectra: {_name(s)}: {type(e).__name__}: {e}", file=self.log, flush=True)
+                    say(self.log, f"netspectra: {_name(s)}: {type(e).__name__}: {e}")  # in the epoch loop
 
     def queued(self) -> list[Queued]:
         return [s for s in self.sinks if isinstance(s, Queued)]
@@ -211,7 +214,7 @@ class Fanout:
             try:
                 s.close()
             except Exception as e:
-                print(f"netspectra: {_name(s)}: close failed: {type(e).__name__}: {e}", file=self.log, flush=True)
+                say(self.log, f"netspectra: {_name(s)}: close failed: {type(e).__name__}: {e}")
 
 
 def _name(sink) -> str:

@@ -34,6 +34,7 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from ..configkit import fmt_time
+from ..logline import say
 from .engine import Event
 from .rules import NotifierSpec
 
@@ -397,7 +398,7 @@ class Dispatcher:
         with self._lock:
             self.failures[n.name] = self.failures.get(n.name, 0) + batches
         if self._log is not None:
-            print(f"netspectra: notifier {n.name}: {why}", file=self._log, flush=True)
+            say(self._log, f"netspectra: notifier {n.name}: {why}")  # submit() runs in the epoch loop
         if self.on_failure is not None:
             for _ in range(batches):
                 self.on_failure(n.name)

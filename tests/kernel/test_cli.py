@@ -94,7 +94,15 @@ def test_sigterm_reports_last_epoch_and_detaches(veth):
     assert not list(Path(os.environ["NETSPECTRA_RUN_DIR"]).glob("*.json"))
 
 
-def test_ctrl_c_while_compiling_exits_cleanly(veth):
+@pytest.mark.parametrize(
+    "sig, status, line",
+    [
+        (signal.SIGINT, 130, "interrupted while compiling; nothing attached"),
+        (signal.SIGTERM, 0, "SIGTERM while compiling; nothing attached"),  # systemctl stop: a clean stop
+    ],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_ctrl_c_or_sigterm_while_compiling_exits_cleanly(veth, sig, status, line):
     proc = start(veth, "--epoch", "1s")
     deadline = time.monotonic() + 30
     while "compiling the XDP program" not in Path(proc.err.name).read_text():
@@ -102,15 +110,15 @@ def test_ctrl_c_while_compiling_exits_cleanly(veth):
         time.sleep(0.02)
     time.sleep(0.2)  # into LLVM (1-13 s)
     sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = finish(proc, timeout=20)
     took = time.monotonic() - sent
     assert "attached to" not in err, "compiled before the signal: nothing tested"
-    assert proc.returncode == 130, err
+    assert proc.returncode == status, err
     assert "Traceback" not in err
     assert err.splitlines() == [
         f"netspectra: compiling the XDP program for {veth.dev_b} (bcc, a few seconds)...",
-        "netspectra: interrupted while compiling; nothing attached",
+        f"netspectra: {line}",
     ]
     assert took < 10, took  # no wait for LLVM to finish (loose: two shared cores)
     assert xdp_id(veth) == 0

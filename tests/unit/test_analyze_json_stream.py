@@ -6,6 +6,7 @@ itself holds (the whole document took ~1.3 KB more per flow: 1M flows, 1.7 GB)."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -103,3 +104,32 @@ def test_json_fits_in_the_memory_of_the_table_report(tmp_path):
     assert r.stderr == ""
     doc = json.loads(out.read_text())
     assert len(doc["overall"]["flows"]) == n and doc["overall"]["packets"] == n
+
+
+@pytest.fixture
+def tiny_tmpdir(tmp_path):
+    """A 64 KiB tmpfs for $TMPDIR: the per-epoch spool fills it for real."""
+    d = tmp_path / "tmp"
+    d.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "netspectra-test", str(d)], check=True)
+    yield d
+    subprocess.run(["umount", str(d)], check=True)
+
+
+@pytest.mark.root
+def test_a_full_tmpdir_is_one_line(tmp_path, tiny_tmpdir):
+    path = tmp_path / "g.pcap"
+    path.write_bytes(distinct_flows(20_000, gap_us=100))  # 4 epochs of 5,000 flows: megabytes of spool
+    cli = [sys.executable, "-c", "from netspectra.cli import main; main()"]
+    r = subprocess.run(
+        [*cli, "analyze", "--json", "--epoch", "500ms", str(path)],
+        env=dict(os.environ, TMPDIR=str(tiny_tmpdir)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode != 0
+    assert r.stderr.splitlines() == [
+        "Error: cannot spool the per-epoch JSON to a temporary file ($TMPDIR): No space left on device"
+    ], r.stderr

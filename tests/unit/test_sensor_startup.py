@@ -1,9 +1,11 @@
 """Start-up of the sensor without a kernel: the compilation runs in a worker
 thread the main thread waits for, so Ctrl-C is seen at once (the live test is
-tests/kernel/test_cli.py::test_ctrl_c_while_compiling_exits_cleanly)."""
+tests/kernel/test_cli.py::test_ctrl_c_or_sigterm_while_compiling_exits_cleanly)."""
 
 import _thread
 import io
+import os
+import signal
 import threading
 import time
 
@@ -36,5 +38,18 @@ def test_ctrl_c_during_a_compilation_does_not_wait_for_it():
             compile_program("eth7", lambda: release.wait(30), io.StringIO(), poll_s=0.05)
         assert e.value.compiling  # the caller must leave with os._exit: the build still runs
         assert time.monotonic() - t0 < 5
+    finally:
+        release.set()
+
+
+def test_sigterm_during_a_compilation_is_a_clean_stop_and_the_handler_is_restored():
+    release = threading.Event()
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    try:
+        with pytest.raises(Interrupted, match="SIGTERM while compiling; nothing attached") as e:
+            compile_program("eth7", lambda: release.wait(30), io.StringIO(), poll_s=0.05)
+        assert e.value.compiling and e.value.status == 0  # systemctl stop: exit 0, as once attached
+        assert signal.getsignal(signal.SIGTERM) is before
     finally:
         release.set()

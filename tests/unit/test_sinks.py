@@ -4,14 +4,18 @@ is lost is counted."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
+import os
+import threading
 import time
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from netspectra import sinks
+from netspectra import logline, sinks
 from netspectra.sinks import Fanout, FuncSink, Queued, SinkRefused
 from tests.helpers.sinks import FaultySink, InMemorySink
 
@@ -139,4 +143,65 @@ def test_fanout_lists_its_queued_sinks_for_the_metrics():
     q = Queued(InMemorySink(), "view", log=io.StringIO())
     f = Fanout([FuncSink("metrics", lambda s: None), q])
     assert f.queued() == [q]
+    f.close()
+
+
+@pytest.fixture
+def full_pipe():
+    """A real pipe filled to capacity that nobody reads (`attach --json 2>pipe`):
+    its blocking write end as a text stream, and the read end."""
+    r, w = os.pipe()
+    flags = fcntl.fcntl(w, fcntl.F_GETFL)
+    fcntl.fcntl(w, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(w, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    fcntl.fcntl(w, fcntl.F_SETFL, flags)  # blocking again, as stderr is
+    log = os.fdopen(w, "w")
+    yield log, r
+    os.close(r)  # a writer a failing test left blocked gets EPIPE
+    with contextlib.suppress(OSError):
+        log.close()
+
+
+def drain(r) -> bytes:
+    os.set_blocking(r, False)
+    got = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(r, 1 << 16):
+            got += chunk
+    return got
+
+
+def test_warnings_to_an_unread_stderr_pipe_never_hold_the_epoch_loop(full_pipe, monkeypatch):
+    log, r = full_pipe
+    monkeypatch.setattr(logline, "dropped", 0)
+    stuck = FaultySink()
+    stuck.gate.clear()
+    q = Queued(stuck, "stuck", max_epochs=1, log=log)
+
+    def boom(snap):
+        raise RuntimeError("bad sink")
+
+    f = Fanout([FuncSink("boom", boom), q], log=log)
+    done = threading.Event()
+
+    def loop():  # the epoch loop: the full queue and the failing sink both warn
+        for i in range(20):
+            f.on_epoch(epoch(i))
+        done.set()
+
+    threading.Thread(target=loop, daemon=True).start()
+    assert done.wait(2), "the epoch loop blocked writing a warning to stderr"
+    assert q.stats().dropped == 19
+    assert logline.dropped == 2  # "boom: RuntimeError" and "queue full", each said once
+    drain(r)  # the reader comes back: the next line says what was lost
+    assert logline.say(log, "netspectra: next")
+    assert drain(r).decode().splitlines() == [
+        "netspectra: 2 earlier warning lines were dropped (stderr was not writable)",
+        "netspectra: next",
+    ]
+    stuck.gate.set()
     f.close()

@@ -72,6 +72,7 @@ class Sensor:
 
     def __init__(self, v, config: str, epoch: str, workdir: Path):
         self.v = v
+        self.anon_max = 0.0  # MiB
         self.cfg = workdir / f"sensor{time.monotonic_ns()}.yaml"
         self.cfg.write_text(config)
         self.out = open(str(self.cfg) + ".out", "w+")
@@ -131,6 +132,8 @@ class Sensor:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1]) / 1024  # kB -> MiB
+            if line.startswith("RssAnon:"):  # without the kernel maps' and libraries' pages
+                self.anon_max = max(self.anon_max, int(line.split()[1]) / 1024)
         return rss, len(os.listdir(f"/proc/{pid}/fd"))
 
     def stderr(self) -> str:
@@ -382,6 +385,7 @@ def run_soak(
             "after_warmup": round(after[0][1], 1),
             "last": round(samples[-1][1], 1),
             "max": round(max(s[1] for s in samples), 1),
+            "max_anonymous": round(sensor.anon_max, 1),
             "slope_mib_per_min_after_warmup": slope_mib_per_min(samples, warmup_s),
         },
         "fds": {

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from . import malloc
 from .config import Config
 from .sinks import SinkRefused
 from .tasks import layout
@@ -203,6 +204,7 @@ def attach(ifaces, cfg: Config, mode: str, epoch_s: float, as_json: bool, out=sy
         raise SensorError(str(e)) from None
     ncpus = possible_cpus()
     lay = layout(cfg.tasks, ncpus)
+    malloc.keep_large_blocks_mapped()  # epochs' arrays go back to the system when freed
     collectors, _, server = start_metrics(ifaces, cfg, lay)
     taps = [Tap(i, ifindexes[i], c, SensorHistory(cfg, i, lay, err)) for i, c in zip(ifaces, collectors)]
     api = None
@@ -526,6 +528,7 @@ def _attach(taps, cfg, lay, ncpus, mode, epoch_s, as_json, api, out, err) -> Non
     except BaseException:
         _detach_all(taps)
         raise
+    malloc.trim()  # what compiling took (LLVM), about 40 MiB
     if api is not None and len(taps) > 1:  # the merged answers: every interface's
         mem = {k: sum(t.mem.get(k, 0) for t in taps) for k in taps[0].mem}
         api.queries.info.update(kernel_memory=mem, xdp_mode=",".join(sorted({t.mode for t in taps})))

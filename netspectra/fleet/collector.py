@@ -717,6 +717,9 @@ def run_collector(cfg, as_json: bool = False, out=sys.stdout, err=sys.stderr) ->
     SIGTERM, stop cleanly (what was not applied is not acked: it comes again)."""
     import signal
 
+    from .. import malloc
+
+    malloc.keep_large_blocks_mapped()  # merged windows' arrays go back to the system when freed
     c = Collector(cfg, log=err, as_json=as_json, out=out).start()
     stop = threading.Event()
     handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -22,3 +22,23 @@ def test_soak_counts_every_frame_and_fds_stay_flat(veth, tmp_path):
     assert r["queries"]["errors"] == {} and set(r["queries"]["status"]) == {"200"}, r["queries"]
     assert r["alerts_fired"] >= 1 and r["notifications_failed"]["healthy"] == 0, r
     assert r["sensor_exit_code"] == 0, r["sensor_stderr_tail"]
+
+
+def test_query_memory_stays_within_api_max_memory_under_load(veth, tmp_path):
+    """The issue's "326 -> 812 MiB with 30 kept epochs": every epoch estimated
+    (flow_capacity 0: each kept epoch holds ~20 MiB of sketch arrays) and
+    queried over all kept epochs.  What the API holds (kept epochs, indexes,
+    cached answers) stays within api.max_memory, which keeps fewer epochs than
+    asked; the process's anonymous memory stays within that plus the work in
+    flight (the epoch being read, merges being computed): docs/api.md "Resources"."""
+    bound = 128 << 20
+    r = run_soak(
+        veth, tmp_path, duration_s=15, rate=2000, keep_epochs=30, query_threads=2, query_pause=0.05,
+        sample_s=0.5, warmup_s=3, extra_sensor="  flow_capacity: 0\n", max_memory="128MiB",
+    )  # fmt: skip
+    api = r["api_memory_max"]
+    print(f"soak keep 30, max_memory 128MiB: rss {r['rss_mib']}, api {api}")
+    assert r["every_frame_counted"] and r["queries"]["errors"] == {}, r
+    assert 0 < api["both_bytes"] <= bound, api
+    assert 1 < api["epochs_kept"] < 30, api  # the budget, not keep_epochs, bounded them
+    assert r["rss_mib"]["max_anonymous"] <= (bound >> 20) + 256, r["rss_mib"]

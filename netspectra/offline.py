@@ -129,6 +129,7 @@ class JsonReport:
             self.spool.write(", ")
         self.first = False
         jsontext.write(_snapshot_json(snap, self.top, streamed=True), self.spool)
+        self.spool.flush()  # a full $TMPDIR fails here, where the caller says so, not later in finish()
 
     def _epochs(self):
         yield "["

@@ -118,3 +118,11 @@ def test_a_store_sources_answers_share_the_histories_budget():
     Queries(h, {"interface": "eth0"}, src)
     assert src.cache.get(("k",), lambda: np.zeros(1000, np.uint8)).nbytes == 1000
     assert h.answers.bytes == 1000 and h.answers.keys() == [("store", "k")]
+
+
+def test_several_interfaces_share_max_memory_evenly():
+    from netspectra.sensor import _queries
+
+    cfg = parse_config("api: {max_memory: 300MiB}")
+    _, kept = _queries(cfg, LAY, {}, None, share=3)  # two interfaces and their merge
+    assert kept.max_bytes == 100 << 20 and kept.epochs_max_bytes + kept.answers.max_bytes == 100 << 20

@@ -228,14 +228,21 @@ class Traffic:
 
 class Queries:
     """`threads` keep-alive HTTP clients in namespace b, each cycling through
-    top / flows / spreaders over every kept epoch."""
+    top / flows / spreaders over every kept epoch, or (windows="each") over
+    windows of 1, 2, ... keep_epochs epochs in turn: every request a window
+    not cached yet, as a hostile client would ask."""
 
-    def __init__(self, v, keep_epochs: int, threads: int, pause: float):
+    def __init__(self, v, keep_epochs: int, threads: int, pause: float, windows: str = "all"):
         self.v, self.pause = v, pause
+        sizes = range(1, keep_epochs + 1) if windows == "each" else [keep_epochs]
         self.paths = [
-            f"/v1/top?task=src&limit=10&epochs={keep_epochs}",
-            f"/v1/flows?page_size=100&epochs={keep_epochs}",
-            f"/v1/spreaders?task=spread_dst&limit=10&epochs={keep_epochs}",
+            path
+            for n in sizes
+            for path in (
+                f"/v1/top?task=src&limit=10&epochs={n}",
+                f"/v1/flows?page_size=100&epochs={n}",
+                f"/v1/spreaders?task=spread_dst&limit=10&epochs={n}",
+            )
         ]
         self.lat_ms: list[float] = []
         self.status: dict[str, int] = {}
@@ -315,6 +322,7 @@ def run_soak(
     warmup_s: float | None = None,
     extra_sensor: str = "",
     max_memory: str = "",
+    windows: str = "all",
 ) -> dict:
     """One soak on VethPair `v`; returns the figures (see the module doc)."""
     from tests.helpers.peers import Receiver, Trickler
@@ -328,7 +336,7 @@ def run_soak(
     try:
         sensor.wait_ready()
         traffic = Traffic(v, rate).start()
-        queries = Queries(v, keep_epochs, query_threads, query_pause).start()
+        queries = Queries(v, keep_epochs, query_threads, query_pause, windows).start()
         t0 = time.monotonic()
         next_log = 0.0
         while (el := time.monotonic() - t0) < duration_s:
@@ -416,6 +424,10 @@ def main(argv=None) -> None:
     ap.add_argument("--query-pause", type=float, default=0.05, help="pause between a client's requests, s [0.05]")
     ap.add_argument("--sample", type=float, default=2.0, help="RSS/fd sampling interval, s [2]")
     ap.add_argument("--keep30-s", type=float, default=20.0, help="length of each keep_epochs=30 run, 0 = skip [20]")
+    ap.add_argument(
+        "--query-windows", choices=("all", "each"), default="all",
+        help="windows asked: all kept epochs, or each size in turn (uncached) [all]",
+    )  # fmt: skip
     ap.add_argument("--keep30-bound", default="256MiB", help="api.max_memory of the bounded keep-30 run [256MiB]")
     args = ap.parse_args(argv)
     try:
@@ -445,9 +457,12 @@ def main(argv=None) -> None:
                     r = run_soak(
                         v, Path(tmp), args.keep30_s, args.epoch, args.rate, 30, args.query_threads, args.query_pause,
                         1.0, warmup_s=5.0, extra_sensor="  flow_capacity: 0\n", max_memory=bound,
+                        windows=args.query_windows,
                     )  # fmt: skip
                 result["keep_epochs_30"][label] = {
                     "api.max_memory": bound or "1GiB",
+                    "query_threads": args.query_threads,
+                    "query_windows": args.query_windows,
                     "rss_mib": r["rss_mib"],
                     "api_memory_max": r["api_memory_max"],
                     "queries": r["queries"],

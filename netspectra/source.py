@@ -85,7 +85,12 @@ class Cache:
             with self._lock:
                 if key in self._d:
                     return self._d[key][0]
-            value = compute()
+            try:
+                value = compute()
+            except BaseException:
+                with self._lock:
+                    self._inflight.pop(key, None)  # a failing key leaves nothing behind
+                raise
             size = nbytes(value)
             with self._lock:
                 self._inflight.pop(key, None)

@@ -126,3 +126,17 @@ def test_several_interfaces_share_max_memory_evenly():
     cfg = parse_config("api: {max_memory: 300MiB}")
     _, kept = _queries(cfg, LAY, {}, None, share=3)  # two interfaces and their merge
     assert kept.max_bytes == 100 << 20 and kept.epochs_max_bytes + kept.answers.max_bytes == 100 << 20
+
+
+def test_a_failing_computation_leaves_nothing_behind():
+    from netspectra import source
+
+    cache = source.Cache()
+
+    def boom():
+        raise ValueError("bad window")
+
+    with pytest.raises(ValueError):
+        cache.get(("w",), boom)
+    assert cache._inflight == {} and cache.keys() == []
+    assert cache.get(("w",), lambda: 3) == 3

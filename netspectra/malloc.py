@@ -7,8 +7,10 @@ such block freed, up to 32 MiB.  After the first freed sketch, every later
 one comes from the heaps of the threads that ask (the epoch loop, the warm
 thread, each query thread), where freed space is kept, not returned: the
 sensor measured 150 MiB more RSS under query load for it (docs/api.md
-"Resources").  A fixed threshold keeps large arrays on mmap.  An operator's
-MALLOC_MMAP_THRESHOLD_ wins.  Elsewhere than glibc, nothing is done.
+"Resources").  A fixed threshold keeps large arrays on mmap, at the cost of
+page faults when memory is used again (bench/malloc_cost: ~15% more CPU per
+epoch of 100k flows with a derived sketch and a window merged).  An
+operator's MALLOC_MMAP_THRESHOLD_ wins.  Elsewhere than glibc, nothing is done.
 """
 
 from __future__ import annotations

@@ -30,6 +30,17 @@ def emit(result: dict) -> None:
     sys.stdout.flush()
 
 
+def memory_mib(pid: int | str = "self") -> dict[str, float]:
+    """A process's memory from /proc/<pid>/status, in MiB: VmRSS (all it
+    maps: kernel maps and libraries included) and RssAnon (its own heap)."""
+    out = {"VmRSS": 0.0, "RssAnon": 0.0}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in out:
+            out[name] = int(value.split()[0]) / 1024  # kB
+    return out
+
+
 def pin_cpu(cpu: int | None = None) -> int:
     """Pin this process to one CPU (the last allowed one by default):
     BPF_PROG_TEST_RUN runs the program on the calling CPU, so every run of

@@ -25,14 +25,11 @@ from collections import deque
 
 import numpy as np
 
-from ._common import emit, log, machine, pin_cpu
+from ._common import emit, log, machine, memory_mib, pin_cpu
 
 
 def rss_anon_mib() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return memory_mib()["RssAnon"]
 
 
 def child(mode: str, flows: int, epochs: int, keep: int, cpu: int | None) -> dict:

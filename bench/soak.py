@@ -47,7 +47,7 @@ import numpy as np
 
 from netspectra import packets as P
 
-from ._common import emit, log, machine, mix_frames
+from ._common import emit, log, machine, memory_mib, mix_frames
 
 BIN = Path(sys.executable).parent / "netspectra-sensor"
 METRICS_PORT = 9781
@@ -128,13 +128,9 @@ class Sensor:
 
     def rss_fds(self) -> tuple[float, int]:
         pid = self.proc.pid
-        rss = 0.0
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) / 1024  # kB -> MiB
-            if line.startswith("RssAnon:"):  # without the kernel maps' and libraries' pages
-                self.anon_max = max(self.anon_max, int(line.split()[1]) / 1024)
-        return rss, len(os.listdir(f"/proc/{pid}/fd"))
+        mem = memory_mib(pid)
+        self.anon_max = max(self.anon_max, mem["RssAnon"])  # without the kernel maps' and libraries' pages
+        return mem["VmRSS"], len(os.listdir(f"/proc/{pid}/fd"))
 
     def stderr(self) -> str:
         self.err.seek(0)
